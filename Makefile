@@ -1,0 +1,120 @@
+# SparseSkeleton toolkit build.
+#   make            build bin/skel and the library
+#   make test       build and run the cmocka tests
+#   make bench      CPU timings (not a test)
+#   make demo       the main job on a bundled sample, with pictures
+#   make clean
+# System packages are installed through apt when missing (as root on Debian/Ubuntu);
+# elsewhere the missing package names are printed and the build stops.
+
+CC      ?= cc
+ARCH    ?= -march=native
+CFLAGS  ?= -O3 $(ARCH) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Isrc
+LDLIBS  += -fopenmp -lm
+
+DEB_PKGS := libhdf5-dev liblapacke-dev libopenblas-dev libpng-dev libcmocka-dev gnuplot-nox pkg-config
+
+# ---------------------------------------------------------------- dependencies
+# One stamp per checkout: dpkg is asked once, apt only for what is missing.
+DEPS_STAMP := build/.deps
+$(DEPS_STAMP):
+	@mkdir -p build
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "make: installing missing packages:$$missing"; \
+	    (apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+	     (apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null)) || \
+	     { echo "make: apt-get failed for:$$missing"; exit 1; }; \
+	  else \
+	    echo "make: missing system packages:$$missing"; \
+	    echo "make: install them (Debian/Ubuntu: apt-get install$$missing) and run make again"; exit 1; \
+	  fi; \
+	fi
+	@touch $@
+
+deps: $(DEPS_STAMP)
+
+# HDF5 through pkg-config, with the Debian/Ubuntu serial-path fallback. Evaluated lazily so that
+# the flags are read after deps has run.
+HDF5_CFLAGS = $(shell pkg-config --cflags hdf5 2>/dev/null || echo -I/usr/include/hdf5/serial)
+HDF5_LIBS   = $(shell pkg-config --libs hdf5 2>/dev/null || echo -L/usr/lib/$$(gcc -print-multiarch)/hdf5/serial -lhdf5_serial)
+BLAS_LIBS   = -llapacke -lopenblas
+PNG_LIBS    = $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng)
+
+ALL_CFLAGS = $(CFLAGS) $(HDF5_CFLAGS)
+ALL_LIBS   = $(HDF5_LIBS) $(BLAS_LIBS) $(PNG_LIBS) $(LDLIBS)
+
+# ---------------------------------------------------------------- CUDA (optional)
+NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_SRC := $(wildcard cuda/*.cu)
+CUDA_OBJ := $(CUDA_SRC:cuda/%.cu=build/cuda/%.o)
+NVCCFLAGS ?= -O3 -arch=sm_90 -std=c++17 -Isrc
+
+# Fragments for optional parts (model download, corpus) live in mk/.
+-include $(wildcard mk/*.mk)
+
+# ---------------------------------------------------------------- library and tools
+LIB_SRC := $(wildcard src/*.c)
+LIB_OBJ := $(LIB_SRC:src/%.c=build/src/%.o)
+LIB     := build/libskel.a
+TOOLS   := bin/skel
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
+
+.PHONY: all deps test bench demo clean cuda
+all: $(TOOLS) cuda
+
+cuda: $(DEPS_STAMP)
+ifneq ($(NVCC),)
+	@echo "make: nvcc found at $(NVCC); compiling $(words $(CUDA_SRC)) CUDA file(s)"
+	@$(MAKE) --no-print-directory $(CUDA_OBJ) NVCC=$(NVCC)
+else
+	@echo "make: nvcc not found; skipping CUDA sources"
+endif
+
+build/cuda/%.o: cuda/%.cu $(wildcard cuda/*.h src/*.h)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) $(HDF5_CFLAGS) -c $< -o $@
+
+build/src/%.o: src/%.c $(wildcard src/*.h) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+bin/skel: tools/skel.c $(wildcard tools/*.c tools/*.h) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Itools $(filter-out tools/skel.c,$(wildcard tools/*.c)) tools/skel.c $(LIB) $(ALL_LIBS) -o $@
+
+build/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Itests $< $(LIB) $(ALL_LIBS) -lcmocka -o $@
+
+# Each test program runs in its own process; all must pass. SKEL is the built tool, for
+# tests that run the command line.
+test: $(TEST_BIN) $(TOOLS)
+	@fail=0; for t in $(TEST_BIN); do \
+	  echo "== $$t"; SKEL=$(CURDIR)/bin/skel $$t || fail=1; \
+	done; exit $$fail
+
+bench: $(TOOLS) build/bench
+	./build/bench
+
+build/bench: tools/bench.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $< $(LIB) $(ALL_LIBS) -o $@
+
+demo: $(TOOLS)
+	@mkdir -p out
+	./bin/skel synth -o out/demo-synth.h5 --tokens 16384 --layers 2 --q-heads 4 --kv-heads 1 --dim 128 --seed 1
+	./bin/skel analyze out/demo-synth.h5 -o out/demo-results.h5
+	@column -s, -t out/demo-results.csv 2>/dev/null || cat out/demo-results.csv
+
+clean:
+	rm -rf build bin out
