@@ -7,6 +7,8 @@
 # System packages are installed through apt when missing (as root on Debian/Ubuntu);
 # elsewhere the missing package names are printed and the build stops.
 
+.DEFAULT_GOAL := all
+
 CC      ?= cc
 ARCH    ?= -march=native
 CFLAGS  ?= -O3 $(ARCH) -g
@@ -98,7 +100,8 @@ build/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 
 # Each test program runs in its own process; all must pass. SKEL is the built tool, for
 # tests that run the command line.
-test: $(TEST_BIN) $(TOOLS)
+# mk/*.mk fragments may add prerequisites (e.g. fetching the real model when it can be had).
+test: $(TEST_BIN) $(TOOLS) $(TEST_PREREQS)
 	@fail=0; for t in $(TEST_BIN); do \
 	  echo "== $$t"; SKEL=$(CURDIR)/bin/skel $$t || fail=1; \
 	done; exit $$fail
