@@ -84,6 +84,9 @@ typedef struct {
     char files[12][1100];
 } render_summary;
 
+// Creates dir and its missing parents; one-line error naming dir when it cannot.
+int render_mkdir_p(const char *dir, skel_err *e);
+
 // Writes a.png .. f.png (g.png when the file holds vs_mask), overlay.png and montage.png into
 // dir, creating dir if needed.
 int render_head(const results_file *R, const results_head *H, const render_opts *o, const char *dir,

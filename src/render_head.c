@@ -6,8 +6,7 @@
 
 #include "render.h"
 
-// Creates dir and its missing parents.
-static int mkdir_p(const char *dir, skel_err *e) {
+int render_mkdir_p(const char *dir, skel_err *e) {
     char p[1024];
     if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return skel_fail(e, "%s: path too long", dir);
     for (char *c = p + 1;; c++) {
@@ -135,7 +134,7 @@ int render_head(const results_file *R, const results_head *H, const render_opts 
     memset(sum, 0, sizeof *sum);
     if (o->size < 16 || o->size > 16384) return skel_fail(e, "--size %d: must be in [16, 16384]", o->size);
     if (o->has_range && !(o->hi > o->lo)) return skel_fail(e, "--range %g:%g: LO must be below HI", o->lo, o->hi);
-    if (mkdir_p(dir, e)) return -1;
+    if (render_mkdir_p(dir, e)) return -1;
     const int S = o->size, T = o->thumb;
     const int64_t N = H->N;
     const int nb = H->nb, B = R->block;
