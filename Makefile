@@ -12,6 +12,7 @@
 CC      ?= cc
 ARCH    ?= -march=native
 CFLAGS  ?= -O3 $(ARCH) -g
+CFLAGS  += -fno-trapping-math -mprefer-vector-width=512
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Isrc
 LDLIBS  += -fopenmp -lm
 
