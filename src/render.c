@@ -1,5 +1,7 @@
 #include "render.h"
 
+#include "mask.h"
+
 #include <errno.h>
 #include <math.h>
 #include <string.h>
@@ -21,16 +23,6 @@ static inline void cell_range(int a, int S, int64_t n, int64_t *lo, int64_t *hi)
     *lo = (int64_t)a * n / S;
     *hi = (int64_t)(a + 1) * n / S;
     if (*hi <= *lo) *hi = *lo + 1;
-}
-
-// Causal pairs (j <= i) in rows [r0, r1) x columns [c0, c1): sum_i clamp(i + 1 - c0, 0, c1 - c0).
-static double causal_pairs(int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    double n = 0;
-    int64_t a = r0 > c0 ? r0 : c0, b = r1 < c1 - 1 ? r1 : c1 - 1;  // rows with a partial count
-    if (b > a) n += (double)(b - a) * (double)(a + b + 1 - 2 * c0) / 2.0;
-    int64_t f = r0 > c1 - 1 ? r0 : c1 - 1;  // rows with the full count
-    if (r1 > f) n += (double)(r1 - f) * (double)(c1 - c0);
-    return n;
 }
 
 // ---------------------------------------------------------------------------- range queries
@@ -124,7 +116,7 @@ void render_grid_exact(const results_head *H, int S, render_pool pool, float *ou
                         int64_t cr0, cr1, cc0, cc1;
                         cell_range((int)pa, P, N, &cr0, &cr1);
                         cell_range((int)pb, P, N, &cc0, &cc1);
-                        double w = causal_pairs(cr0, cr1, cc0, cc1);
+                        double w = (double)causal_pairs(cr0, cr1, cc0, cc1);
                         sum += w * x;
                         wsum += w;
                     } else if (x > best)
@@ -195,7 +187,7 @@ static double pooled_vec(vec_kind kind, const range_max *rm, const lin_prefix *l
         }
         total += lin_sum(lp, p, q, a, b);
     }
-    double n = causal_pairs(r0, r1, c0, c1);
+    double n = (double)causal_pairs(r0, r1, c0, c1);
     return total > 0 ? log(total / n) + lp->shift : -INFINITY;
 }
 
@@ -306,47 +298,6 @@ void render_color_grid(const float *grid, int S, colormap_id cmap, double lo, do
 }
 
 // ---------------------------------------------------------------------------- masks
-double render_mask_recall(const float *W, const uint8_t *mask, int64_t N, int nb) {
-    double r = 0;
-    for (int I = 0; I < nb; I++)
-        for (int J = 0; J <= I; J++)
-            if (mask[(size_t)I * nb + J]) r += W[(size_t)I * nb + J];
-    return r / (double)N;
-}
-
-double render_mask_density(const uint8_t *mask, int nb) {
-    double kept = 0;
-    for (int I = 0; I < nb; I++)
-        for (int J = 0; J <= I; J++) kept += mask[(size_t)I * nb + J] != 0;
-    return kept / ((double)nb * (nb + 1) / 2.0);
-}
-
-static const float *sort_W;
-static int cmp_block_desc(const void *a, const void *b) {
-    float x = sort_W[*(const int *)a], y = sort_W[*(const int *)b];
-    return (x < y) - (x > y);
-}
-
-void render_oracle_mask(const float *W, int64_t N, int B, int nb, double r, uint8_t *out) {
-    memset(out, 0, (size_t)nb * nb);
-    int *order = xmalloc((size_t)nb * sizeof(int));
-    for (int I = 0; I < nb; I++) {
-        const float *row = W + (size_t)I * nb;
-        for (int J = 0; J <= I; J++) order[J] = J;
-        sort_W = row;
-        qsort(order, (size_t)I + 1, sizeof(int), cmp_block_desc);
-        int64_t rows = (int64_t)(I + 1) * B < N ? B : N - (int64_t)I * B;
-        // The mask's recall comes out of float sums; a relative slack of 1e-6 keeps the oracle
-        // from taking one more block for the rounding alone.
-        double target = r * (double)rows * (1 - 1e-6), acc = 0;
-        for (int k = 0; k <= I && acc < target; k++) {
-            out[(size_t)I * nb + order[k]] = 1;
-            acc += row[order[k]];
-        }
-    }
-    free(order);
-}
-
 // Block index under the centre of pixel a.
 static inline int pixel_block(int a, int S, int64_t N, int B) {
     return (int)(((2 * (int64_t)a + 1) * N / (2 * (int64_t)S)) / B);

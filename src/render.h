@@ -61,14 +61,7 @@ void render_auto_range(const float *grid, int S, double *lo, double *hi);
 // Colours a grid into an S x S image with the colour range [lo, hi] (log10).
 void render_color_grid(const float *grid, int S, colormap_id cmap, double lo, double hi, image *im);
 
-// Block masks. W (nb, nb) block mass, mask (nb, nb), B block size.
-// recall = sum of kept causal W / N (the mean fraction of a row's mass the mask keeps).
-double render_mask_recall(const float *W, const uint8_t *mask, int64_t N, int nb);
-// density = kept causal blocks / causal blocks.
-double render_mask_density(const uint8_t *mask, int nb);
-// The oracle at recall r: per row block I, the fewest blocks, largest mass first, whose mass
-// reaches r times the rows in I. out (nb, nb).
-void render_oracle_mask(const float *W, int64_t N, int B, int nb, double r, uint8_t *out);
+// Block masks (nb, nb); recall, density and the oracle come from mask.h.
 // Draws a block mask into an S x S image (kept / dropped / blank).
 void render_mask_image(const uint8_t *mask, int64_t N, int B, int nb, int S, image *im);
 // The overlay of mask against needed (the oracle): four classes of causal block.

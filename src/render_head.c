@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "mask.h"
 #include "render.h"
 
 int render_mkdir_p(const char *dir, skel_err *e) {
@@ -187,10 +188,13 @@ int render_head(const results_file *R, const results_head *H, const render_opts 
     sum->hi = hi[0];
 
     // Masks: (f) the skeleton, (g) vertical-slash when present, and the overlay against the oracle.
-    sum->density = render_mask_density(H->mask, nb);
-    sum->recall = render_mask_recall(H->block_mass, H->mask, N, nb);
-    render_oracle_mask(H->block_mass, N, B, nb, sum->recall, oracle);
-    sum->oracle_density = render_mask_density(oracle, nb);
+    mask_metrics mm, om;
+    mask_evaluate(H->mask, H->block_mass, N, B, &mm);
+    sum->density = mm.density;
+    sum->recall = mm.recall;
+    mask_oracle(oracle, H->block_mass, N, B, sum->recall);
+    mask_evaluate(oracle, H->block_mass, N, B, &om);
+    sum->oracle_density = om.density;
     render_mask_image(H->mask, N, B, nb, S, &im);
     if (write_png(sum, &im, dir, "f.png", e)) goto done;
     image_free(&im);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mask.h"
 #include "render.h"
 #include "results.h"
 
@@ -208,12 +209,15 @@ static int fixture_head(hid_t file, const fixture_opts *o, int layer, int head, 
     rep->block_sparsity = blk_small / ((double)nb * (nb + 1) / 2);
     rep->predicted_sparsity = rep->threshold_sparsity * (1 - 0.05 * (head + 1));
     rep->predicted_block_sparsity = rep->block_sparsity * (1 - 0.03 * (layer + 1));
-    rep->mask_density = render_mask_density(mask, nb);
-    rep->mask_recall = render_mask_recall(Wf, mask, N, nb);
-    rep->min_rowblock_recall = rep->mask_recall * 0.9;
+    mask_metrics mm, om;
+    mask_evaluate(mask, Wf, N, B, &mm);
+    rep->mask_density = mm.density;
+    rep->mask_recall = mm.recall;
+    rep->min_rowblock_recall = mm.min_rowblock_recall;
     uint8_t *orc = calloc((size_t)nb * nb, 1);
-    render_oracle_mask(Wf, N, B, nb, rep->mask_recall, orc);
-    rep->oracle_density_at_same_recall = render_mask_density(orc, nb);
+    mask_oracle(orc, Wf, N, B, rep->mask_recall);
+    mask_evaluate(orc, Wf, N, B, &om);
+    rep->oracle_density_at_same_recall = om.density;
     free(orc);
     rep->fit_r2 = 1.0;
     rep->fit_rmse = 0.0;

@@ -336,7 +336,9 @@ static void test_fig_mask_fraction(void **state) {
             if (rgb_eq(c, RENDER_KEPT)) kept++;
             else if (!rgb_eq(c, RENDER_DROPPED)) fail_msg("f.png: pixel (%d,%d) neither kept nor dropped", a, b);
         }
-    double density = render_mask_density(F.H.mask, F.H.nb);
+    mask_metrics mm;
+    mask_evaluate(F.H.mask, F.H.block_mass, F.H.N, F.fo.block, &mm);
+    double density = mm.density;
     if (!(fabs(kept / causal - density) <= 1.0 / causal))
         fail_msg("kept fraction %.6f vs mask density %.6f", kept / causal, density);
     image_free(&im);
@@ -347,10 +349,12 @@ static void test_fig_overlay_classes(void **state) {
     image im;
     load("overlay.png", &im);
     int nb = F.H.nb, q = F.S / nb;
-    double r = render_mask_recall(F.H.block_mass, F.H.mask, F.H.N, nb);
+    mask_metrics mm;
+    mask_evaluate(F.H.mask, F.H.block_mass, F.H.N, F.fo.block, &mm);
+    double r = mm.recall;
     assert_true(r > 0.5 && r <= 1.0 + 1e-6);
     uint8_t *need = malloc((size_t)nb * nb);
-    render_oracle_mask(F.H.block_mass, F.H.N, F.fo.block, nb, r, need);
+    mask_oracle(need, F.H.block_mass, F.H.N, F.fo.block, r);
     // Oracle recall reaches r in every row block.
     for (int I = 0; I < nb; I++) {
         double acc = 0;
