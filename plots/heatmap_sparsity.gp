@@ -7,7 +7,11 @@ set ylabel 'layer'
 set cblabel 'exact sparsity (%)'
 set cbrange [*:*]
 set title sprintf('exact sparsity per head, %s, N = %d', model, n_tokens)
-set xrange [-0.5:*]
-set yrange [-0.5:*]
 unset grid
+# Integer ticks only, thinned when there are many heads or layers.
+stats 'heatmap.dat' u 1:2 nooutput
+set ytics 0, (STATS_max_x > 31 ? 4 : 1) out nomirror
+set xtics 0, (STATS_max_y > 31 ? 4 : 1) out nomirror
+set xrange [-0.5:STATS_max_y + 0.5]
+set yrange [-0.5:STATS_max_x + 0.5]
 plot 'heatmap.dat' u 2:1:3 w image t ''
