@@ -5,4 +5,6 @@
 int cmd_synth(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
+int cmd_render(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 #endif

@@ -13,6 +13,8 @@ static const struct {
     {"synth", cmd_synth, "write a synthetic dump with planted structure"},
     {"info", cmd_info, "print a dump's metadata, layers and heads"},
     {"analyze", cmd_analyze, "exact statistics, decomposition, mask and report per head"},
+    {"render", cmd_render, "one head's attention pictures (Fig. 1 panels, overlay, montage) as PNG"},
+    {"plot", cmd_plot, "charts over heads through gnuplot (Fig. 2-4, scatter, heat map, recall)"},
 };
 
 static void usage(FILE *f) {
