@@ -13,6 +13,10 @@ static const struct {
     {"synth", cmd_synth, "write a synthetic dump with planted structure"},
     {"info", cmd_info, "print a dump's metadata, layers and heads"},
     {"analyze", cmd_analyze, "exact statistics, decomposition, mask and report per head"},
+    {"dump", cmd_dump, "run a GGUF model on a text and write its q/k/v per layer"},
+    {"perplexity", cmd_perplexity, "perplexity of a GGUF model on a text"},
+    {"generate", cmd_generate, "greedy continuation of a prompt by a GGUF model"},
+    {"corpus", cmd_corpus, "convert R .rdb text data (janeaustenr, tokenizers) into plain .txt"},
 };
 
 static void usage(FILE *f) {
