@@ -161,10 +161,13 @@ static int load_input(const model *M, const char *text_path, const char *tok_pat
         return -1;
     }
     const char *src = text_path ? text_path : tok_path;
-    if (have == 0) return free(*tok), skel_fail(e, "%s: no tokens", src);
-    if (n > 0 && have < n)
-        return free(*tok), skel_fail(e, "%s: the text has only %lld tokens, fewer than --n-tokens %lld", src,
-                                     (long long)have, (long long)n);
+    if (have == 0 || (n > 0 && have < n)) {
+        free(*tok);
+        *tok = NULL;
+        if (have == 0) return skel_fail(e, "%s: no tokens", src);
+        return skel_fail(e, "%s: the text has only %lld tokens, fewer than --n-tokens %lld", src, (long long)have,
+                         (long long)n);
+    }
     *ntok = n > 0 ? n : have;
     return 0;
 }
