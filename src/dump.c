@@ -303,7 +303,8 @@ int dump_read_head(const dump *D, int layer, char which, int head, float *out, s
     if (H5Tget_size(ft) == 2) {
         // Read the raw halves and widen them ourselves: HDF5's soft f16 conversion is slow.
         uint16_t *raw = xmalloc(n * sizeof(uint16_t));
-        hid_t mt = H5Tget_native_type(ft, H5T_DIR_ASCEND);
+        hid_t mt = H5Tcopy(ft);  // the file's own half type, in host (little-endian) order
+        H5Tset_order(mt, H5T_ORDER_LE);
         if (H5Dread(ds, mt, ms, fs, H5P_DEFAULT, raw) < 0)
             rc = skel_fail(e, "%s: %s: cannot read head %d (truncated or corrupt file?)", D->path, name, head);
         else
@@ -357,6 +358,25 @@ static int put_1d(hid_t file, const char *name, hid_t ft, hid_t mt, int64_t n, c
     if (d >= 0) H5Dclose(d);
     H5Sclose(sp);
     return rc;
+}
+
+// Float to IEEE half, round to nearest even, with overflow to Inf and gradual underflow. Done here
+// rather than by HDF5: its 1.10 soft conversion drops the exponent carry when the mantissa rounds
+// up (0.49999 becomes 0.25).
+static inline uint16_t float_to_half(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffff;
+    if (ax >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000 ? 0x200 : 0));  // Inf, NaN
+    if (ax >= 0x477ff000) return (uint16_t)(sign | 0x7c00);  // rounds past 65504
+    if (ax < 0x38800000) {  // subnormal half (or zero): scale into the integer mantissa, round
+        float a;
+        memcpy(&a, &ax, 4);
+        return (uint16_t)(sign | (uint32_t)__builtin_nearbyintf(a * 16777216.0f));  // a / 2^-24
+    }
+    uint32_t h = ((ax - 0x38000000) >> 13), rest = ax & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;  // a carry into the exponent is correct
+    return (uint16_t)(sign | h);
 }
 
 // IEEE binary16, little endian, as h5py writes numpy float16.
@@ -437,7 +457,14 @@ int dump_writer_put(dump_writer *W, int layer, char which, const float *data, sk
     int rc = 0;
     if (ds < 0)
         rc = skel_fail(e, "%s: %s: cannot create dataset", W->path, name);
-    else if (H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    else if (W->f16) {
+        size_t n = (size_t)H * N * d;
+        uint16_t *half = xmalloc(n * sizeof(uint16_t));
+        for (size_t i = 0; i < n; i++) half[i] = float_to_half(data[i]);
+        if (H5Dwrite(ds, ft, H5S_ALL, H5S_ALL, H5P_DEFAULT, half) < 0)
+            rc = skel_fail(e, "%s: %s: cannot write (disk full?)", W->path, name);
+        free(half);
+    } else if (H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         rc = skel_fail(e, "%s: %s: cannot write (disk full?)", W->path, name);
     if (ds >= 0) H5Dclose(ds);
     H5Tclose(ft);

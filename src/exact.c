@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fastmath.h"
+#include "mask.h"
 
 #undef I  // <complex.h>, pulled in by OpenBLAS's cblas.h
 
@@ -38,8 +39,6 @@ void exact_stats_free(exact_stats *st) {
     memset(st, 0, sizeof *st);
 }
 
-// Number of causal pairs (j <= i) with i in [r0, r1) and j in [c0, c1).
-int64_t causal_pairs(int64_t r0, int64_t r1, int64_t c0, int64_t c1);
 static int64_t tri_F(int64_t x, int64_t w) {  // sum_{t<=x} clamp(t, 0, w)
     if (x <= 0) return 0;
     if (x <= w) return x * (x + 1) / 2;

@@ -23,7 +23,12 @@
 
 #include <stdint.h>
 
+#include <hdf5.h>
+
 #include "common.h"
+#include "decomp.h"
+#include "dump.h"
+#include "exact.h"
 
 #define RESULTS_VERSION 1
 
@@ -42,5 +47,29 @@ typedef struct {
 // The CSV header line (no newline) and one formatted row, in the column order above.
 extern const char *const REPORT_CSV_HEADER;
 void report_csv_row(FILE *f, const head_report *r);
+
+// How a results file was made: stored as root attributes.
+typedef struct {
+    int block, sink, local, samples, image_size;
+    double eps, budget, ridge;
+    uint64_t seed;
+    const char *device;  // "cpu" or "gpu"
+} results_params;
+
+// Writes <path>.tmp-<pid> (and the CSV beside it, <path without .h5>.csv) and renames both into
+// place in results_finish, so a failed run never replaces a good result.
+typedef struct {
+    char path[1024], tmp_path[1100], csv_path[1024], csv_tmp[1100];
+    hid_t file;
+    head_report *rows;  // (nrows) the report so far
+    int nrows, cap;
+} results_writer;
+
+int results_create(results_writer *R, const char *path, const dump *D, const results_params *p, skel_err *e);
+// One head's arrays and report (mask (nb, nb), 1 = kept).
+int results_put_head(results_writer *R, const exact_stats *st, const decomp *dc, const uint8_t *mask,
+                     const head_report *rep, skel_err *e);
+int results_finish(results_writer *R, skel_err *e);
+void results_abort(results_writer *R);
 
 #endif

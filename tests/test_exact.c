@@ -3,9 +3,8 @@
 #include <string.h>
 
 #include "exact.h"
+#include "mask.h"
 #include "testutil.h"
-
-int64_t causal_pairs(int64_t r0, int64_t r1, int64_t c0, int64_t c1);
 
 // Tolerances. The fast path computes z in float32 (sgemm, d <= 128 terms of size ~1, so |dz| ~
 // 1e-6) and exp with a 2e-7 relative error: A_ij agrees to ~1e-5 relative.
@@ -14,57 +13,6 @@ int64_t causal_pairs(int64_t r0, int64_t r1, int64_t c0, int64_t c1);
 #define MASS_RTOL 1e-4      // block sums of up to B*B float terms
 #define MASS_ATOL 1e-7
 #define SPARSITY_EXACT_PP 0.002  // SPEC: the histogram method within 0.2 percentage points
-
-typedef struct {
-    int64_t N;
-    int d;
-    float *q, *k;
-    double *A;  // (N, N) reference attention, 0 above the diagonal
-    double *z;  // (N, N)
-    double *lse;
-} ref_head;
-
-// A head with structure: a few sink keys, a vertical key, and queries that vary in scale, so rows
-// range from flat to very peaked.
-static void make_head(ref_head *h, int64_t N, int d, uint64_t seed) {
-    trng r = {seed * 2654435761u + 1};
-    h->N = N, h->d = d;
-    h->q = malloc(sizeof(float) * N * d);
-    h->k = malloc(sizeof(float) * N * d);
-    float *dir = malloc(sizeof(float) * d);
-    for (int x = 0; x < d; x++) dir[x] = (float)trng_normal(&r) / sqrtf((float)d);
-    for (int64_t i = 0; i < N; i++) {
-        double scale = 0.3 + 1.2 * trng_uniform(&r);
-        for (int x = 0; x < d; x++) {
-            h->q[i * d + x] = (float)(scale * (trng_normal(&r) + dir[x] * sqrt((double)d)));
-            h->k[i * d + x] = (float)trng_normal(&r) * 0.6f;
-        }
-    }
-    for (int64_t j = 0; j < N; j += N / 5 + 7)  // sinks and verticals: keys along dir
-        for (int x = 0; x < d; x++) h->k[j * d + x] += 12.f * dir[x];  // z about 12 x the query scale
-    free(dir);
-    double c = 1 / sqrt((double)d);
-    h->A = calloc((size_t)(N * N), sizeof(double));
-    h->z = calloc((size_t)(N * N), sizeof(double));
-    h->lse = malloc(sizeof(double) * N);
-    for (int64_t i = 0; i < N; i++) {
-        double mx = -INFINITY;
-        for (int64_t j = 0; j <= i; j++) {
-            double s = 0;
-            for (int x = 0; x < d; x++) s += (double)h->q[i * d + x] * h->k[j * d + x];
-            h->z[i * N + j] = c * s;
-            if (c * s > mx) mx = c * s;
-        }
-        double l = 0;
-        for (int64_t j = 0; j <= i; j++) l += exp(h->z[i * N + j] - mx);
-        h->lse[i] = mx + log(l);
-        for (int64_t j = 0; j <= i; j++) h->A[i * N + j] = exp(h->z[i * N + j] - h->lse[i]);
-    }
-}
-
-static void free_head(ref_head *h) {
-    free(h->q), free(h->k), free(h->A), free(h->z), free(h->lse);
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

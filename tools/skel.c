@@ -13,6 +13,8 @@ static const struct {
     {"synth", cmd_synth, "write a synthetic dump with planted structure"},
     {"info", cmd_info, "print a dump's metadata, layers and heads"},
     {"analyze", cmd_analyze, "exact statistics, decomposition, mask and report per head"},
+    {"render", cmd_render, "one head's attention pictures (Fig. 1 panels, overlay, montage) as PNG"},
+    {"plot", cmd_plot, "charts over heads through gnuplot (Fig. 2-4, scatter, heat map, recall)"},
     {"dump", cmd_dump, "run a GGUF model on a text and write its q/k/v per layer"},
     {"perplexity", cmd_perplexity, "perplexity of a GGUF model on a text"},
     {"generate", cmd_generate, "greedy continuation of a prompt by a GGUF model"},

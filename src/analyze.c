@@ -1,0 +1,165 @@
+// analyze.c: see analyze.h.
+#include "analyze.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "decomp.h"
+#include "dump.h"
+#include "exact.h"
+#include "mask.h"
+#include "results.h"
+
+void analyze_opts_default(analyze_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->block = 64;
+    o->sink = 64;
+    o->local = 64;
+    o->eps = 0.8;
+    o->ridge = 1e-3;
+    o->seed = 1;
+    o->image_size = 1024;
+}
+
+int analyze_check_opts(const analyze_opts *o, skel_err *e) {
+    if (o->block < 16 || o->block > 256 || (o->block & (o->block - 1)))
+        return skel_fail(e, "--block %d: must be a power of two in [16, 256]", o->block);
+    if (!(o->eps > 0 && o->eps <= 1)) return skel_fail(e, "--eps %g: must be in (0, 1]", o->eps);
+    if (!(o->budget >= 0 && o->budget <= 1)) return skel_fail(e, "--budget %g: must be in (0, 1]", o->budget);
+    if (o->sink < 0 || o->local < 1) return skel_fail(e, "--sink %d / --local %d: need sink >= 0 and local >= 1", o->sink, o->local);
+    if (o->samples < 0) return skel_fail(e, "--samples %d: must be positive", o->samples);
+    if (o->image_size < 16 || o->image_size > 8192) return skel_fail(e, "--image %d: must be in [16, 8192]", o->image_size);
+    if (o->threads < 0) return skel_fail(e, "--threads %d: must be positive", o->threads);
+    if (!(o->ridge > 0)) return skel_fail(e, "--ridge %g: must be positive", o->ridge);
+    return 0;
+}
+
+static void fmt_time(char *buf, size_t n, double s) {
+    int t = (int)(s + 0.5);
+    snprintf(buf, n, "%02d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+}
+
+int analyze_run(const char *dump_path, const char *out_path, const analyze_opts *o, skel_err *e) {
+    if (analyze_check_opts(o, e)) return -1;
+    if (o->threads > 0) omp_set_num_threads(o->threads);
+    dump D;
+    if (dump_open(&D, dump_path, e)) return -1;
+    const dump_meta *m = &D.meta;
+    const int64_t N = m->n_tokens;
+    const int d = m->head_dim, group = m->n_q_heads / m->n_kv_heads;
+    if (N < (int64_t)o->sink + o->local + 2) {
+        skel_fail(e, "%s: n_tokens = %lld is too small for --sink %d + --local %d (needs at least %d)", dump_path,
+                  (long long)N, o->sink, o->local, o->sink + o->local + 2);
+        goto fail_dump;
+    }
+    // selections
+    int nl = o->layers ? o->n_layers : D.n_present, nh = o->heads ? o->n_heads : m->n_q_heads;
+    for (int a = 0; a < nl; a++) {
+        int L = o->layers ? o->layers[a] : D.present[a];
+        if (!dump_has_layer(&D, L)) {
+            skel_fail(e, "%s: /layers/%d: layer not present in the dump", dump_path, L);
+            goto fail_dump;
+        }
+    }
+    for (int b = 0; b < nh; b++) {
+        int h = o->heads ? o->heads[b] : b;
+        if (h < 0 || h >= m->n_q_heads) {
+            skel_fail(e, "%s: head %d not present (the dump has %d query heads)", dump_path, h, m->n_q_heads);
+            goto fail_dump;
+        }
+    }
+
+    results_params rp = {.block = o->block, .sink = o->sink, .local = o->local, .samples = o->samples ? o->samples : 80 * d,
+                         .image_size = o->image_size, .eps = o->eps, .budget = o->budget, .ridge = o->ridge,
+                         .seed = o->seed, .device = "cpu"};
+    results_writer R;
+    if (results_create(&R, out_path, &D, &rp, e)) goto fail_dump;
+
+    float *q = xmalloc(sizeof(float) * N * d), *k = xmalloc(sizeof(float) * N * d);
+    const int64_t nb = (N + o->block - 1) / o->block;
+    uint8_t *mask = xmalloc((size_t)(nb * nb)), *oracle = xmalloc((size_t)(nb * nb));
+    const int progress = !o->quiet && isatty(2);
+    const int total = nl * nh;
+    const double t_start = skel_now();
+    int done = 0;
+    for (int a = 0; a < nl; a++) {
+        int L = o->layers ? o->layers[a] : D.present[a];
+        int loaded_kv = -1;
+        for (int b = 0; b < nh; b++) {
+            int h = o->heads ? o->heads[b] : b, kvh = h / group;
+            if (progress) {
+                char el[16], eta[16];
+                double t = skel_now() - t_start;
+                fmt_time(el, sizeof el, t);
+                fmt_time(eta, sizeof eta, done ? t / done * (total - done) : 0);
+                fprintf(stderr, "\r[%d/%d] layer %d head %d  elapsed %s  ETA %s   ", done + 1, total, L, h, el,
+                        done ? eta : "--:--:--");
+            }
+            if (dump_read_head(&D, L, 'q', h, q, e)) goto fail_all;
+            if (kvh != loaded_kv) {  // GQA: a key head serves `group` query heads
+                if (dump_read_head(&D, L, 'k', kvh, k, e)) goto fail_all;
+                loaded_kv = kvh;
+            }
+            head_report rep = {.layer = L, .head = h, .kv_head = kvh, .n_tokens = N, .output_rel_error = NAN};
+            double t0 = skel_now();
+            exact_stats st;
+            exact_stats_init(&st, N, d, o->block, o->image_size, o->eps);
+            exact_compute(&st, q, k);
+            double t1 = skel_now();
+            decomp dc;
+            decomp_params dp = {.S = o->sink, .T = o->local, .M = o->samples, .ridge = o->ridge, .seed = o->seed};
+            decomp_init(&dc, N, d, &dp);
+            if (decomp_compute(&dc, q, k, D.inv_freq, D.positions, m->layout, e)) {
+                char msg[sizeof e->msg];
+                snprintf(msg, sizeof msg, "%s", e->msg);
+                skel_fail(e, "%s: /layers/%d head %d: %s", dump_path, L, h, msg);
+                exact_stats_free(&st);
+                decomp_free(&dc);
+                goto fail_all;
+            }
+            double t2 = skel_now();
+            mask_params mp = {.B = o->block, .S = o->sink, .T = o->local, .eps = o->eps, .budget = o->budget};
+            rep.predicted_block_sparsity = mask_skeleton(mask, dc.s, dc.v, dc.h, N, &mp);
+            double t3 = skel_now();
+            rep.predicted_sparsity = mask_predict_sparsity(dc.s, dc.v, dc.h, N, o->eps, NULL, NULL);
+            mask_metrics mm, om;
+            mask_evaluate(mask, st.block_mass, N, o->block, &mm);
+            mask_oracle(oracle, st.block_mass, N, o->block, mm.recall);
+            mask_evaluate(oracle, st.block_mass, N, o->block, &om);
+            rep.exact_sparsity = st.exact_sparsity;
+            rep.threshold_sparsity = st.threshold_sparsity;
+            rep.block_sparsity = st.block_sparsity;
+            rep.mask_density = mm.density;
+            rep.mask_recall = mm.recall;
+            rep.min_rowblock_recall = mm.min_rowblock_recall;
+            rep.oracle_density_at_same_recall = om.density;
+            rep.fit_r2 = dc.fit_r2;
+            rep.fit_rmse = dc.fit_rmse;
+            rep.time_exact_ms = 1e3 * (t1 - t0);
+            rep.time_decomp_ms = 1e3 * (t2 - t1);
+            rep.time_mask_ms = 1e3 * (t3 - t2);
+            int rc = results_put_head(&R, &st, &dc, mask, &rep, e);
+            exact_stats_free(&st);
+            decomp_free(&dc);
+            if (rc) goto fail_all;
+            done++;
+        }
+    }
+    if (progress) {
+        char el[16];
+        fmt_time(el, sizeof el, skel_now() - t_start);
+        fprintf(stderr, "\r[%d/%d] done in %s%30s\n", done, total, el, "");
+    }
+    free(q), free(k), free(mask), free(oracle);
+    dump_close(&D);
+    return results_finish(&R, e);
+fail_all:
+    if (progress) fprintf(stderr, "\n");
+    free(q), free(k), free(mask), free(oracle);
+    results_abort(&R);
+fail_dump:
+    dump_close(&D);
+    return -1;
+}

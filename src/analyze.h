@@ -1,0 +1,30 @@
+// analyze.h: the per-head pipeline dump -> exact statistics -> decomposition -> mask -> report,
+// over a selection of layers and heads, writing a results file.
+#ifndef SKEL_ANALYZE_H
+#define SKEL_ANALYZE_H
+
+#include "common.h"
+
+typedef struct {
+    int block;        // B, a power of two in [16, 256] (default 64)
+    int sink, local;  // S, T (default 64 each)
+    double eps;       // (0, 1] (default 0.8)
+    double budget;    // (0, 1] for budget mode; 0 = threshold mode
+    int samples;      // M; 0 = 80 d
+    double ridge;     // eps_r (default 1e-3)
+    uint64_t seed;
+    int image_size;   // pooled image side (default 1024)
+    int threads;      // 0 = all
+    int quiet;
+    const int *layers;  // selection (n_layers entries) or NULL for every present layer
+    int n_layers;
+    const int *heads;   // selection or NULL for every query head
+    int n_heads;
+} analyze_opts;
+
+void analyze_opts_default(analyze_opts *o);
+// Checks the options alone (ranges), before any file is opened.
+int analyze_check_opts(const analyze_opts *o, skel_err *e);
+int analyze_run(const char *dump_path, const char *out_path, const analyze_opts *o, skel_err *e);
+
+#endif

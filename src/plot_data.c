@@ -1,0 +1,195 @@
+#include "plot_data.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+static int cmp_exact(const void *a, const void *b) {
+    const head_report *x = a, *y = b;
+    return (x->exact_sparsity > y->exact_sparsity) - (x->exact_sparsity < y->exact_sparsity);
+}
+
+int plot_choose_heads(const head_report *rows, int n, plot_head *out) {
+    if (n <= 0) return 0;
+    head_report *s = xmalloc((size_t)n * sizeof *s);
+    memcpy(s, rows, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_exact);
+    int pick[3] = {0, n / 2, n - 1}, k = 0;
+    for (int p = 0; p < 3; p++) {
+        int dup = 0;
+        for (int q = 0; q < k; q++) dup |= out[q].layer == s[pick[p]].layer && out[q].head == s[pick[p]].head;
+        if (!dup) out[k++] = (plot_head){s[pick[p]].layer, s[pick[p]].head};
+    }
+    free(s);
+    return k;
+}
+
+// A file written under a temporary name and renamed when complete.
+typedef struct {
+    FILE *f;
+    char path[1100], tmp[1200];
+} out_file;
+
+static int out_open(out_file *o, const char *dir, const char *name, skel_err *e) {
+    snprintf(o->path, sizeof o->path, "%s/%s", dir, name);
+    snprintf(o->tmp, sizeof o->tmp, "%s.tmp-%ld", o->path, (long)getpid());
+    o->f = fopen(o->tmp, "w");
+    if (!o->f) return skel_fail(e, "%s: cannot create: %s", o->path, strerror(errno));
+    return 0;
+}
+static int out_close(out_file *o, skel_err *e) {
+    int bad = ferror(o->f);
+    if (fclose(o->f) != 0 || bad) {
+        unlink(o->tmp);
+        return skel_fail(e, "%s: write failed", o->path);
+    }
+    if (rename(o->tmp, o->path) != 0) {
+        int err = errno;
+        unlink(o->tmp);
+        return skel_fail(e, "%s: cannot rename into place: %s", o->path, strerror(err));
+    }
+    return 0;
+}
+
+static int write_report(const head_report *rows, int n, const char *dir, skel_err *e) {
+    out_file o;
+    if (out_open(&o, dir, "report.dat", e)) return -1;
+    fprintf(o.f, "# layer head exact threshold block predicted predicted_block mask_density mask_recall "
+                 "oracle_density min_rowblock_recall\n");
+    for (int k = 0; k < n; k++) {
+        const head_report *r = &rows[k];
+        fprintf(o.f, "%d %d %.6g %.6g %.6g %.6g %.6g %.6g %.6g %.6g %.6g\n", r->layer, r->head, r->exact_sparsity,
+                r->threshold_sparsity, r->block_sparsity, r->predicted_sparsity, r->predicted_block_sparsity,
+                r->mask_density, r->mask_recall, r->oracle_density_at_same_recall, r->min_rowblock_recall);
+    }
+    return out_close(&o, e);
+}
+
+static int write_heatmap(const head_report *rows, int n, const char *dir, skel_err *e) {
+    int nl = 0, nh = 0;
+    for (int k = 0; k < n; k++) {
+        if (rows[k].layer + 1 > nl) nl = rows[k].layer + 1;
+        if (rows[k].head + 1 > nh) nh = rows[k].head + 1;
+    }
+    double *m = xmalloc((size_t)(nl ? nl : 1) * (nh ? nh : 1) * sizeof(double));
+    for (int k = 0; k < nl * nh; k++) m[k] = NAN;
+    for (int k = 0; k < n; k++) m[rows[k].layer * nh + rows[k].head] = 100 * rows[k].exact_sparsity;
+    out_file o;
+    if (out_open(&o, dir, "heatmap.dat", e)) {
+        free(m);
+        return -1;
+    }
+    fprintf(o.f, "# layer head exact_sparsity_percent\n");
+    for (int l = 0; l < nl; l++) {
+        for (int h = 0; h < nh; h++) fprintf(o.f, "%d %d %.4f\n", l, h, m[l * nh + h]);
+        fprintf(o.f, "\n");
+    }
+    free(m);
+    return out_close(&o, e);
+}
+
+static int write_head(const results_file *R, const plot_head *ph, const char *dir, skel_err *e) {
+    results_head H;
+    if (results_read_head(R, ph->layer, ph->head, &H, e)) return -1;
+    char name[128];
+    out_file o;
+    int rc = -1;
+    // s, v, h: bin maxima keep the spikes (slashes, vertical keys) that a stride would skip.
+    snprintf(name, sizeof name, "fig3_%d_%d_svh.dat", ph->layer, ph->head);
+    if (out_open(&o, dir, name, e)) goto done;
+    int64_t N = H.N, nbin = N < PLOT_MAX_POINTS ? N : PLOT_MAX_POINTS;
+    fprintf(o.f, "# index s v h%s\n", nbin < N ? "   (maximum over each bin of indices; index = bin start)" : "");
+    for (int64_t b = 0; b < nbin; b++) {
+        int64_t lo = b * N / nbin, hi = (b + 1) * N / nbin;
+        float s = -INFINITY, v = -INFINITY, h = -INFINITY;
+        for (int64_t k = lo; k < hi; k++) {
+            if (H.s[k] > s) s = H.s[k];
+            if (H.v[k] > v) v = H.v[k];
+            if (H.h[k] > h) h = H.h[k];
+        }
+        fprintf(o.f, "%lld %.6g %.6g %.6g\n", (long long)lo, s, v, h);
+    }
+    if (out_close(&o, e)) goto done;
+    // Mask: the kept fraction of the causal blocks in each of at most PLOT_MASK_CELLS^2 cells,
+    // at cell centres in token units.
+    snprintf(name, sizeof name, "fig3_%d_%d_mask.dat", ph->layer, ph->head);
+    if (out_open(&o, dir, name, e)) goto done;
+    int nb = H.nb, C = nb < PLOT_MASK_CELLS ? nb : PLOT_MASK_CELLS, B = R->block;
+    fprintf(o.f, "# key query kept_fraction   (%d x %d cells over %d x %d blocks of %d tokens)\n", C, C, nb, nb, B);
+    for (int a = 0; a < C; a++) {
+        int I0 = (int)((int64_t)a * nb / C), I1 = (int)((int64_t)(a + 1) * nb / C);
+        for (int b = 0; b < C; b++) {
+            int J0 = (int)((int64_t)b * nb / C), J1 = (int)((int64_t)(b + 1) * nb / C);
+            double kept = 0, all = 0;
+            for (int I = I0; I < I1; I++)
+                for (int J = J0; J < J1 && J <= I; J++) kept += H.mask[(size_t)I * nb + J], all += 1;
+            double x = ((double)J0 + J1) / 2.0 * B, y = ((double)I0 + I1) / 2.0 * B;
+            if (all > 0) fprintf(o.f, "%.1f %.1f %.4f\n", x, y, kept / all);
+            else fprintf(o.f, "%.1f %.1f NaN\n", x, y);
+        }
+        fprintf(o.f, "\n");
+    }
+    if (out_close(&o, e)) goto done;
+    // z histogram as a density, with the normal of the same mean and variance.
+    snprintf(name, sizeof name, "fig4_%d_%d_z.dat", ph->layer, ph->head);
+    if (!H.z_hist) {
+        skel_fail(e, "%s: /layers/%d/heads/%d/z_hist: missing dataset (needed for Fig. 4)", R->path, ph->layer,
+                  ph->head);
+        goto done;
+    }
+    if (!(H.z_hi > H.z_lo) || H.z_bins < 1 || !(H.z_var > 0)) {
+        skel_fail(e, "%s: /layers/%d/heads/%d/z_hist: bad attributes lo=%g hi=%g var=%g", R->path, ph->layer,
+                  ph->head, H.z_lo, H.z_hi, H.z_var);
+        goto done;
+    }
+    if (out_open(&o, dir, name, e)) goto done;
+    double tot = 0, w = (H.z_hi - H.z_lo) / H.z_bins;
+    for (int k = 0; k < H.z_bins; k++) tot += H.z_hist[k];
+    // Block 0: the histogram from its first to its last non-empty bin. Block 1: the normal density
+    // on a fine grid over mean +- 5 sd, so the curve is smooth whatever the bin width.
+    int k0 = 0, k1 = H.z_bins - 1;
+    while (k0 < k1 && H.z_hist[k0] == 0) k0++;
+    while (k1 > k0 && H.z_hist[k1] == 0) k1--;
+    fprintf(o.f, "# z density   (mean %.6g, var %.6g, %d bins in [%g, %g])\n", H.z_mean, H.z_var, H.z_bins,
+            H.z_lo, H.z_hi);
+    for (int k = k0; k <= k1; k++)
+        fprintf(o.f, "%.6g %.6g\n", H.z_lo + (k + 0.5) * w, tot > 0 ? H.z_hist[k] / (tot * w) : 0.0);
+    fprintf(o.f, "\n\n# z normal_density\n");
+    double sd = sqrt(H.z_var);
+    for (int k = 0; k <= 400; k++) {
+        double z = H.z_mean - 5 * sd + k * (10 * sd / 400), d = z - H.z_mean;
+        fprintf(o.f, "%.6g %.6g\n", z, exp(-d * d / (2 * H.z_var)) / sqrt(2 * M_PI * H.z_var));
+    }
+    if (out_close(&o, e)) goto done;
+    rc = 0;
+done:
+    results_head_free(&H);
+    return rc;
+}
+
+static int write_params(const results_file *R, int n_rows, const plot_head *heads, int n_heads, const char *dir,
+                        skel_err *e) {
+    out_file o;
+    if (out_open(&o, dir, "params.gp", e)) return -1;
+    // gnuplot strings in single quotes: a quote inside is doubled.
+    fprintf(o.f, "model = '");
+    for (const char *c = R->model[0] ? R->model : "(model unknown)"; *c; c++)
+        fprintf(o.f, *c == '\'' ? "''" : "%c", *c);
+    fprintf(o.f, "'\nn_tokens = %lld\neps = %.6g\nn_heads_total = %d\nheads = '", (long long)R->n_tokens,
+            isnan(R->eps) ? 0.0 : R->eps, n_rows);
+    for (int k = 0; k < n_heads; k++) fprintf(o.f, "%s%d_%d", k ? " " : "", heads[k].layer, heads[k].head);
+    fprintf(o.f, "'\nhead_labels = '");
+    for (int k = 0; k < n_heads; k++) fprintf(o.f, "%sL%d/H%d", k ? " " : "", heads[k].layer, heads[k].head);
+    fprintf(o.f, "'\n");
+    return out_close(&o, e);
+}
+
+int plot_write_data(const results_file *R, const head_report *rows, int n_rows, const plot_head *heads,
+                    int n_heads, const char *dir, skel_err *e) {
+    if (n_rows < 1) return skel_fail(e, "%s: /report: no rows", R->path);
+    if (write_report(rows, n_rows, dir, e) || write_heatmap(rows, n_rows, dir, e)) return -1;
+    for (int k = 0; k < n_heads; k++)
+        if (write_head(R, &heads[k], dir, e)) return -1;
+    return write_params(R, n_rows, heads, n_heads, dir, e);
+}

@@ -1,0 +1,230 @@
+// results.c: writing the results file and the CSV report. See results.h.
+#include "results.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *const REPORT_CSV_HEADER =
+    "layer,head,kv_head,n_tokens,exact_sparsity,threshold_sparsity,block_sparsity,predicted_sparsity,"
+    "predicted_block_sparsity,mask_density,mask_recall,min_rowblock_recall,oracle_density_at_same_recall,"
+    "fit_r2,fit_rmse,output_rel_error,time_exact_ms,time_decomp_ms,time_mask_ms";
+
+void report_csv_row(FILE *f, const head_report *r) {
+    fprintf(f, "%d,%d,%d,%lld,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f,%.3f,%.3f\n", r->layer,
+            r->head, r->kv_head, (long long)r->n_tokens, r->exact_sparsity, r->threshold_sparsity, r->block_sparsity,
+            r->predicted_sparsity, r->predicted_block_sparsity, r->mask_density, r->mask_recall,
+            r->min_rowblock_recall, r->oracle_density_at_same_recall, r->fit_r2, r->fit_rmse, r->output_rel_error,
+            r->time_exact_ms, r->time_decomp_ms, r->time_mask_ms);
+}
+
+static void put_attr(hid_t obj, const char *name, hid_t ft, hid_t mt, const void *v) {
+    hid_t sp = H5Screate(H5S_SCALAR);
+    if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
+    hid_t a = H5Acreate2(obj, name, ft, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, mt, v);
+    H5Aclose(a);
+    H5Sclose(sp);
+}
+static void attr_i(hid_t o, const char *n, long long v) { put_attr(o, n, H5T_STD_I64LE, H5T_NATIVE_LLONG, &v); }
+static void attr_d(hid_t o, const char *n, double v) { put_attr(o, n, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v); }
+static void attr_s(hid_t o, const char *n, const char *s) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(s) + 1);
+    put_attr(o, n, t, t, s);
+    H5Tclose(t);
+}
+
+static hid_t report_type(void) {
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(head_report));
+#define F(name, type) H5Tinsert(t, #name, HOFFSET(head_report, name), type)
+    F(layer, H5T_NATIVE_INT32);
+    F(head, H5T_NATIVE_INT32);
+    F(kv_head, H5T_NATIVE_INT32);
+    F(n_tokens, H5T_NATIVE_INT64);
+    F(exact_sparsity, H5T_NATIVE_DOUBLE);
+    F(threshold_sparsity, H5T_NATIVE_DOUBLE);
+    F(block_sparsity, H5T_NATIVE_DOUBLE);
+    F(predicted_sparsity, H5T_NATIVE_DOUBLE);
+    F(predicted_block_sparsity, H5T_NATIVE_DOUBLE);
+    F(mask_density, H5T_NATIVE_DOUBLE);
+    F(mask_recall, H5T_NATIVE_DOUBLE);
+    F(min_rowblock_recall, H5T_NATIVE_DOUBLE);
+    F(oracle_density_at_same_recall, H5T_NATIVE_DOUBLE);
+    F(fit_r2, H5T_NATIVE_DOUBLE);
+    F(fit_rmse, H5T_NATIVE_DOUBLE);
+    F(output_rel_error, H5T_NATIVE_DOUBLE);
+    F(time_exact_ms, H5T_NATIVE_DOUBLE);
+    F(time_decomp_ms, H5T_NATIVE_DOUBLE);
+    F(time_mask_ms, H5T_NATIVE_DOUBLE);
+#undef F
+    return t;
+}
+
+int results_create(results_writer *R, const char *path, const dump *D, const results_params *p, skel_err *e) {
+    memset(R, 0, sizeof *R);
+    R->file = -1;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    snprintf(R->path, sizeof R->path, "%s", path);
+    snprintf(R->tmp_path, sizeof R->tmp_path, "%s.tmp-%d", path, (int)getpid());
+    size_t n = strlen(path);
+    if (n > 3 && !strcmp(path + n - 3, ".h5")) snprintf(R->csv_path, sizeof R->csv_path, "%.*s.csv", (int)(n - 3), path);
+    else snprintf(R->csv_path, sizeof R->csv_path, "%s.csv", path);
+    snprintf(R->csv_tmp, sizeof R->csv_tmp, "%s.tmp-%d", R->csv_path, (int)getpid());
+    R->file = H5Fcreate(R->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (R->file < 0) return skel_fail(e, "%s: cannot create output file (%s)", path, strerror(errno));
+    const dump_meta *m = &D->meta;
+    attr_s(R->file, "model", m->model);
+    attr_s(R->file, "source", D->path);
+    attr_i(R->file, "n_tokens", m->n_tokens);
+    attr_i(R->file, "n_layers", m->n_layers);
+    attr_i(R->file, "n_q_heads", m->n_q_heads);
+    attr_i(R->file, "n_kv_heads", m->n_kv_heads);
+    attr_i(R->file, "head_dim", m->head_dim);
+    attr_s(R->file, "rope_layout", rope_layout_name(m->layout));
+    attr_i(R->file, "results_version", RESULTS_VERSION);
+    attr_i(R->file, "block", p->block);
+    attr_i(R->file, "sink", p->sink);
+    attr_i(R->file, "local", p->local);
+    attr_d(R->file, "eps", p->eps);
+    attr_d(R->file, "budget", p->budget);
+    attr_d(R->file, "ridge", p->ridge);
+    attr_i(R->file, "samples", p->samples);
+    attr_i(R->file, "seed", (long long)p->seed);
+    attr_i(R->file, "image_size", p->image_size);
+    attr_s(R->file, "device", p->device);
+    hid_t g = H5Gcreate2(R->file, "/layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Gclose(g);
+    return 0;
+}
+
+static int put_array(hid_t g, const char *name, hid_t ft, hid_t mt, int rank, const hsize_t *dims, const void *data) {
+    hid_t sp = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t total = 1;
+    for (int r = 0; r < rank; r++) total *= dims[r];
+    if (rank == 2 && total >= 4096) {  // block matrices compress well: half of them is zero
+        hsize_t chunk[2] = {dims[0] < 256 ? dims[0] : 256, dims[1] < 256 ? dims[1] : 256};
+        H5Pset_chunk(dcpl, 2, chunk);
+        H5Pset_deflate(dcpl, 1);
+    }
+    hid_t d = H5Dcreate2(g, name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    int rc = (d < 0 || H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) ? -1 : 0;
+    if (d >= 0) H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    return rc;
+}
+
+int results_put_head(results_writer *R, const exact_stats *st, const decomp *dc, const uint8_t *mask,
+                     const head_report *rep, skel_err *e) {
+    char name[96];
+    snprintf(name, sizeof name, "/layers/%d", rep->layer);
+    if (H5Lexists(R->file, name, H5P_DEFAULT) <= 0) H5Gclose(H5Gcreate2(R->file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    snprintf(name, sizeof name, "/layers/%d/heads", rep->layer);
+    if (H5Lexists(R->file, name, H5P_DEFAULT) <= 0) H5Gclose(H5Gcreate2(R->file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    snprintf(name, sizeof name, "/layers/%d/heads/%d", rep->layer, rep->head);
+    hid_t g = H5Gcreate2(R->file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) return skel_fail(e, "%s: %s: cannot create group (head analysed twice?)", R->path, name);
+    hsize_t n1[1] = {(hsize_t)st->N}, nb2[2] = {(hsize_t)st->nb, (hsize_t)st->nb}, p2[2] = {(hsize_t)st->P, (hsize_t)st->P};
+    hsize_t d1[1] = {(hsize_t)dc->d}, zb[1] = {EXACT_ZHIST_BINS};
+    int rc = 0;
+    rc |= put_array(g, "lse", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, n1, st->lse);
+    rc |= put_array(g, "block_mass", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, nb2, st->block_mass);
+    rc |= put_array(g, "block_max", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, nb2, st->block_max);
+    rc |= put_array(g, "image_max", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, p2, st->image_max);
+    rc |= put_array(g, "image_mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, p2, st->image_mean);
+    rc |= put_array(g, "s", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, n1, dc->s);
+    rc |= put_array(g, "v", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, n1, dc->v);
+    rc |= put_array(g, "h", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, n1, dc->h);
+    rc |= put_array(g, "alpha", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, d1, dc->alpha);
+    rc |= put_array(g, "kappa", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, d1, dc->kappa);
+    rc |= put_array(g, "mask", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, nb2, mask);
+    rc |= put_array(g, "z_hist", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, zb, st->zhist);
+    if (!rc) {
+        hid_t z = H5Dopen2(g, "z_hist", H5P_DEFAULT);
+        attr_d(z, "lo", st->zlo);
+        attr_d(z, "hi", st->zhi);
+        attr_d(z, "mean", st->zmean);
+        attr_d(z, "var", st->zvar);
+        attr_d(z, "skew", st->zskew);
+        attr_d(z, "kurtosis", st->zkurt);
+        H5Dclose(z);
+        attr_i(g, "layer", rep->layer);
+        attr_i(g, "head", rep->head);
+        attr_i(g, "kv_head", rep->kv_head);
+        attr_i(g, "n_tokens", rep->n_tokens);
+        attr_d(g, "exact_sparsity", rep->exact_sparsity);
+        attr_d(g, "threshold_sparsity", rep->threshold_sparsity);
+        attr_d(g, "block_sparsity", rep->block_sparsity);
+        attr_d(g, "predicted_sparsity", rep->predicted_sparsity);
+        attr_d(g, "predicted_block_sparsity", rep->predicted_block_sparsity);
+        attr_d(g, "mask_density", rep->mask_density);
+        attr_d(g, "mask_recall", rep->mask_recall);
+        attr_d(g, "min_rowblock_recall", rep->min_rowblock_recall);
+        attr_d(g, "oracle_density_at_same_recall", rep->oracle_density_at_same_recall);
+        attr_d(g, "fit_r2", rep->fit_r2);
+        attr_d(g, "fit_rmse", rep->fit_rmse);
+        attr_d(g, "output_rel_error", rep->output_rel_error);
+        attr_d(g, "time_exact_ms", rep->time_exact_ms);
+        attr_d(g, "time_decomp_ms", rep->time_decomp_ms);
+        attr_d(g, "time_mask_ms", rep->time_mask_ms);
+    }
+    H5Gclose(g);
+    if (rc) return skel_fail(e, "%s: %s: cannot write (disk full?)", R->path, name);
+    if (R->nrows == R->cap) {
+        R->cap = R->cap ? 2 * R->cap : 64;
+        head_report *nr = realloc(R->rows, sizeof(head_report) * R->cap);
+        CHECK(nr);
+        R->rows = nr;
+    }
+    R->rows[R->nrows++] = *rep;
+    return 0;
+}
+
+int results_finish(results_writer *R, skel_err *e) {
+    hid_t t = report_type();
+    hsize_t n[1] = {(hsize_t)R->nrows};
+    hid_t sp = H5Screate_simple(1, n, NULL);
+    hid_t d = H5Dcreate2(R->file, "/report", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int bad = d < 0 || (R->nrows && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, R->rows) < 0);
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(sp);
+    H5Tclose(t);
+    bad |= H5Fclose(R->file) < 0;
+    R->file = -1;
+    if (bad) {
+        results_abort(R);
+        return skel_fail(e, "%s: cannot finish writing (disk full?)", R->path);
+    }
+    FILE *f = fopen(R->csv_tmp, "w");
+    if (!f) {
+        int err = errno;
+        results_abort(R);
+        return skel_fail(e, "%s: cannot write: %s", R->csv_path, strerror(err));
+    }
+    fprintf(f, "%s\n", REPORT_CSV_HEADER);
+    for (int r = 0; r < R->nrows; r++) report_csv_row(f, &R->rows[r]);
+    if (fclose(f) != 0) {
+        results_abort(R);
+        return skel_fail(e, "%s: cannot write (disk full?)", R->csv_path);
+    }
+    if (rename(R->tmp_path, R->path) != 0 || rename(R->csv_tmp, R->csv_path) != 0) {
+        int err = errno;
+        results_abort(R);
+        return skel_fail(e, "%s: cannot rename the finished file into place: %s", R->path, strerror(err));
+    }
+    free(R->rows);
+    R->rows = NULL;
+    return 0;
+}
+
+void results_abort(results_writer *R) {
+    if (R->file >= 0) H5Fclose(R->file);
+    R->file = -1;
+    unlink(R->tmp_path);
+    unlink(R->csv_tmp);
+    free(R->rows);
+    R->rows = NULL;
+}

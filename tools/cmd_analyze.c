@@ -1,0 +1,123 @@
+// skel analyze: the per-head pipeline over a dump, writing results.h5 and results.csv.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyze.h"
+#include "args.h"
+#include "cmds.h"
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: skel analyze dump.h5 -o results.h5 [options]\n\n"
+            "For every selected head: the exact attention statistics (lse, block mass and max, threshold,\n"
+            "block and exact sparsity, z histogram, pooled images), the decomposition s, v, h, the\n"
+            "SparseSkeleton block mask, the predicted sparsity, and the report row. Writes results.h5 and\n"
+            "results.csv beside it (both to temporary names first, renamed when complete).\n\n"
+            "  -o PATH        results file (required)\n"
+            "  --layers LIST  layers, e.g. 0,5-7 (default: every layer in the dump)\n"
+            "  --heads LIST   query heads, e.g. 0-3 (default: all)\n"
+            "  --block B      block size, a power of two in [16, 256] (default 64)\n"
+            "  --sink S       sink tokens (default 64)\n"
+            "  --local T      local window (default 64)\n"
+            "  --eps E        error tolerance in (0, 1] (default 0.8)\n"
+            "  --budget RHO   budget mode: keep this causal block density, in (0, 1] (default: off,\n"
+            "                 threshold mode keeps blocks scoring >= log(eps B / N))\n"
+            "  --samples M    ridge samples (default 80 d)\n"
+            "  --ridge R      ridge factor eps_r (default 1e-3)\n"
+            "  --seed S       sampling seed (default 1)\n"
+            "  --image P      pooled image side in pixels (default 1024)\n"
+            "  --threads T    OpenMP threads (default: all cores)\n"
+            "  --quiet        no progress on stderr\n");
+}
+
+int cmd_analyze(int argc, char **argv) {
+    analyze_opts o;
+    analyze_opts_default(&o);
+    const char *in = NULL, *out = NULL;
+    int *layers = NULL, *heads = NULL, rc = 2;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        long long x;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            help(stdout);
+            rc = 0;
+            goto done;
+        }
+        if (!strcmp(a, "--quiet")) {
+            o.quiet = 1;
+            continue;
+        }
+        if (a[0] != '-') {
+            if (in) {
+                fprintf(stderr, "skel analyze: more than one input ('%s' and '%s')\n", in, a);
+                goto done;
+            }
+            in = a;
+            continue;
+        }
+        if (!(v = arg_value(argc, argv, &i))) goto done;
+        if (!strcmp(a, "-o")) out = v;
+        else if (!strcmp(a, "--layers")) {
+            free(layers);
+            if (arg_list(a, v, &layers, &o.n_layers)) goto done;
+            o.layers = layers;
+        } else if (!strcmp(a, "--heads")) {
+            free(heads);
+            if (arg_list(a, v, &heads, &o.n_heads)) goto done;
+            o.heads = heads;
+        } else if (!strcmp(a, "--block")) {
+            if (arg_int(a, v, 1, 1 << 20, &x)) goto done;
+            o.block = (int)x;
+        } else if (!strcmp(a, "--sink")) {
+            if (arg_int(a, v, 0, 1 << 24, &x)) goto done;
+            o.sink = (int)x;
+        } else if (!strcmp(a, "--local")) {
+            if (arg_int(a, v, 1, 1 << 24, &x)) goto done;
+            o.local = (int)x;
+        } else if (!strcmp(a, "--eps")) {
+            if (arg_real(a, v, &o.eps)) goto done;
+        } else if (!strcmp(a, "--budget")) {
+            if (arg_real(a, v, &o.budget)) goto done;
+            if (!(o.budget > 0 && o.budget <= 1)) {
+                fprintf(stderr, "skel analyze: --budget %g: must be in (0, 1]\n", o.budget);
+                goto done;
+            }
+        } else if (!strcmp(a, "--samples")) {
+            if (arg_int(a, v, 1, 1 << 24, &x)) goto done;
+            o.samples = (int)x;
+        } else if (!strcmp(a, "--ridge")) {
+            if (arg_real(a, v, &o.ridge)) goto done;
+        } else if (!strcmp(a, "--seed")) {
+            if (arg_int(a, v, 0, 1LL << 62, &x)) goto done;
+            o.seed = (uint64_t)x;
+        } else if (!strcmp(a, "--image")) {
+            if (arg_int(a, v, 1, 1 << 20, &x)) goto done;
+            o.image_size = (int)x;
+        } else if (!strcmp(a, "--threads")) {
+            if (arg_int(a, v, 1, 4096, &x)) goto done;
+            o.threads = (int)x;
+        } else {
+            fprintf(stderr, "skel analyze: unknown option '%s' (see skel analyze --help)\n", a);
+            goto done;
+        }
+    }
+    if (!in || !out) {
+        fprintf(stderr, "skel analyze: an input dump and -o are required (see skel analyze --help)\n");
+        goto done;
+    }
+    skel_err e;
+    if (analyze_check_opts(&o, &e)) {
+        fprintf(stderr, "skel analyze: %s\n", e.msg);
+        goto done;
+    }
+    rc = 0;
+    if (analyze_run(in, out, &o, &e)) {
+        fprintf(stderr, "skel analyze: %s\n", e.msg);
+        rc = 1;
+    }
+done:
+    free(layers);
+    free(heads);
+    return rc;
+}
