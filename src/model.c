@@ -12,6 +12,8 @@
 #include <omp.h>
 #include <string.h>
 
+#include "fastmath.h"
+
 #undef I  // <complex.h>, pulled in by OpenBLAS's cblas.h
 
 void openblas_set_num_threads(int);
@@ -318,10 +320,20 @@ static void attention(float *out, const float *q, const float *k, const float *v
                     float *s = S + (int64_t)r * ATT_BK;
                     int64_t jmax = i0 + r - j0 + 1;  // keys j0 .. i0 + r are causal
                     int nk = (int)(jmax < bk ? jmax : bk);
-                    float mx = m[r];
+                    if (nk <= 0) {  // row entirely above the diagonal of this tile
+                        memset(s, 0, (size_t)bk * sizeof(float));
+                        continue;
+                    }
+                    float mx = m[r], sum = 0;
+#pragma omp simd reduction(max : mx)
                     for (int j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
-                    float corr = expf(m[r] - mx), sum = 0;
-                    for (int j = 0; j < nk; j++) sum += s[j] = expf(s[j] - mx);
+                    float corr = fast_expf(m[r] - mx);  // 0 on the first tile, where m = -inf
+#pragma omp simd reduction(+ : sum)
+                    for (int j = 0; j < nk; j++) {
+                        float p = fast_expf(s[j] - mx);
+                        s[j] = p;
+                        sum += p;
+                    }
                     for (int j = nk; j < bk; j++) s[j] = 0;
                     l[r] = l[r] * corr + sum;
                     m[r] = mx;
@@ -396,6 +408,10 @@ int model_forward(const model *M, const int32_t *tokens, int64_t N, const model_
                 memcpy(vh + ((int64_t)h * N + i) * d, vt + (i * Hkv + h) * d, (size_t)d * sizeof(float));
         if (r->on_layer && r->on_layer(r->user, l, qh, kh, vh, e)) {
             rc = -1;
+            break;
+        }
+        if (l == r->last_layer) {  // nothing after this layer's q/k/v is wanted
+            if (r->progress) r->progress(r->user, l + 1, last + 1);
             break;
         }
         attention(att, qh, kh, vh, N, Hq, Hkv, d);

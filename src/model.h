@@ -81,7 +81,7 @@ typedef struct {
     const int32_t *positions;  // (N) RoPE positions, NULL for 0..N-1 (the causal mask is by index)
     model_layer_fn on_layer;   // may be NULL
     void *user;
-    int last_layer;            // run layers 0..last_layer only and skip the head; -1 for all + head
+    int last_layer;            // stop after layer last_layer's q/k/v (no head); -1: all layers + head
     float *logits;             // (N, vocab) or NULL
     float *last_logits;        // (vocab) logits of the last token, or NULL
     double *nll;               // (N - 1) -log p(tokens[i+1] | tokens[0..i]), or NULL
