@@ -348,6 +348,13 @@ static void test_cli_bad_input(void **state) {
     expect_cli_error(args, "out of range");
     snprintf(args, sizeof args, "dump --model %s --text %s --n-tokens 1000 -o %s/o.h5", good, text, tmpdir);
     expect_cli_error(args, "fewer than --n-tokens 1000");
+    char toks[256];
+    snprintf(toks, sizeof toks, "%s/bad_tokens.txt", tmpdir);
+    f = fopen(toks, "w");
+    fputs("5 17\n99999\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "dump --model %s --tokens %s --n-tokens 3 -o %s/o.h5", good, toks, tmpdir);
+    expect_cli_error(args, "token 2: '99999' is not a token id in [0, 256)");
     snprintf(args, sizeof args, "perplexity --model %s/missing.gguf --text %s", tmpdir, text);
     expect_cli_error(args, "cannot open");
     snprintf(args, sizeof args, "%s/o.h5", tmpdir);

@@ -68,7 +68,9 @@ static int read_token_file(const char *path, int n_vocab, int32_t **out, int64_t
         errno = 0;
         long v = strtol(p, &end, 10);
         if (end == p || errno || v < 0 || v >= n_vocab) {
-            skel_fail(e, "%s: token %lld: '%.12s' is not a token id in [0, %d)", path, (long long)k, p, n_vocab);
+            int tl = (int)strcspn(p, " ,\t\r\n");
+            skel_fail(e, "%s: token %lld: '%.*s' is not a token id in [0, %d)", path, (long long)k, tl < 20 ? tl : 20,
+                      p, n_vocab);
             free(s), free(t);
             return -1;
         }
