@@ -7,4 +7,8 @@ int cmd_info(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_corpus(int argc, char **argv);
 #endif

@@ -15,6 +15,10 @@ static const struct {
     {"analyze", cmd_analyze, "exact statistics, decomposition, mask and report per head"},
     {"render", cmd_render, "one head's attention pictures (Fig. 1 panels, overlay, montage) as PNG"},
     {"plot", cmd_plot, "charts over heads through gnuplot (Fig. 2-4, scatter, heat map, recall)"},
+    {"dump", cmd_dump, "run a GGUF model on a text and write its q/k/v per layer"},
+    {"perplexity", cmd_perplexity, "perplexity of a GGUF model on a text"},
+    {"generate", cmd_generate, "greedy continuation of a prompt by a GGUF model"},
+    {"corpus", cmd_corpus, "convert R .rdb text data (janeaustenr, tokenizers) into plain .txt"},
 };
 
 static void usage(FILE *f) {
