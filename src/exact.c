@@ -121,6 +121,10 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
     const float logthr = (float)log(st->eps / (double)N);
     int64_t *rowcell = xmalloc(sizeof(int64_t) * (P + 1));
     for (int64_t a = 0; a <= P; a++) rowcell[a] = exact_cell_start(a, N, P);
+    int32_t *cellof = xmalloc(sizeof(int32_t) * N);  // the pixel cell of each row / column
+    for (int64_t a = 0; a < P; a++)
+        for (int64_t i = rowcell[a]; i < rowcell[a + 1]; i++) cellof[i] = (int32_t)a;
+    const int narrow = N / P < 32;
     int64_t below_thr = 0, dropped = 0;
     double m1 = 0, m2 = 0, m3 = 0, m4 = 0;
     uint64_t *finehist = xcalloc(EXACT_ROW_BINS, sizeof(uint64_t));
@@ -182,14 +186,20 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
                         Wl[bi * nb + J] += s;
                         if (mx > Xl[bi * nb + J]) Xl[bi * nb + J] = mx;
                     }
-                    // pooled images: segments of pixel cells
-                    int64_t pr = (i * P) / N;
-                    while (rowcell[pr + 1] <= i) pr++;
-                    while (rowcell[pr] > i) pr--;
-                    int64_t pc = (c0 * P) / N;
-                    while (rowcell[pc + 1] <= c0) pc++;
-                    while (rowcell[pc] > c0) pc--;
-                    for (int64_t j0 = 0; j0 < jn; pc++) {
+                    // pooled images. Narrow cells (N / P < 32 columns) go element by element:
+                    // a vector reduction per cell of a few elements costs more than it saves.
+                    const int64_t pr = cellof[i];
+                    if (narrow) {
+                        double *srow = isum + pr * P;
+                        float *mrow = imax + pr * P;
+                        for (int64_t j = 0; j < jn; j++) {
+                            int32_t pc = cellof[c0 + j];
+                            srow[pc] += A[j];
+                            mrow[pc] = A[j] > mrow[pc] ? A[j] : mrow[pc];
+                        }
+                        continue;
+                    }
+                    for (int64_t j0 = 0, pc = cellof[c0]; j0 < jn; pc++) {
                         int64_t j1 = rowcell[pc + 1] - c0;
                         if (j1 > jn) j1 = jn;
                         float s = 0, mx = 0;
@@ -274,6 +284,7 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
     st->zskew = var > 0 ? c3 / pow(var, 1.5) : 0;
     st->zkurt = var > 0 ? c4 / (var * var) - 3 : 0;
     free(rowcell);
+    free(cellof);
     free(finehist);
     free(img_sum);
 }

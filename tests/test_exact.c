@@ -118,6 +118,8 @@ static void test_exact_b64_d64(void **state) { check_head(1000, 64, 64, 128, 0.8
 static void test_exact_b16_d32(void **state) { check_head(517, 32, 16, 100, 0.5, 2); }
 static void test_exact_b256_d128(void **state) { check_head(700, 128, 256, 1024, 0.8, 3); }
 static void test_exact_eps_small(void **state) { check_head(333, 16, 32, 333, 0.05, 4); }
+// wide pixel cells (N / P >= 32): the image pooling's segment path
+static void test_exact_wide_cells(void **state) { check_head(1100, 32, 64, 32, 0.8, 5); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -126,6 +128,7 @@ int main(void) {
         cmocka_unit_test(test_exact_b16_d32),
         cmocka_unit_test(test_exact_b256_d128),
         cmocka_unit_test(test_exact_eps_small),
+        cmocka_unit_test(test_exact_wide_cells),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
