@@ -290,11 +290,11 @@ static void rope_scatter(float *out, const float *x, int64_t N, int H, int d, co
         }
 }
 
-// Causal GQA attention, FlashAttention-style: for each (head, BQ-row tile) the key tiles up to the
-// diagonal are visited once with a running max m and sum l per row. q (Hq, N, d), k/v (Hkv, N, d),
-// out (N, Hq d) token-major.
-static void attention(float *out, const float *q, const float *k, const float *v, int64_t N, int Hq, int Hkv,
-                      int d) {
+// FlashAttention-style: for each (head, BQ-row tile) the key tiles up to the diagonal are visited
+// once with a running max m and sum l per row; the tiles go to OpenMP threads, largest first.
+void model_attention(float *out, const float *q, const float *k, const float *v, int64_t N, int Hq, int Hkv,
+                     int d) {
+    openblas_set_num_threads(1);  // each thread runs its own small sgemm
     const int64_t nt = (N + ATT_BQ - 1) / ATT_BQ;
     const int grp = Hq / Hkv;
     const float scale = 1.0f / sqrtf((float)d);
@@ -414,7 +414,7 @@ int model_forward(const model *M, const int32_t *tokens, int64_t N, const model_
             if (r->progress) r->progress(r->user, l + 1, last + 1);
             break;
         }
-        attention(att, qh, kh, vh, N, Hq, Hkv, d);
+        model_attention(att, qh, kh, vh, N, Hq, Hkv, d);
         matmul_acc(x, att, y->wo, N, QD, D);
         rmsnorm(xb, x, y->ffn_norm, N, D, c->norm_eps);
         matmul(g, xb, y->w_gate, N, D, F);

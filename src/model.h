@@ -91,6 +91,12 @@ typedef struct {
 // Runs the N tokens through the model. Token ids must be in [0, vocab).
 int model_forward(const model *M, const int32_t *tokens, int64_t N, const model_run *r, skel_err *e);
 
+// Causal softmax attention with GQA, scale 1/sqrt(d), tiled with an online softmax (no N x N):
+// out (N, Hq d) token-major, row i of head h = sum_{j<=i} softmax_j(q_i . k_j / sqrt(d)) v_j, from
+// q (Hq, N, d), k and v (Hkv, N, d); query head h uses key head h / (Hq / Hkv).
+void model_attention(float *out, const float *q, const float *k, const float *v, int64_t N, int Hq, int Hkv,
+                     int d);
+
 // Prefill throughput of the model at path: n_tokens fixed pseudo-random tokens (seed 1), one
 // warm-up run of 64 tokens, then `repeats` timed runs of n_tokens producing the last token's
 // logits; returns the median tokens per second, or a negative value with e filled.
