@@ -116,17 +116,27 @@ build/bench: bench/bench.c $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $< $(LIB) $(ALL_LIBS) -o $@
 
-# Until a real model dump is bundled, the demo runs on a synthetic 16K-token dump with planted
-# structure (see skel synth --help).
+# The main job on real data: when the model and the corpus can be fetched (mk/model.mk), dump 8192
+# tokens of Pride and Prejudice from SmolLM2-135M (layers 0, 9, 19, 29); otherwise use the bundled
+# sample dump in data/. Then analyze every head, render two heads and draw the charts.
+DEMO_SAMPLE := data/sample-smollm2-austen-1792.h5
 demo: $(TOOLS)
 	@mkdir -p out
-	./bin/skel synth -o out/demo-dump.h5 --tokens 16384 --layers 2 --q-heads 4 --kv-heads 2 --dim 128 --seed 1
-	./bin/skel info out/demo-dump.h5
-	./bin/skel analyze out/demo-dump.h5 -o out/demo-results.h5
-	./bin/skel render out/demo-results.h5 --layer 0 --head 0 -o out/demo-render
+	@if $(MAKE) --no-print-directory model corpus >out/demo-fetch.log 2>&1; then \
+	  echo "make demo: dumping 8192 tokens of Pride and Prejudice from $(MODEL_GGUF)"; \
+	  ./bin/skel dump --model $(MODEL_GGUF) --text data/text/prideprejudice.txt --n-tokens 8192 \
+	    --layers 0,9,19,29 -o out/demo-dump.h5 || exit 1; dump=out/demo-dump.h5; \
+	else \
+	  echo "make demo: model or corpus not available (out/demo-fetch.log); using the bundled $(DEMO_SAMPLE)"; \
+	  dump=$(DEMO_SAMPLE); \
+	fi; \
+	set -e; ./bin/skel info $$dump; \
+	./bin/skel analyze $$dump -o out/demo-results.h5; \
+	./bin/skel render out/demo-results.h5 --layer 19 --head 4 -o out/demo-render-L19-H4; \
+	./bin/skel render out/demo-results.h5 --layer 9 --head 5 -o out/demo-render-L9-H5; \
 	./bin/skel plot out/demo-results.h5 -o out/demo-plots
-	@echo; column -s, -t out/demo-results.csv 2>/dev/null || cat out/demo-results.csv
-	@echo; echo "pictures: out/demo-render/montage.png (and a.png .. f.png, overlay.png); charts: out/demo-plots/*.png"
+	@echo; column -s, -t out/demo-results.csv 2>/dev/null | cut -c1-210 || cat out/demo-results.csv
+	@echo; echo "pictures: out/demo-render-*/montage.png (and a.png .. f.png, overlay.png); charts: out/demo-plots/*.png"
 
 clean:
 	rm -rf build bin out
