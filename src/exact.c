@@ -2,6 +2,7 @@
 #include "exact.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -50,11 +51,87 @@ int64_t causal_pairs(int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     return tri_F(r1 - c0, w) - tri_F(r0 - c0, w);
 }
 
-// z tile: S (rows r0..r1, cols c0..c1) = c Q K^T, row-major with leading dimension BC.
-static void qk_tile(float *S, const float *q, const float *k, int d, float c, int64_t r0, int64_t r1,
-                    int64_t c0, int64_t c1) {
+// Keys repacked for the AVX-512 tile kernel: panels of 32 keys, each (d, 32) contiguous, zero
+// padded past N. One pass over K per head replaces the per-tile packing a BLAS call does.
+#define KP 32
+static float *pack_keys(const float *k, int64_t N, int d) {
+    int64_t np = (N + KP - 1) / KP;
+    float *p = xcalloc((size_t)(np * KP * d), sizeof(float));
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < np; b++)
+        for (int64_t t = 0; t < KP && b * KP + t < N; t++)
+            for (int x = 0; x < d; x++) p[(b * d + x) * KP + t] = k[(b * KP + t) * d + x];
+    return p;
+}
+
+// S (rows r0..r1, cols c0..c1; c0 a multiple of 32) = c Q K^T, leading dimension BC. Blocks of
+// 8 rows x 32 keys keep 16 accumulators in zmm registers; each step loads 2 key vectors and
+// broadcasts 8 query elements.
+__attribute__((target("avx512f"))) static void qk_tile_avx512(float *S, const float *q, const float *kp, int d,
+                                                               float c, int64_t r0, int64_t r1, int64_t c0,
+                                                               int64_t c1) {
+    const __m512 cv = _mm512_set1_ps(c);
+    for (int64_t js = c0; js < c1; js += KP) {
+        const float *P = kp + (js / KP) * d * KP;
+        int64_t nc = c1 - js < KP ? c1 - js : KP;
+        __mmask16 m0 = nc >= 16 ? 0xffff : (__mmask16)((1u << nc) - 1);
+        __mmask16 m1 = nc >= 32 ? 0xffff : nc > 16 ? (__mmask16)((1u << (nc - 16)) - 1) : 0;
+        for (int64_t i = r0; i < r1; i += 8) {
+            const float *qr[8];
+            for (int r = 0; r < 8; r++) qr[r] = q + (i + r < r1 ? i + r : r1 - 1) * d;
+            __m512 acc[8][2];
+            for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+            for (int x = 0; x < d; x++) {
+                __m512 b0 = _mm512_loadu_ps(P + x * KP), b1 = _mm512_loadu_ps(P + x * KP + 16);
+                for (int r = 0; r < 8; r++) {
+                    __m512 a = _mm512_set1_ps(qr[r][x]);
+                    acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+                }
+            }
+            for (int r = 0; r < 8 && i + r < r1; r++) {
+                float *o = S + (i + r - r0) * BC + (js - c0);
+                _mm512_mask_storeu_ps(o, m0, _mm512_mul_ps(acc[r][0], cv));
+                if (m1) _mm512_mask_storeu_ps(o + 16, m1, _mm512_mul_ps(acc[r][1], cv));
+            }
+        }
+    }
+}
+
+// z tile through the AVX-512 kernel when the CPU has it (kp != NULL), else single-threaded sgemm.
+static void qk_tile(float *S, const float *q, const float *k, const float *kp, int d, float c, int64_t r0,
+                    int64_t r1, int64_t c0, int64_t c1) {
+    if (kp) {
+        qk_tile_avx512(S, q, kp, d, c, r0, r1, c0, c1);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), (int)(c1 - c0), d, c, q + r0 * d, d,
                 k + c0 * d, d, 0.f, S, BC);
+}
+
+// Adds the column sums and maxima of one pixel row (pr) over columns [c0, c1) into its cells,
+// run by run, and clears them.
+static void flush_cells(double *isum, float *imax, float *colsum, float *colmax, const int32_t *cellof, int64_t P,
+                        int64_t pr, int64_t c0, int64_t c1) {
+    if (pr < 0) return;
+    double *srow = isum + pr * P;
+    float *mrow = imax + pr * P;
+    int32_t cur = cellof[c0];
+    float s = 0, m = 0;
+    for (int64_t j = 0; j < c1 - c0; j++) {
+        int32_t pc = cellof[c0 + j];
+        if (pc != cur) {
+            srow[cur] += s;
+            mrow[cur] = m > mrow[cur] ? m : mrow[cur];
+            s = m = 0;
+            cur = pc;
+        }
+        s += colsum[j];
+        m = colmax[j] > m ? colmax[j] : m;
+        colsum[j] = colmax[j] = 0;
+    }
+    srow[cur] += s;
+    mrow[cur] = m > mrow[cur] ? m : mrow[cur];
 }
 
 void exact_compute(exact_stats *st, const float *q, const float *k) {
@@ -64,6 +141,8 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
     const int64_t ntiles = (N + BR - 1) / BR;
     const float c = 1.f / sqrtf((float)d);
     openblas_set_num_threads(1);
+    __builtin_cpu_init();
+    float *kp = __builtin_cpu_supports("avx512f") && !getenv("SKEL_NO_AVX512") ? pack_keys(k, N, d) : NULL;
 
     // ------------------------------------------------------------------ pass 1: lse, z range
     double zmin = INFINITY, zmax = -INFINITY, zsum = 0;
@@ -77,7 +156,7 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
             for (int r = 0; r < BR; r++) m[r] = -INFINITY, l[r] = 0;
             for (int64_t c0 = 0; c0 < r1; c0 += BC) {
                 int64_t c1 = c0 + BC < r1 ? c0 + BC : r1;
-                qk_tile(S, q, k, d, c, r0, r1, c0, c1);
+                qk_tile(S, q, k, kp, d, c, r0, r1, c0, c1);
                 for (int64_t i = r0; i < r1; i++) {
                     int64_t jn = (i + 1 < c1 ? i + 1 : c1) - c0;
                     if (jn <= 0) continue;
@@ -124,7 +203,6 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
     int32_t *cellof = xmalloc(sizeof(int32_t) * N);  // the pixel cell of each row / column
     for (int64_t a = 0; a < P; a++)
         for (int64_t i = rowcell[a]; i < rowcell[a + 1]; i++) cellof[i] = (int32_t)a;
-    const int narrow = N / P < 32;
     int64_t below_thr = 0, dropped = 0;
     double m1 = 0, m2 = 0, m3 = 0, m4 = 0;
     uint64_t *finehist = xcalloc(EXACT_ROW_BINS, sizeof(uint64_t));
@@ -134,6 +212,8 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
     {
         float *S = xmalloc(sizeof(float) * BR * BC);
         float *A = xmalloc(sizeof(float) * BC);
+        int32_t *bins = xmalloc(sizeof(int32_t) * BC);
+        float *colsum = xcalloc(BC, sizeof(float)), *colmax = xcalloc(BC, sizeof(float));
         uint32_t *hc = xcalloc((size_t)BR * EXACT_ROW_BINS, sizeof(uint32_t));
         float *hm = xcalloc((size_t)BR * EXACT_ROW_BINS, sizeof(float));
         const int nbr = BR / B;
@@ -149,7 +229,8 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
             memset(Xl, 0, sizeof(float) * nbr * nb);
             for (int64_t c0 = 0; c0 < r1; c0 += BC) {
                 int64_t c1 = c0 + BC < r1 ? c0 + BC : r1;
-                qk_tile(S, q, k, d, c, r0, r1, c0, c1);
+                qk_tile(S, q, k, kp, d, c, r0, r1, c0, c1);
+                int64_t cur_pr = -1;
                 for (int64_t i = r0; i < r1; i++) {
                     int64_t jn = (i + 1 < c1 ? i + 1 : c1) - c0;
                     if (jn <= 0) continue;
@@ -169,11 +250,15 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
                     m1 += s1, m2 += s2, m3 += s3, m4 += s4;
                     uint32_t *rc = hc + (int64_t)r * EXACT_ROW_BINS;
                     float *rm = hm + (int64_t)r * EXACT_ROW_BINS;
+                    // bin indices vectorised, then the scatter
+#pragma omp simd
                     for (int64_t j = 0; j < jn; j++) {
                         int b = (int)((z[j] - zlo) * binw_inv);
-                        b = b < 0 ? 0 : (b >= EXACT_ROW_BINS ? EXACT_ROW_BINS - 1 : b);
-                        rc[b]++;
-                        rm[b] += A[j];
+                        bins[j] = b < 0 ? 0 : (b >= EXACT_ROW_BINS ? EXACT_ROW_BINS - 1 : b);
+                    }
+                    for (int64_t j = 0; j < jn; j++) {
+                        rc[bins[j]]++;
+                        rm[bins[j]] += A[j];
                     }
                     // block mass and max: segments of B columns
                     const int64_t bi = i / B - r0 / B;
@@ -186,30 +271,20 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
                         Wl[bi * nb + J] += s;
                         if (mx > Xl[bi * nb + J]) Xl[bi * nb + J] = mx;
                     }
-                    // pooled images. Narrow cells (N / P < 32 columns) go element by element:
-                    // a vector reduction per cell of a few elements costs more than it saves.
-                    const int64_t pr = cellof[i];
-                    if (narrow) {
-                        double *srow = isum + pr * P;
-                        float *mrow = imax + pr * P;
-                        for (int64_t j = 0; j < jn; j++) {
-                            int32_t pc = cellof[c0 + j];
-                            srow[pc] += A[j];
-                            mrow[pc] = A[j] > mrow[pc] ? A[j] : mrow[pc];
-                        }
-                        continue;
+                    // pooled images: column sums over the rows of the current pixel row, all
+                    // vertical vector work; reduced into cells once per pixel row (flush_cells)
+                    if (cellof[i] != cur_pr) {
+                        flush_cells(isum, imax, colsum, colmax, cellof, P, cur_pr, c0, c1);
+                        cur_pr = cellof[i];
                     }
-                    for (int64_t j0 = 0, pc = cellof[c0]; j0 < jn; pc++) {
-                        int64_t j1 = rowcell[pc + 1] - c0;
-                        if (j1 > jn) j1 = jn;
-                        float s = 0, mx = 0;
-#pragma omp simd reduction(+ : s) reduction(max : mx)
-                        for (int64_t j = j0; j < j1; j++) s += A[j], mx = A[j] > mx ? A[j] : mx;
-                        isum[pr * P + pc] += s;
-                        if (mx > imax[pr * P + pc]) imax[pr * P + pc] = mx;
-                        j0 = j1;
+#pragma omp simd
+                    for (int64_t j = 0; j < jn; j++) {
+                        colsum[j] += A[j];
+                        colmax[j] = A[j] > colmax[j] ? A[j] : colmax[j];
                     }
                 }
+                flush_cells(isum, imax, colsum, colmax, cellof, P, cur_pr, c0, c1);
+                cur_pr = -1;
             }
             // exact sparsity per row from its histogram, then clear the row's histogram
             for (int64_t i = r0; i < r1; i++) {
@@ -254,7 +329,7 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
                 if (imax[x] > st->image_max[x]) st->image_max[x] = imax[x];
             }
         }
-        free(S), free(A), free(hc), free(hm), free(Wl), free(Xl), free(fh), free(isum), free(imax);
+        free(S), free(A), free(bins), free(colsum), free(colmax), free(hc), free(hm), free(Wl), free(Xl), free(fh), free(isum), free(imax);
     }
 
     st->threshold_sparsity = below_thr / npairs;
@@ -283,6 +358,7 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
     double c4 = e4 - 4 * mu1 * e3 + 6 * mu1 * mu1 * e2 - 3 * mu1 * mu1 * mu1 * mu1;
     st->zskew = var > 0 ? c3 / pow(var, 1.5) : 0;
     st->zkurt = var > 0 ? c4 / (var * var) - 3 : 0;
+    free(kp);
     free(rowcell);
     free(cellof);
     free(finehist);
