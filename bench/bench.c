@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "decomp.h"
 #include "exact.h"
 #include "mask.h"
+#include "model.h"
 #include "rope.h"
 
 // Peak: each thread runs 12 independent FMA chains on 512-bit (or 256-bit) registers.
@@ -117,6 +119,24 @@ int main(void) {
         printf("%8lld %12.1f %12.1f %12.2f %14.1f %9.1f%%\n", (long long)N, 1e3 * te[reps / 2], 1e3 * td[reps / 2],
                1e3 * tm[reps / 2], gflops, 100 * gflops * 1e9 / peak);
         free(q), free(k), free(freq), free(pos), free(mask);
+    }
+
+    // The model runner's prefill (skel dump's forward pass), when make model has fetched it.
+    const char *gguf = "data/model/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (access(gguf, R_OK) != 0) {
+        printf("\nprefill: %s not present (make model), skipped\n", gguf);
+        return 0;
+    }
+    printf("\nprefill, SmolLM2-135M (all 30 layers, no dump), median of repeats:\n");
+    const int toks[] = {2048, 8192}, reps_m[] = {3, 1};
+    for (int t = 0; t < 2; t++) {
+        skel_err e;
+        double tps = model_bench_prefill(gguf, toks[t], reps_m[t], &e);
+        if (tps < 0) {
+            fprintf(stderr, "bench: %s\n", e.msg);
+            return 1;
+        }
+        printf("%8d tokens: %8.0f tokens/s\n", toks[t], tps);
     }
     return 0;
 }

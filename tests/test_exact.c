@@ -118,8 +118,14 @@ static void test_exact_b64_d64(void **state) { check_head(1000, 64, 64, 128, 0.8
 static void test_exact_b16_d32(void **state) { check_head(517, 32, 16, 100, 0.5, 2); }
 static void test_exact_b256_d128(void **state) { check_head(700, 128, 256, 1024, 0.8, 3); }
 static void test_exact_eps_small(void **state) { check_head(333, 16, 32, 333, 0.05, 4); }
-// wide pixel cells (N / P >= 32): the image pooling's segment path
+// wide pixel cells (N / P >= 32): several column tiles per pixel cell
 static void test_exact_wide_cells(void **state) { check_head(1100, 32, 64, 32, 0.8, 5); }
+// the portable QK^T path (single-threaded sgemm), used where the CPU lacks AVX-512
+static void test_exact_sgemm_path(void **state) {
+    setenv("SKEL_NO_AVX512", "1", 1);
+    check_head(777, 64, 64, 256, 0.8, 6);
+    unsetenv("SKEL_NO_AVX512");
+}
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -129,6 +135,7 @@ int main(void) {
         cmocka_unit_test(test_exact_b256_d128),
         cmocka_unit_test(test_exact_eps_small),
         cmocka_unit_test(test_exact_wide_cells),
+        cmocka_unit_test(test_exact_sgemm_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
