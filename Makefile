@@ -125,7 +125,7 @@ demo: $(TOOLS)
 	@if $(MAKE) --no-print-directory model corpus >out/demo-fetch.log 2>&1; then \
 	  echo "make demo: dumping 8192 tokens of Pride and Prejudice from $(MODEL_GGUF)"; \
 	  ./bin/skel dump --model $(MODEL_GGUF) --text data/text/prideprejudice.txt --n-tokens 8192 \
-	    --layers 0,9,19,29 -o out/demo-dump.h5 || exit 1; dump=out/demo-dump.h5; \
+	    --layers 0,9,19,29 --values -o out/demo-dump.h5 || exit 1; dump=out/demo-dump.h5; \
 	else \
 	  echo "make demo: model or corpus not available (out/demo-fetch.log); using the bundled $(DEMO_SAMPLE)"; \
 	  dump=$(DEMO_SAMPLE); \

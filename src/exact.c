@@ -109,6 +109,32 @@ static void qk_tile(float *S, const float *q, const float *k, const float *kp, i
                 k + c0 * d, d, 0.f, S, BC);
 }
 
+// Output error of a block mask, one (row tile, column tile): O += A V; the kept elements of A,
+// per block, go into O' and their mass into den (O' is renormalised per row at the tile's end).
+static void output_tile(float *A, float *Ot, float *Op, double *den, const float *v, const uint8_t *mask, int64_t nb,
+                        int B, int d, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const int nr = (int)(r1 - r0), nc = (int)(c1 - c0);
+    for (int64_t i = r0; i < r1; i++) {  // clear what lies past the diagonal: the GEMM reads it
+        int64_t jn = (i + 1 < c1 ? i + 1 : c1) - c0;
+        if (jn < nc) memset(A + (i - r0) * BC + (jn > 0 ? jn : 0), 0, sizeof(float) * (nc - (jn > 0 ? jn : 0)));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, d, nc, 1.f, A, BC, v + c0 * d, d, 1.f, Ot, d);
+    for (int64_t i = r0; i < r1; i++) {
+        float *Ar = A + (i - r0) * BC;
+        const uint8_t *mrow = mask + (i / B) * nb;
+        double kept = 0;
+        for (int64_t j0 = 0; j0 < nc; j0 += B) {
+            int64_t j1 = j0 + B < nc ? j0 + B : nc;
+            if (mrow[(c0 + j0) / B]) {
+                for (int64_t j = j0; j < j1; j++) kept += Ar[j];
+            } else
+                memset(Ar + j0, 0, sizeof(float) * (j1 - j0));
+        }
+        den[i - r0] += kept;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, d, nc, 1.f, A, BC, v + c0 * d, d, 1.f, Op, d);
+}
+
 // Adds the column sums and maxima of one pixel row (pr) over columns [c0, c1) into its cells,
 // run by run, and clears them.
 static void flush_cells(double *isum, float *imax, float *colsum, float *colmax, const int32_t *cellof, int64_t P,
@@ -134,7 +160,7 @@ static void flush_cells(double *isum, float *imax, float *colsum, float *colmax,
     mrow[cur] = m > mrow[cur] ? m : mrow[cur];
 }
 
-void exact_compute(exact_stats *st, const float *q, const float *k) {
+void exact_compute(exact_stats *st, const float *q, const float *k, const float *v, const uint8_t *mask) {
     const int64_t N = st->N, nb = st->nb, P = st->P;
     const int d = st->d, B = st->B;
     const int BR = B >= 64 ? B : 64;  // rows per tile: whole block rows
@@ -204,14 +230,17 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
     for (int64_t a = 0; a < P; a++)
         for (int64_t i = rowcell[a]; i < rowcell[a + 1]; i++) cellof[i] = (int32_t)a;
     int64_t below_thr = 0, dropped = 0;
-    double m1 = 0, m2 = 0, m3 = 0, m4 = 0;
+    double m1 = 0, m2 = 0, m3 = 0, m4 = 0, err2 = 0, norm2 = 0;
     uint64_t *finehist = xcalloc(EXACT_ROW_BINS, sizeof(uint64_t));
     double *img_sum = xcalloc((size_t)P * P, sizeof(double));
     const double eps = st->eps;
-#pragma omp parallel reduction(+ : below_thr, dropped, m1, m2, m3, m4)
+#pragma omp parallel reduction(+ : below_thr, dropped, m1, m2, m3, m4, err2, norm2)
     {
         float *S = xmalloc(sizeof(float) * BR * BC);
-        float *A = xmalloc(sizeof(float) * BC);
+        float *A = xcalloc((size_t)BR * BC, sizeof(float));  // the tile of A_ij, row r at A + r BC
+        // with values: O = A V and O' = (A masked) V / (kept mass), rows of this tile
+        float *Ot = v ? xcalloc((size_t)BR * d, sizeof(float)) : NULL, *Op = v ? xcalloc((size_t)BR * d, sizeof(float)) : NULL;
+        double *den = v ? xcalloc(BR, sizeof(double)) : NULL;
         int32_t *bins = xmalloc(sizeof(int32_t) * BC);
         float *colsum = xcalloc(BC, sizeof(float)), *colmax = xcalloc(BC, sizeof(float));
         uint32_t *hc = xcalloc((size_t)BR * EXACT_ROW_BINS, sizeof(uint32_t));
@@ -236,12 +265,13 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
                     if (jn <= 0) continue;
                     const int r = (int)(i - r0);
                     const float *z = S + (int64_t)r * BC;
+                    float *const Ar = A + (int64_t)r * BC;
                     const float li = st->lse[i], thr = li + logthr, zcf = (float)zc;
                     int cnt = 0;
                     float s1 = 0, s2 = 0, s3 = 0, s4 = 0;
 #pragma omp simd reduction(+ : cnt, s1, s2, s3, s4)
                     for (int64_t j = 0; j < jn; j++) {
-                        A[j] = fast_expf(z[j] - li);
+                        Ar[j] = fast_expf(z[j] - li);
                         cnt += z[j] < thr;
                         float y = z[j] - zcf, y2 = y * y;
                         s1 += y, s2 += y2, s3 += y2 * y, s4 += y2 * y2;
@@ -258,7 +288,7 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
                     }
                     for (int64_t j = 0; j < jn; j++) {
                         rc[bins[j]]++;
-                        rm[bins[j]] += A[j];
+                        rm[bins[j]] += Ar[j];
                     }
                     // block mass and max: segments of B columns
                     const int64_t bi = i / B - r0 / B;
@@ -266,7 +296,7 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
                         int64_t j1 = j0 + B < jn ? j0 + B : jn;
                         float s = 0, mx = 0;
 #pragma omp simd reduction(+ : s) reduction(max : mx)
-                        for (int64_t j = j0; j < j1; j++) s += A[j], mx = A[j] > mx ? A[j] : mx;
+                        for (int64_t j = j0; j < j1; j++) s += Ar[j], mx = Ar[j] > mx ? Ar[j] : mx;
                         int64_t J = (c0 + j0) / B;
                         Wl[bi * nb + J] += s;
                         if (mx > Xl[bi * nb + J]) Xl[bi * nb + J] = mx;
@@ -279,13 +309,26 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
                     }
 #pragma omp simd
                     for (int64_t j = 0; j < jn; j++) {
-                        colsum[j] += A[j];
-                        colmax[j] = A[j] > colmax[j] ? A[j] : colmax[j];
+                        colsum[j] += Ar[j];
+                        colmax[j] = Ar[j] > colmax[j] ? Ar[j] : colmax[j];
                     }
                 }
                 flush_cells(isum, imax, colsum, colmax, cellof, P, cur_pr, c0, c1);
                 cur_pr = -1;
+                if (v) output_tile(A, Ot, Op, den, v, mask, nb, B, d, r0, r1, c0, c1);
             }
+            if (v)
+                for (int64_t i = r0; i < r1; i++) {
+                    const int r = (int)(i - r0);
+                    for (int x = 0; x < d; x++) {
+                        double o = Ot[r * d + x], op = den[r] > 0 ? Op[r * d + x] / den[r] : 0;
+                        err2 += (o - op) * (o - op);
+                        norm2 += o * o;
+                    }
+                    memset(Ot + r * d, 0, sizeof(float) * d);
+                    memset(Op + r * d, 0, sizeof(float) * d);
+                    den[r] = 0;
+                }
             // exact sparsity per row from its histogram, then clear the row's histogram
             for (int64_t i = r0; i < r1; i++) {
                 const int r = (int)(i - r0);
@@ -329,9 +372,10 @@ void exact_compute(exact_stats *st, const float *q, const float *k) {
                 if (imax[x] > st->image_max[x]) st->image_max[x] = imax[x];
             }
         }
-        free(S), free(A), free(bins), free(colsum), free(colmax), free(hc), free(hm), free(Wl), free(Xl), free(fh), free(isum), free(imax);
+        free(S), free(A), free(Ot), free(Op), free(den), free(bins), free(colsum), free(colmax), free(hc), free(hm), free(Wl), free(Xl), free(fh), free(isum), free(imax);
     }
 
+    st->output_rel_error = v ? sqrt(err2 / norm2) : NAN;
     st->threshold_sparsity = below_thr / npairs;
     st->exact_sparsity = dropped / npairs;
     int64_t nblocks = nb * (nb + 1) / 2, sparse_blocks = 0;

@@ -36,14 +36,17 @@ typedef struct {
     double zlo, zhi;            // range of z over causal pairs (the histogram's range)
     double zhist[EXACT_ZHIST_BINS];
     double zmean, zvar, zskew, zkurt;  // moments of z over causal pairs (kurt = excess kurtosis)
+    double output_rel_error;    // ||O - O'||_F / ||O||_F of the mask given to exact_compute, or NaN
 } exact_stats;
 
 // Allocates the result arrays for a head of N tokens.
 void exact_stats_init(exact_stats *st, int64_t N, int d, int B, int image_size, double eps);
 void exact_stats_free(exact_stats *st);
 
-// q, k: (N, d) post-RoPE rows of one query head and its key head. Fills st.
-void exact_compute(exact_stats *st, const float *q, const float *k);
+// q, k: (N, d) post-RoPE rows of one query head and its key head. Fills st. With values v (N, d)
+// and a block mask (nb, nb) (both or neither may be NULL), also the relative output error of
+// attention restricted to the mask's blocks, softmax renormalised over the kept elements.
+void exact_compute(exact_stats *st, const float *q, const float *k, const float *v, const uint8_t *mask);
 
 // Pixel cell boundaries of the pooled images: cell a covers [a N / P, (a+1) N / P).
 static inline int64_t exact_cell_start(int64_t a, int64_t N, int64_t P) { return a * N / P; }

@@ -96,7 +96,7 @@ static void test_end_to_end_planted(void **state) {
     const int64_t N = 3000;
     snprintf(dump_p, sizeof dump_p, "%s/e2e.h5", dir);
     snprintf(res, sizeof res, "%s/e2e-results.h5", dir);
-    synth_params p = {.N = N, .layers = 2, .q_heads = 4, .kv_heads = 2, .d = 64, .theta = 5e5, .seed = 3};
+    synth_params p = {.N = N, .layers = 2, .q_heads = 4, .kv_heads = 2, .d = 64, .theta = 5e5, .seed = 3, .values = 1};
     skel_err e;
     assert_int_equal(synth_write(dump_p, &p, &e), 0);
     snprintf(cmd, sizeof cmd, "%s info %s", skel, dump_p);
@@ -109,7 +109,13 @@ static void test_end_to_end_planted(void **state) {
     FILE *f = fopen(csv, "r");
     assert_non_null(f);
     int rows = 0;
-    while (fgets(line, sizeof line, f)) rows++;
+    while (fgets(line, sizeof line, f)) {
+        if (rows++ == 0) continue;
+        char *c = line;  // output_rel_error is column 16: with values it is measured
+        for (int col = 0; col < 15; col++) c = strchr(c, ',') + 1;
+        double err = strtod(c, NULL);
+        assert_true(err > 0 && err < 1);
+    }
     fclose(f);
     assert_int_equal(rows, 3);
 

@@ -24,7 +24,7 @@ static void check_head(int64_t N, int d, int B, int image, double eps, uint64_t 
     make_head(&h, N, d, seed);
     exact_stats st;
     exact_stats_init(&st, N, d, B, image, eps);
-    exact_compute(&st, h.q, h.k);
+    exact_compute(&st, h.q, h.k, NULL, NULL);
     const int64_t nb = st.nb, P = st.P;
     assert_int_equal(nb, (N + B - 1) / B);
 
@@ -102,6 +102,50 @@ static void check_head(int64_t N, int d, int B, int image, double eps, uint64_t 
     free_head(&h);
 }
 
+// The output error of a block mask against O = A V and O' = softmax over the kept blocks only,
+// both in double from the reference matrix.
+static void test_output_error(void **state) {
+    const int64_t N = 600;
+    const int d = 32, B = 16;
+    ref_head h;
+    make_head(&h, N, d, 8);
+    const int64_t nb = (N + B - 1) / B;
+    trng r = {99};
+    float *v = malloc(sizeof(float) * N * d);
+    for (int64_t x = 0; x < N * d; x++) v[x] = (float)trng_normal(&r);
+    uint8_t *mask = malloc(nb * nb);
+    for (int64_t I = 0; I < nb; I++)
+        for (int64_t J = 0; J < nb; J++) mask[I * nb + J] = J <= I && (J == I || J == 0 || trng_uniform(&r) < 0.3);
+    exact_stats st;
+    exact_stats_init(&st, N, d, B, 64, 0.8);
+    exact_compute(&st, h.q, h.k, v, mask);
+    double err2 = 0, norm2 = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double kept = 0;
+        for (int64_t j = 0; j <= i; j++) kept += mask[(i / B) * nb + j / B] ? h.A[i * N + j] : 0;
+        for (int x = 0; x < d; x++) {
+            double o = 0, op = 0;
+            for (int64_t j = 0; j <= i; j++) {
+                o += h.A[i * N + j] * v[j * d + x];
+                if (mask[(i / B) * nb + j / B]) op += h.A[i * N + j] * v[j * d + x];
+            }
+            op /= kept;
+            err2 += (o - op) * (o - op), norm2 += o * o;
+        }
+    }
+    double ref = sqrt(err2 / norm2);
+    fprintf(stderr, "    output error %.6f (reference %.6f)\n", st.output_rel_error, ref);
+    assert_true(ref > 0.01);  // the mask drops real mass
+    assert_near("output_rel_error", st.output_rel_error, ref, MASS_RTOL * ref + 1e-6);
+    exact_stats st2;  // without values the error is not defined
+    exact_stats_init(&st2, N, d, B, 64, 0.8);
+    exact_compute(&st2, h.q, h.k, NULL, NULL);
+    assert_true(isnan(st2.output_rel_error));
+    exact_stats_free(&st), exact_stats_free(&st2);
+    free(v), free(mask);
+    free_head(&h);
+}
+
 static void test_causal_pairs(void **state) {
     for (int64_t r0 = 0; r0 < 12; r0++)
         for (int64_t r1 = r0; r1 < 14; r1++)
@@ -130,6 +174,7 @@ static void test_exact_sgemm_path(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_causal_pairs),
+        cmocka_unit_test(test_output_error),
         cmocka_unit_test(test_exact_b64_d64),
         cmocka_unit_test(test_exact_b16_d32),
         cmocka_unit_test(test_exact_b256_d128),
