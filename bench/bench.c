@@ -94,7 +94,7 @@ int main(void) {
             exact_stats st;
             exact_stats_init(&st, N, d, 64, 1024, 0.8);
             double t0 = skel_now();
-            exact_compute(&st, q, k, NULL, NULL);
+            exact_compute(&st, q, k, NULL, NULL, 0);
             double t1 = skel_now();
             decomp dc;
             decomp_params dp = {.S = 64, .T = 64, .M = 0, .ridge = 1e-3, .seed = 1};

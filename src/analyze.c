@@ -10,6 +10,7 @@
 #include "dump.h"
 #include "exact.h"
 #include "mask.h"
+#include "methods.h"
 #include "results.h"
 
 void analyze_opts_default(analyze_opts *o) {
@@ -21,6 +22,8 @@ void analyze_opts_default(analyze_opts *o) {
     o->ridge = 1e-3;
     o->seed = 1;
     o->image_size = 1024;
+    o->methods = 1;
+    methods_params_default(&o->mp);
 }
 
 int analyze_check_opts(const analyze_opts *o, skel_err *e) {
@@ -35,6 +38,12 @@ int analyze_check_opts(const analyze_opts *o, skel_err *e) {
     if (!(o->ridge > 0)) return skel_fail(e, "--ridge %g: must be positive", o->ridge);
     return 0;
 }
+
+// The methods of the /methods table, in the order their masks are measured, and where each mask is
+// stored (the skeleton's is the head's "mask" dataset).
+static const char *const METHOD_NAMES[6] = {"skeleton", "vertical_slash", "xattention", "lambda", "trianglemix", "oracle"};
+static const char *const MASK_DSETS[6] = {NULL, "vs_mask", "xattention_mask", "lambda_mask", "trianglemix_mask",
+                                          "oracle_mask"};
 
 static void fmt_time(char *buf, size_t n, double s) {
     int t = (int)(s + 0.5);
@@ -81,6 +90,8 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     float *vbuf = D.has_values ? xmalloc(sizeof(float) * N * d) : NULL;
     const int64_t nb = (N + o->block - 1) / o->block;
     uint8_t *mask = xmalloc((size_t)(nb * nb)), *oracle = xmalloc((size_t)(nb * nb));
+    uint8_t *mmask[5] = {mask};  // the skeleton, then the compared methods
+    for (int x = 1; x < 5; x++) mmask[x] = xmalloc((size_t)(nb * nb));
     const int progress = !o->quiet && isatty(2);
     const int total = nl * nh;
     const double t_start = skel_now();
@@ -125,11 +136,21 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
             mask_params mp = {.B = o->block, .S = o->sink, .T = o->local, .eps = o->eps, .budget = o->budget};
             rep.predicted_block_sparsity = mask_skeleton(mask, dc.s, dc.v, dc.h, N, &mp);
             double t2 = skel_now();
+            // the compared methods' masks (SPEC section 7), on the same grid
+            int nm = 1;
+            if (o->methods) {
+                method_vertical_slash(mmask[1], q, k, N, d, o->block, &o->mp);
+                method_xattention(mmask[2], q, k, N, d, o->block, &o->mp);
+                method_lambda(mmask[3], N, o->block, &o->mp);
+                method_trianglemix(mmask[4], N, o->block, &o->mp);
+                nm = 5;
+            }
+            double t3 = skel_now();
             exact_stats st;
             exact_stats_init(&st, N, d, o->block, o->image_size, o->eps);
-            exact_compute(&st, q, k, D.has_values ? vbuf : NULL, D.has_values ? mask : NULL);
-            double t3 = skel_now();
-            rep.output_rel_error = st.output_rel_error;
+            exact_compute(&st, q, k, D.has_values ? vbuf : NULL, (const uint8_t *const *)mmask, D.has_values ? nm : 0);
+            double t4 = skel_now();
+            rep.output_rel_error = st.output_rel_error[0];
             rep.predicted_sparsity = mask_predict_sparsity(dc.s, dc.v, dc.h, N, o->eps, NULL, NULL);
             mask_metrics mm, om;
             mask_evaluate(mask, st.block_mass, N, o->block, &mm);
@@ -146,8 +167,27 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
             rep.fit_rmse = dc.fit_rmse;
             rep.time_decomp_ms = 1e3 * (t1 - t0);
             rep.time_mask_ms = 1e3 * (t2 - t1);
-            rep.time_exact_ms = 1e3 * (t3 - t2);
-            int rc = results_put_head(&R, &st, &dc, mask, &rep, e);
+            rep.time_exact_ms = 1e3 * (t4 - t3);
+            method_row mrows[6];
+            const char *dsets[6];
+            const uint8_t *mptr[6];
+            for (int x = 0; x <= nm; x++) {  // nm measured masks, then the oracle
+                const uint8_t *mk = x < nm ? mmask[x] : oracle;
+                mask_metrics me;
+                mask_evaluate(mk, st.block_mass, N, o->block, &me);
+                method_row *row = &mrows[x];
+                memset(row, 0, sizeof *row);
+                row->layer = L, row->head = h;
+                snprintf(row->method, sizeof row->method, "%s", METHOD_NAMES[x < nm ? x : 5]);
+                row->density = me.density;
+                row->compute_fraction = me.compute_fraction;
+                row->recall = me.recall;
+                row->min_rowblock_recall = me.min_rowblock_recall;
+                row->output_rel_error = x < nm ? st.output_rel_error[x] : NAN;
+                dsets[x] = MASK_DSETS[x < nm ? x : 5];
+                mptr[x] = mk;
+            }
+            int rc = results_put_head(&R, &st, &dc, mask, &rep, nm + 1, dsets, mptr, mrows, e);
             exact_stats_free(&st);
             decomp_free(&dc);
             if (rc) goto fail_all;
@@ -160,11 +200,13 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         fprintf(stderr, "\r[%d/%d] done in %s%30s\n", done, total, el, "");
     }
     free(q), free(k), free(vbuf), free(mask), free(oracle);
+    for (int x = 1; x < 5; x++) free(mmask[x]);
     dump_close(&D);
     return results_finish(&R, e);
 fail_all:
     if (progress) fprintf(stderr, "\n");
     free(q), free(k), free(vbuf), free(mask), free(oracle);
+    for (int x = 1; x < 5; x++) free(mmask[x]);
     results_abort(&R);
 fail_dump:
     dump_close(&D);

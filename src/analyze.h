@@ -4,6 +4,7 @@
 #define SKEL_ANALYZE_H
 
 #include "common.h"
+#include "methods.h"
 
 typedef struct {
     int block;        // B, a power of two in [16, 256] (default 64)
@@ -16,6 +17,8 @@ typedef struct {
     int image_size;   // pooled image side (default 1024)
     int threads;      // 0 = all
     int quiet;
+    int methods;        // also the compared methods' masks (default 1)
+    methods_params mp;
     const int *layers;  // selection (n_layers entries) or NULL for every present layer
     int n_layers;
     const int *heads;   // selection or NULL for every query head

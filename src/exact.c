@@ -14,6 +14,7 @@
 
 void openblas_set_num_threads(int);  // OpenBLAS: each of our threads runs its own small GEMMs
 
+#define BR_MAX 256  // rows per tile at most (the largest block size)
 #define BC 256  // columns per tile: a multiple of every allowed block size
 
 void exact_stats_init(exact_stats *st, int64_t N, int d, int B, int image_size, double eps) {
@@ -109,30 +110,36 @@ static void qk_tile(float *S, const float *q, const float *k, const float *kp, i
                 k + c0 * d, d, 0.f, S, BC);
 }
 
-// Output error of a block mask, one (row tile, column tile): O += A V; the kept elements of A,
-// per block, go into O' and their mass into den (O' is renormalised per row at the tile's end).
-static void output_tile(float *A, float *Ot, float *Op, double *den, const float *v, const uint8_t *mask, int64_t nb,
-                        int B, int d, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+// Output error of block masks, one (row tile, column tile): O += A V; for each mask, the kept
+// elements of A (per block) go into O'_m and their mass into den_m (O'_m is renormalised per row at
+// the tile's end). Am is scratch of A's size.
+static void output_tile(float *A, float *Am, float *Ot, float *Op, double *den, const float *v,
+                        const uint8_t *const *masks, int nmasks, int64_t nb, int B, int d, int64_t r0, int64_t r1,
+                        int64_t c0, int64_t c1) {
     const int nr = (int)(r1 - r0), nc = (int)(c1 - c0);
     for (int64_t i = r0; i < r1; i++) {  // clear what lies past the diagonal: the GEMM reads it
         int64_t jn = (i + 1 < c1 ? i + 1 : c1) - c0;
         if (jn < nc) memset(A + (i - r0) * BC + (jn > 0 ? jn : 0), 0, sizeof(float) * (nc - (jn > 0 ? jn : 0)));
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, d, nc, 1.f, A, BC, v + c0 * d, d, 1.f, Ot, d);
-    for (int64_t i = r0; i < r1; i++) {
-        float *Ar = A + (i - r0) * BC;
-        const uint8_t *mrow = mask + (i / B) * nb;
-        double kept = 0;
-        for (int64_t j0 = 0; j0 < nc; j0 += B) {
-            int64_t j1 = j0 + B < nc ? j0 + B : nc;
-            if (mrow[(c0 + j0) / B]) {
-                for (int64_t j = j0; j < j1; j++) kept += Ar[j];
-            } else
-                memset(Ar + j0, 0, sizeof(float) * (j1 - j0));
+    for (int mi = 0; mi < nmasks; mi++) {
+        for (int64_t i = r0; i < r1; i++) {
+            const float *Ar = A + (i - r0) * BC;
+            float *Mr = Am + (i - r0) * BC;
+            const uint8_t *mrow = masks[mi] + (i / B) * nb;
+            double kept = 0;
+            for (int64_t j0 = 0; j0 < nc; j0 += B) {
+                int64_t j1 = j0 + B < nc ? j0 + B : nc;
+                if (mrow[(c0 + j0) / B]) {
+                    for (int64_t j = j0; j < j1; j++) kept += Ar[j], Mr[j] = Ar[j];
+                } else
+                    memset(Mr + j0, 0, sizeof(float) * (j1 - j0));
+            }
+            den[mi * BR_MAX + (i - r0)] += kept;
         }
-        den[i - r0] += kept;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, d, nc, 1.f, Am, BC, v + c0 * d, d, 1.f,
+                    Op + (size_t)mi * BR_MAX * d, d);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, d, nc, 1.f, A, BC, v + c0 * d, d, 1.f, Op, d);
 }
 
 // Adds the column sums and maxima of one pixel row (pr) over columns [c0, c1) into its cells,
@@ -160,13 +167,16 @@ static void flush_cells(double *isum, float *imax, float *colsum, float *colmax,
     mrow[cur] = m > mrow[cur] ? m : mrow[cur];
 }
 
-void exact_compute(exact_stats *st, const float *q, const float *k, const float *v, const uint8_t *mask) {
+void exact_compute(exact_stats *st, const float *q, const float *k, const float *v, const uint8_t *const *masks,
+                   int nmasks) {
     const int64_t N = st->N, nb = st->nb, P = st->P;
     const int d = st->d, B = st->B;
     const int BR = B >= 64 ? B : 64;  // rows per tile: whole block rows
     const int64_t ntiles = (N + BR - 1) / BR;
     const float c = 1.f / sqrtf((float)d);
     openblas_set_num_threads(1);
+    CHECK(nmasks >= 0 && nmasks <= EXACT_MAX_MASKS && (nmasks == 0 || v));
+    if (!masks) nmasks = 0;
     __builtin_cpu_init();
     float *kp = __builtin_cpu_supports("avx512f") && !getenv("SKEL_NO_AVX512") ? pack_keys(k, N, d) : NULL;
 
@@ -230,17 +240,20 @@ void exact_compute(exact_stats *st, const float *q, const float *k, const float 
     for (int64_t a = 0; a < P; a++)
         for (int64_t i = rowcell[a]; i < rowcell[a + 1]; i++) cellof[i] = (int32_t)a;
     int64_t below_thr = 0, dropped = 0;
-    double m1 = 0, m2 = 0, m3 = 0, m4 = 0, err2 = 0, norm2 = 0;
+    double m1 = 0, m2 = 0, m3 = 0, m4 = 0, norm2 = 0, err2[EXACT_MAX_MASKS] = {0};
     uint64_t *finehist = xcalloc(EXACT_ROW_BINS, sizeof(uint64_t));
     double *img_sum = xcalloc((size_t)P * P, sizeof(double));
     const double eps = st->eps;
-#pragma omp parallel reduction(+ : below_thr, dropped, m1, m2, m3, m4, err2, norm2)
+#pragma omp parallel reduction(+ : below_thr, dropped, m1, m2, m3, m4, norm2)
     {
         float *S = xmalloc(sizeof(float) * BR * BC);
         float *A = xcalloc((size_t)BR * BC, sizeof(float));  // the tile of A_ij, row r at A + r BC
         // with values: O = A V and O' = (A masked) V / (kept mass), rows of this tile
-        float *Ot = v ? xcalloc((size_t)BR * d, sizeof(float)) : NULL, *Op = v ? xcalloc((size_t)BR * d, sizeof(float)) : NULL;
-        double *den = v ? xcalloc(BR, sizeof(double)) : NULL;
+        float *Ot = v ? xcalloc((size_t)BR * d, sizeof(float)) : NULL;
+        float *Op = v ? xcalloc((size_t)nmasks * BR_MAX * d, sizeof(float)) : NULL;
+        float *Am = v ? xcalloc((size_t)BR * BC, sizeof(float)) : NULL;
+        double *den = v ? xcalloc((size_t)nmasks * BR_MAX, sizeof(double)) : NULL;
+        double e2[EXACT_MAX_MASKS] = {0}, o2 = 0;
         int32_t *bins = xmalloc(sizeof(int32_t) * BC);
         float *colsum = xcalloc(BC, sizeof(float)), *colmax = xcalloc(BC, sizeof(float));
         uint32_t *hc = xcalloc((size_t)BR * EXACT_ROW_BINS, sizeof(uint32_t));
@@ -315,19 +328,23 @@ void exact_compute(exact_stats *st, const float *q, const float *k, const float 
                 }
                 flush_cells(isum, imax, colsum, colmax, cellof, P, cur_pr, c0, c1);
                 cur_pr = -1;
-                if (v) output_tile(A, Ot, Op, den, v, mask, nb, B, d, r0, r1, c0, c1);
+                if (v) output_tile(A, Am, Ot, Op, den, v, masks, nmasks, nb, B, d, r0, r1, c0, c1);
             }
             if (v)
                 for (int64_t i = r0; i < r1; i++) {
                     const int r = (int)(i - r0);
-                    for (int x = 0; x < d; x++) {
-                        double o = Ot[r * d + x], op = den[r] > 0 ? Op[r * d + x] / den[r] : 0;
-                        err2 += (o - op) * (o - op);
-                        norm2 += o * o;
+                    for (int x = 0; x < d; x++) o2 += (double)Ot[r * d + x] * Ot[r * d + x];
+                    for (int mi = 0; mi < nmasks; mi++) {
+                        float *op = Op + ((size_t)mi * BR_MAX + r) * d;
+                        double dn = den[mi * BR_MAX + r];
+                        for (int x = 0; x < d; x++) {
+                            double y = Ot[r * d + x] - (dn > 0 ? op[x] / dn : 0);
+                            e2[mi] += y * y;
+                        }
+                        memset(op, 0, sizeof(float) * d);
+                        den[mi * BR_MAX + r] = 0;
                     }
                     memset(Ot + r * d, 0, sizeof(float) * d);
-                    memset(Op + r * d, 0, sizeof(float) * d);
-                    den[r] = 0;
                 }
             // exact sparsity per row from its histogram, then clear the row's histogram
             for (int64_t i = r0; i < r1; i++) {
@@ -364,18 +381,21 @@ void exact_compute(exact_stats *st, const float *q, const float *k, const float 
                 }
             }
         }
+        norm2 += o2;
 #pragma omp critical
         {
+            for (int mi = 0; mi < nmasks; mi++) err2[mi] += e2[mi];
             for (int b = 0; b < EXACT_ROW_BINS; b++) finehist[b] += fh[b];
             for (int64_t x = 0; x < P * P; x++) {
                 img_sum[x] += isum[x];
                 if (imax[x] > st->image_max[x]) st->image_max[x] = imax[x];
             }
         }
-        free(S), free(A), free(Ot), free(Op), free(den), free(bins), free(colsum), free(colmax), free(hc), free(hm), free(Wl), free(Xl), free(fh), free(isum), free(imax);
+        free(S), free(A), free(Am), free(Ot), free(Op), free(den), free(bins), free(colsum), free(colmax), free(hc), free(hm), free(Wl), free(Xl), free(fh), free(isum), free(imax);
     }
 
-    st->output_rel_error = v ? sqrt(err2 / norm2) : NAN;
+    for (int mi = 0; mi < EXACT_MAX_MASKS; mi++)
+        st->output_rel_error[mi] = v && mi < nmasks ? sqrt(err2[mi] / norm2) : NAN;
     st->threshold_sparsity = below_thr / npairs;
     st->exact_sparsity = dropped / npairs;
     int64_t nblocks = nb * (nb + 1) / 2, sparse_blocks = 0;

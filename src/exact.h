@@ -15,6 +15,7 @@
 
 #define EXACT_ZHIST_BINS 256   // bins of the stored z histogram
 #define EXACT_ROW_BINS 2048    // bins of the per-row histogram behind the exact sparsity
+#define EXACT_MAX_MASKS 8      // masks whose output error one exact pass measures
 
 typedef struct {
     // parameters
@@ -36,7 +37,7 @@ typedef struct {
     double zlo, zhi;            // range of z over causal pairs (the histogram's range)
     double zhist[EXACT_ZHIST_BINS];
     double zmean, zvar, zskew, zkurt;  // moments of z over causal pairs (kurt = excess kurtosis)
-    double output_rel_error;    // ||O - O'||_F / ||O||_F of the mask given to exact_compute, or NaN
+    double output_rel_error[EXACT_MAX_MASKS];  // ||O - O'||_F / ||O||_F per mask given, else NaN
 } exact_stats;
 
 // Allocates the result arrays for a head of N tokens.
@@ -44,9 +45,10 @@ void exact_stats_init(exact_stats *st, int64_t N, int d, int B, int image_size, 
 void exact_stats_free(exact_stats *st);
 
 // q, k: (N, d) post-RoPE rows of one query head and its key head. Fills st. With values v (N, d)
-// and a block mask (nb, nb) (both or neither may be NULL), also the relative output error of
-// attention restricted to the mask's blocks, softmax renormalised over the kept elements.
-void exact_compute(exact_stats *st, const float *q, const float *k, const float *v, const uint8_t *mask);
+// and block masks (nmasks of them, each (nb, nb)), also each mask's relative output error: attention
+// restricted to its blocks, softmax renormalised over the kept elements. v may be NULL (nmasks 0).
+void exact_compute(exact_stats *st, const float *q, const float *k, const float *v, const uint8_t *const *masks,
+                   int nmasks);
 
 // Pixel cell boundaries of the pooled images: cell a covers [a N / P, (a+1) N / P).
 static inline int64_t exact_cell_start(int64_t a, int64_t N, int64_t P) { return a * N / P; }

@@ -11,6 +11,24 @@ const char *const REPORT_CSV_HEADER =
     "predicted_block_sparsity,mask_density,mask_recall,min_rowblock_recall,oracle_density_at_same_recall,"
     "fit_r2,fit_rmse,output_rel_error,time_exact_ms,time_decomp_ms,time_mask_ms";
 
+const char *const METHODS_CSV_HEADER = "layer,head,method,density,compute_fraction,recall,min_rowblock_recall,output_rel_error";
+
+static hid_t methods_type(void) {
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(method_row));
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, sizeof(((method_row *)0)->method));
+    H5Tinsert(t, "layer", HOFFSET(method_row, layer), H5T_NATIVE_INT32);
+    H5Tinsert(t, "head", HOFFSET(method_row, head), H5T_NATIVE_INT32);
+    H5Tinsert(t, "method", HOFFSET(method_row, method), st);
+    H5Tinsert(t, "density", HOFFSET(method_row, density), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "compute_fraction", HOFFSET(method_row, compute_fraction), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "recall", HOFFSET(method_row, recall), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "min_rowblock_recall", HOFFSET(method_row, min_rowblock_recall), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "output_rel_error", HOFFSET(method_row, output_rel_error), H5T_NATIVE_DOUBLE);
+    H5Tclose(st);
+    return t;
+}
+
 void report_csv_row(FILE *f, const head_report *r) {
     fprintf(f, "%d,%d,%d,%lld,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f,%.3f,%.3f\n", r->layer,
             r->head, r->kv_head, (long long)r->n_tokens, r->exact_sparsity, r->threshold_sparsity, r->block_sparsity,
@@ -72,6 +90,8 @@ int results_create(results_writer *R, const char *path, const dump *D, const res
     if (n > 3 && !strcmp(path + n - 3, ".h5")) snprintf(R->csv_path, sizeof R->csv_path, "%.*s.csv", (int)(n - 3), path);
     else snprintf(R->csv_path, sizeof R->csv_path, "%s.csv", path);
     snprintf(R->csv_tmp, sizeof R->csv_tmp, "%s.tmp-%d", R->csv_path, (int)getpid());
+    snprintf(R->mcsv_path, sizeof R->mcsv_path, "%.*s_methods.csv", (int)(strlen(R->csv_path) - 4), R->csv_path);
+    snprintf(R->mcsv_tmp, sizeof R->mcsv_tmp, "%s.tmp-%d", R->mcsv_path, (int)getpid());
     R->file = H5Fcreate(R->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (R->file < 0) return skel_fail(e, "%s: cannot create output file (%s)", path, strerror(errno));
     const dump_meta *m = &D->meta;
@@ -118,7 +138,8 @@ static int put_array(hid_t g, const char *name, hid_t ft, hid_t mt, int rank, co
 }
 
 int results_put_head(results_writer *R, const exact_stats *st, const decomp *dc, const uint8_t *mask,
-                     const head_report *rep, skel_err *e) {
+                     const head_report *rep, int nmethods, const char *const *dset, const uint8_t *const *mmasks,
+                     const method_row *mrows, skel_err *e) {
     char name[96];
     snprintf(name, sizeof name, "/layers/%d", rep->layer);
     if (H5Lexists(R->file, name, H5P_DEFAULT) <= 0) H5Gclose(H5Gcreate2(R->file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
@@ -142,6 +163,8 @@ int results_put_head(results_writer *R, const exact_stats *st, const decomp *dc,
     rc |= put_array(g, "kappa", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, d1, dc->kappa);
     rc |= put_array(g, "mask", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, nb2, mask);
     rc |= put_array(g, "z_hist", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, zb, st->zhist);
+    for (int m = 0; m < nmethods; m++)
+        if (dset[m]) rc |= put_array(g, dset[m], H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, nb2, mmasks[m]);
     if (!rc) {
         hid_t z = H5Dopen2(g, "z_hist", H5P_DEFAULT);
         attr_d(z, "lo", st->zlo);
@@ -180,6 +203,15 @@ int results_put_head(results_writer *R, const exact_stats *st, const decomp *dc,
         R->rows = nr;
     }
     R->rows[R->nrows++] = *rep;
+    for (int m = 0; m < nmethods; m++) {
+        if (R->nmrows == R->mcap) {
+            R->mcap = R->mcap ? 2 * R->mcap : 256;
+            method_row *nr = realloc(R->mrows, sizeof(method_row) * R->mcap);
+            CHECK(nr);
+            R->mrows = nr;
+        }
+        R->mrows[R->nmrows++] = mrows[m];
+    }
     return 0;
 }
 
@@ -189,6 +221,14 @@ int results_finish(results_writer *R, skel_err *e) {
     hid_t sp = H5Screate_simple(1, n, NULL);
     hid_t d = H5Dcreate2(R->file, "/report", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int bad = d < 0 || (R->nrows && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, R->rows) < 0);
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(sp);
+    H5Tclose(t);
+    t = methods_type();
+    n[0] = (hsize_t)R->nmrows;
+    sp = H5Screate_simple(1, n, NULL);
+    d = H5Dcreate2(R->file, "/methods", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bad |= d < 0 || (R->nmrows && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, R->mrows) < 0);
     if (d >= 0) H5Dclose(d);
     H5Sclose(sp);
     H5Tclose(t);
@@ -210,13 +250,32 @@ int results_finish(results_writer *R, skel_err *e) {
         results_abort(R);
         return skel_fail(e, "%s: cannot write (disk full?)", R->csv_path);
     }
-    if (rename(R->tmp_path, R->path) != 0 || rename(R->csv_tmp, R->csv_path) != 0) {
+    f = fopen(R->mcsv_tmp, "w");
+    if (!f) {
+        int err = errno;
+        results_abort(R);
+        return skel_fail(e, "%s: cannot write: %s", R->mcsv_path, strerror(err));
+    }
+    fprintf(f, "%s\n", METHODS_CSV_HEADER);
+    for (int r = 0; r < R->nmrows; r++) {
+        const method_row *m = &R->mrows[r];
+        fprintf(f, "%d,%d,%s,%.6f,%.6f,%.6f,%.6f,%.6g\n", m->layer, m->head, m->method, m->density, m->compute_fraction,
+                m->recall, m->min_rowblock_recall, m->output_rel_error);
+    }
+    if (fclose(f) != 0) {
+        results_abort(R);
+        return skel_fail(e, "%s: cannot write (disk full?)", R->mcsv_path);
+    }
+    if (rename(R->tmp_path, R->path) != 0 || rename(R->csv_tmp, R->csv_path) != 0 ||
+        rename(R->mcsv_tmp, R->mcsv_path) != 0) {
         int err = errno;
         results_abort(R);
         return skel_fail(e, "%s: cannot rename the finished file into place: %s", R->path, strerror(err));
     }
     free(R->rows);
+    free(R->mrows);
     R->rows = NULL;
+    R->mrows = NULL;
     return 0;
 }
 
@@ -225,6 +284,9 @@ void results_abort(results_writer *R) {
     R->file = -1;
     unlink(R->tmp_path);
     unlink(R->csv_tmp);
+    unlink(R->mcsv_tmp);
     free(R->rows);
+    free(R->mrows);
     R->rows = NULL;
+    R->mrows = NULL;
 }

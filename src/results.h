@@ -30,7 +30,7 @@
 #include "dump.h"
 #include "exact.h"
 
-#define RESULTS_VERSION 1
+#define RESULTS_VERSION 2  // 2: the compared methods (<method>_mask datasets, /methods)
 
 // One row of the per-head report (SPEC section 5). NaN where a value does not apply
 // (output_rel_error without values).
@@ -48,6 +48,15 @@ typedef struct {
 extern const char *const REPORT_CSV_HEADER;
 void report_csv_row(FILE *f, const head_report *r);
 
+// One row of the methods table: a method's block mask on one head (SPEC section 7).
+typedef struct {
+    int32_t layer, head;
+    char method[16];
+    double density, compute_fraction, recall, min_rowblock_recall, output_rel_error;
+} method_row;
+
+extern const char *const METHODS_CSV_HEADER;
+
 // How a results file was made: stored as root attributes.
 typedef struct {
     int block, sink, local, samples, image_size;
@@ -56,19 +65,25 @@ typedef struct {
     const char *device;  // "cpu" or "gpu"
 } results_params;
 
-// Writes <path>.tmp-<pid> (and the CSV beside it, <path without .h5>.csv) and renames both into
-// place in results_finish, so a failed run never replaces a good result.
+// Writes <path>.tmp-<pid> (and the CSVs beside it, <path without .h5>.csv and
+// <path without .h5>_methods.csv) and renames them into place in results_finish, so a failed run
+// never replaces a good result.
 typedef struct {
     char path[1024], tmp_path[1100], csv_path[1024], csv_tmp[1100];
     hid_t file;
+    char mcsv_path[1024], mcsv_tmp[1100];
     head_report *rows;  // (nrows) the report so far
     int nrows, cap;
+    method_row *mrows;  // (nmrows) the methods table so far
+    int nmrows, mcap;
 } results_writer;
 
 int results_create(results_writer *R, const char *path, const dump *D, const results_params *p, skel_err *e);
-// One head's arrays and report (mask (nb, nb), 1 = kept).
+// One head's arrays and report (mask (nb, nb), 1 = kept), and the compared methods: for each,
+// its mask is stored as <dset[m]> and its row goes into /methods.
 int results_put_head(results_writer *R, const exact_stats *st, const decomp *dc, const uint8_t *mask,
-                     const head_report *rep, skel_err *e);
+                     const head_report *rep, int nmethods, const char *const *dset, const uint8_t *const *mmasks,
+                     const method_row *mrows, skel_err *e);
 int results_finish(results_writer *R, skel_err *e);
 void results_abort(results_writer *R);
 

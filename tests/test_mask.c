@@ -113,7 +113,7 @@ static void test_metrics_and_oracle(void **state) {
     make_head(&hd, N, d, 21);
     exact_stats st;
     exact_stats_init(&st, N, d, B, 64, 0.8);
-    exact_compute(&st, hd.q, hd.k, NULL, NULL);
+    exact_compute(&st, hd.q, hd.k, NULL, NULL, 0);
     trng r = {17};
     uint8_t *m = calloc(nb * nb, 1);
     for (int64_t I = 0; I < nb; I++)

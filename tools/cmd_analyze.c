@@ -28,7 +28,15 @@ static void help(FILE *f) {
             "  --seed S       sampling seed (default 1)\n"
             "  --image P      pooled image side in pixels (default 1024)\n"
             "  --threads T    OpenMP threads (default: all cores)\n"
-            "  --quiet        no progress on stderr\n");
+            "  --quiet        no progress on stderr\n\n"
+            "Compared methods (SPEC section 7; masks vs_mask, xattention_mask, lambda_mask,\n"
+            "trianglemix_mask, oracle_mask per head, and the /methods table and <out>_methods.csv):\n"
+            "  --no-methods       skip them\n"
+            "  --vs-vertical N    vertical-slash: key columns kept (default 1000 N / 131072, >= 30)\n"
+            "  --vs-slash N       vertical-slash: diagonals kept (default 6096 N / 131072, >= 100)\n"
+            "  --xa-tau X         XAttention: share of each block row's score kept, in (0, 1] (default 0.9)\n"
+            "  --lambda-window W  Lambda-shape: local window in tokens (default 1024; 4 sinks)\n"
+            "TriangleMix uses 8 sinks, a 512-token window and the last 128 rows dense.\n");
 }
 
 int cmd_analyze(int argc, char **argv) {
@@ -46,6 +54,10 @@ int cmd_analyze(int argc, char **argv) {
         }
         if (!strcmp(a, "--quiet")) {
             o.quiet = 1;
+            continue;
+        }
+        if (!strcmp(a, "--no-methods")) {
+            o.methods = 0;
             continue;
         }
         if (a[0] != '-') {
@@ -94,6 +106,21 @@ int cmd_analyze(int argc, char **argv) {
         } else if (!strcmp(a, "--image")) {
             if (arg_int(a, v, 1, 1 << 20, &x)) goto done;
             o.image_size = (int)x;
+        } else if (!strcmp(a, "--vs-vertical")) {
+            if (arg_int(a, v, 1, 1LL << 40, &x)) goto done;
+            o.mp.vs_vertical = x;
+        } else if (!strcmp(a, "--vs-slash")) {
+            if (arg_int(a, v, 1, 1LL << 40, &x)) goto done;
+            o.mp.vs_slash = x;
+        } else if (!strcmp(a, "--lambda-window")) {
+            if (arg_int(a, v, 1, 1LL << 40, &x)) goto done;
+            o.mp.lambda_window = (int)x;
+        } else if (!strcmp(a, "--xa-tau")) {
+            if (arg_real(a, v, &o.mp.xa_tau)) goto done;
+            if (!(o.mp.xa_tau > 0 && o.mp.xa_tau <= 1)) {
+                fprintf(stderr, "skel analyze: --xa-tau %g: must be in (0, 1]\n", o.mp.xa_tau);
+                goto done;
+            }
         } else if (!strcmp(a, "--threads")) {
             if (arg_int(a, v, 1, 4096, &x)) goto done;
             o.threads = (int)x;

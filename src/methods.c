@@ -1,0 +1,181 @@
+// methods.c: see methods.h.
+#include "methods.h"
+
+#include <math.h>
+#include <string.h>
+
+void methods_params_default(methods_params *p) {
+    memset(p, 0, sizeof *p);
+    p->vs_last_q = 64;
+    p->xa_block = 128;
+    p->xa_stride = 8;
+    p->xa_tau = 0.9;
+    p->lambda_sinks = 4;
+    p->lambda_window = 1024;
+    p->tri_sinks = 8;
+    p->tri_local = 512;
+    p->tri_last = 128;
+}
+
+void methods_vs_counts(const methods_params *p, int64_t N, int64_t *nv, int64_t *ns) {
+    int64_t v = p->vs_vertical ? p->vs_vertical : (int64_t)llround(1000.0 * N / 131072);
+    int64_t s = p->vs_slash ? p->vs_slash : (int64_t)llround(6096.0 * N / 131072);
+    *nv = v < 30 ? 30 : (v > N ? N : v);
+    *ns = s < 100 ? 100 : (s > N ? N : s);
+}
+
+// Indices of the n largest of x[0..len), ties to the lower index; sel[i] = 1 for those.
+typedef struct {
+    double x;
+    int64_t i;
+} scored;
+static int cmp_scored_desc(const void *a, const void *b) {
+    const scored *u = a, *v = b;
+    if (u->x != v->x) return (u->x < v->x) - (u->x > v->x);
+    return (u->i > v->i) - (u->i < v->i);
+}
+static void top_n(uint8_t *sel, const double *x, int64_t len, int64_t n) {
+    scored *s = xmalloc(sizeof(scored) * len);
+    for (int64_t i = 0; i < len; i++) s[i].x = x[i], s[i].i = i;
+    qsort(s, len, sizeof(scored), cmp_scored_desc);
+    memset(sel, 0, len);
+    for (int64_t t = 0; t < n && t < len; t++) sel[s[t].i] = 1;
+    free(s);
+}
+
+// Blocks holding any chosen key column (cols) or any chosen offset i - j (offs), causal only.
+static void blocks_from_lines(uint8_t *mask, const uint8_t *cols, const uint8_t *offs, int64_t N, int B) {
+    const int64_t nb = (N + B - 1) / B;
+    int64_t *pc = xcalloc(N + 1, sizeof(int64_t));  // prefix count of chosen offsets
+    for (int64_t m = 0; m < N; m++) pc[m + 1] = pc[m] + (offs ? offs[m] : 0);
+    uint8_t *colhit = xcalloc(nb, 1);
+    for (int64_t j = 0; j < N; j++)
+        if (cols && cols[j]) colhit[j / B] = 1;
+    memset(mask, 0, (size_t)(nb * nb));
+    for (int64_t I = 0; I < nb; I++) {
+        int64_t i0 = I * B, i1 = (I + 1) * B < N ? (I + 1) * B : N;  // rows [i0, i1)
+        for (int64_t J = 0; J <= I; J++) {
+            int64_t j0 = J * B, j1 = (J + 1) * B < N ? (J + 1) * B : N;
+            // offsets present in the block: from max(0, i0 - (j1 - 1)) to i1 - 1 - j0
+            int64_t lo = i0 - (j1 - 1) > 0 ? i0 - (j1 - 1) : 0, hi = i1 - 1 - j0;
+            int hit = colhit[J] || (hi >= lo && pc[hi + 1] - pc[lo] > 0);
+            mask[I * nb + J] = (uint8_t)hit;
+        }
+    }
+    free(pc);
+    free(colhit);
+}
+
+void method_vertical_slash(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
+                           const methods_params *p) {
+    int64_t nv, ns;
+    methods_vs_counts(p, N, &nv, &ns);
+    const int64_t nq = p->vs_last_q < N ? p->vs_last_q : N;
+    const double c = 1 / sqrt((double)d);
+    double *vert = xcalloc(N, sizeof(double)), *slash = xcalloc(N, sizeof(double));
+    double *row = xmalloc(sizeof(double) * N);
+    for (int64_t i = N - nq; i < N; i++) {
+        double mx = -INFINITY, l = 0;
+#pragma omp parallel for reduction(max : mx)
+        for (int64_t j = 0; j <= i; j++) {
+            float s = 0;
+            for (int x = 0; x < d; x++) s += q[i * d + x] * k[j * d + x];
+            row[j] = c * s;
+            mx = row[j] > mx ? row[j] : mx;
+        }
+        for (int64_t j = 0; j <= i; j++) l += exp(row[j] - mx);
+        for (int64_t j = 0; j <= i; j++) {
+            double a = exp(row[j] - mx) / l;
+            vert[j] += a;
+            slash[i - j] += a;
+        }
+    }
+    for (int64_t j = 0; j < 30 && j < N; j++) vert[j] = INFINITY;    // the first 30 keys
+    for (int64_t m = 0; m < 100 && m < N; m++) slash[m] = INFINITY;  // the last 100 diagonals
+    uint8_t *cols = xmalloc(N), *offs = xmalloc(N);
+    top_n(cols, vert, N, nv);
+    top_n(offs, slash, N, ns);
+    blocks_from_lines(mask, cols, offs, N, B);
+    free(vert), free(slash), free(row), free(cols), free(offs);
+}
+
+void method_lambda(uint8_t *mask, int64_t N, int B, const methods_params *p) {
+    uint8_t *cols = xcalloc(N, 1), *offs = xcalloc(N, 1);
+    for (int64_t j = 0; j < p->lambda_sinks && j < N; j++) cols[j] = 1;
+    for (int64_t m = 0; m < p->lambda_window && m < N; m++) offs[m] = 1;
+    blocks_from_lines(mask, cols, offs, N, B);
+    free(cols), free(offs);
+}
+
+void method_trianglemix(uint8_t *mask, int64_t N, int B, const methods_params *p) {
+    uint8_t *cols = xcalloc(N, 1), *offs = xcalloc(N, 1);
+    for (int64_t j = 0; j < p->tri_sinks && j < N; j++) cols[j] = 1;
+    for (int64_t m = 0; m < p->tri_local && m < N; m++) offs[m] = 1;
+    blocks_from_lines(mask, cols, offs, N, B);
+    const int64_t nb = (N + B - 1) / B, first = N - p->tri_last > 0 ? N - p->tri_last : 0;
+    for (int64_t I = first / B; I < nb; I++)  // block rows holding any of the last rows: dense
+        for (int64_t J = 0; J <= I; J++) mask[I * nb + J] = 1;
+    free(cols), free(offs);
+}
+
+void method_xattention(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
+                       const methods_params *p) {
+    const int S = p->xa_stride, Bx = p->xa_block;
+    const int64_t ns = N / S;  // strided rows: query group a = rows [aS, aS + S) reversed
+    const int64_t nbx = (N + Bx - 1) / Bx, per = Bx / S;
+    const double c = 1 / (sqrt((double)d) * S);
+    double *score = xcalloc((size_t)(nbx * nbx), sizeof(double));
+#pragma omp parallel
+    {
+        double *row = xmalloc(sizeof(double) * (ns > 0 ? ns : 1));
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t a = 0; a < ns; a++) {
+            // antidiagonal sums: q rows aS + S-1-t against k rows bS + t, t = 0..S-1
+            double mx = -INFINITY, l = 0;
+            for (int64_t b = 0; b <= a; b++) {
+                float s = 0;
+                for (int t = 0; t < S; t++) {
+                    const float *qr = q + (a * S + S - 1 - t) * d, *kr = k + (b * S + t) * d;
+                    for (int x = 0; x < d; x++) s += qr[x] * kr[x];
+                }
+                row[b] = c * s;
+                mx = row[b] > mx ? row[b] : mx;
+            }
+            for (int64_t b = 0; b <= a; b++) l += exp(row[b] - mx);
+            int64_t I = a / per;
+            for (int64_t b = 0; b <= a; b++) {
+                double w = exp(row[b] - mx) / l;
+#pragma omp atomic
+                score[I * nbx + b / per] += w;
+            }
+        }
+        free(row);
+    }
+    // per block row: the best blocks until their share of the row's score reaches tau
+    uint8_t *coarse = xcalloc((size_t)(nbx * nbx), 1);
+    scored *s = xmalloc(sizeof(scored) * nbx);
+    for (int64_t I = 0; I < nbx; I++) {
+        double tot = 0;
+        for (int64_t J = 0; J <= I; J++) s[J].x = score[I * nbx + J], s[J].i = J, tot += score[I * nbx + J];
+        qsort(s, I + 1, sizeof(scored), cmp_scored_desc);
+        double cum = 0;
+        for (int64_t t = 0; t <= I && (tot <= 0 || cum < p->xa_tau * tot); t++) {
+            coarse[I * nbx + s[t].i] = 1;
+            cum += s[t].x;
+        }
+        coarse[I * nbx] = coarse[I * nbx + I] = 1;  // sink column and diagonal
+    }
+    // onto the B grid: a grid block is kept when it meets a kept coarse block
+    const int64_t nb = (N + B - 1) / B;
+    memset(mask, 0, (size_t)(nb * nb));
+    for (int64_t I = 0; I < nb; I++)
+        for (int64_t J = 0; J <= I; J++) {
+            int64_t ci0 = I * B / Bx, ci1 = ((I + 1) * B - 1 < N - 1 ? (I + 1) * B - 1 : N - 1) / Bx;
+            int64_t cj0 = J * B / Bx, cj1 = ((J + 1) * B - 1 < N - 1 ? (J + 1) * B - 1 : N - 1) / Bx;
+            int hit = 0;
+            for (int64_t a = ci0; a <= ci1 && !hit; a++)
+                for (int64_t b = cj0; b <= cj1 && b <= a && !hit; b++) hit = coarse[a * nbx + b];
+            mask[I * nb + J] = (uint8_t)hit;
+        }
+    free(score), free(coarse), free(s);
+}

@@ -1,0 +1,45 @@
+// methods.h: the block masks of the compared sparse-prefill methods (SPEC section 7), on the same
+// B x B grid as the exact block mass, so that each is judged by the same recall, density, compute
+// fraction and output error as SparseSkeleton and the oracle.
+//
+// Methods that choose elements (columns, diagonals, windows) keep a block when it holds any chosen
+// causal element; methods with their own block size (XAttention's 128) keep every grid block that
+// meets a chosen block of theirs.
+#ifndef SKEL_METHODS_H
+#define SKEL_METHODS_H
+
+#include <stdint.h>
+
+#include "common.h"
+
+typedef struct {
+    // Vertical-slash (MInference): the exact softmax of the last vs_last_q queries; column sums
+    // choose vs_vertical keys, diagonal sums vs_slash offsets; the first 30 keys and the last 100
+    // diagonals always. 0 = the authors' 128K setting (1000 and 6096) scaled by N / 131072, at
+    // least 30 and 100.
+    int64_t vs_vertical, vs_slash;
+    int vs_last_q;
+    // XAttention: antidiagonal scores with stride xa_stride inside xa_block blocks, softmaxed per
+    // strided row; per block row the best blocks until their share reaches xa_tau; the first block
+    // column and the diagonal always.
+    int xa_block, xa_stride;
+    double xa_tau;
+    // Lambda-shape (StreamingLLM): lambda_sinks first keys and a window of lambda_window keys.
+    int lambda_sinks, lambda_window;
+    // TriangleMix tri-shape: sinks, local window and the last tri_last query rows dense.
+    int tri_sinks, tri_local, tri_last;
+} methods_params;
+
+void methods_params_default(methods_params *p);
+// The vertical/slash counts actually used for N tokens.
+void methods_vs_counts(const methods_params *p, int64_t N, int64_t *nv, int64_t *ns);
+
+// Every mask is (nb, nb), nb = ceil(N / B), 1 = kept, upper triangle 0. q, k: (N, d) post-RoPE.
+void method_vertical_slash(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
+                           const methods_params *p);
+void method_xattention(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
+                       const methods_params *p);
+void method_lambda(uint8_t *mask, int64_t N, int B, const methods_params *p);
+void method_trianglemix(uint8_t *mask, int64_t N, int B, const methods_params *p);
+
+#endif
