@@ -98,7 +98,9 @@ static void place_colorbar(montage_ctx *M, int col, int row, colormap_id cmap, d
     int x, y;
     cell_origin(M, col, row, &x, &y);
     image_draw_colorbar(&M->montage, x + M->T + 14, y + 6, 16, M->T - 12, cmap, lo, hi, NULL, TS);
-    image_draw_text(&M->montage, x + M->T + 8, y - TM + 6, "log10", TS, GREY);
+    // The unit goes under the bar, on the row of the axis title (centred under the panel, clear
+    // of the bar): above the bar it would run into a long panel title.
+    image_draw_text(&M->montage, x + M->T + 12, y + M->T + 10 + LINE, "log10", TS, GREY);
 }
 
 // ---------------------------------------------------------------------------- render_head
