@@ -4,4 +4,5 @@
 set -eu
 cd "$(dirname "$0")/.."
 . notebooks-free/data.sh
-"$SKEL" plot "$RESULTS" -o "$OUT/charts" ${HEADS:+--heads "$HEADS"}
+"$SKEL" plot "$RESULTS" -o "$OUT/charts" ${HEADS:+--heads "$HEADS"} --quiet
+ls "$OUT"/charts/fig3_*.png

@@ -66,27 +66,47 @@ static int write_report(const head_report *rows, int n, const char *dir, skel_er
     return out_close(&o, e);
 }
 
-static int write_heatmap(const head_report *rows, int n, const char *dir, skel_err *e) {
-    int nl = 0, nh = 0;
+// The layers the report holds, ascending, into out (capacity n); returns the count.
+static int present_layers(const head_report *rows, int n, int *out) {
+    int nl = 0;
     for (int k = 0; k < n; k++) {
-        if (rows[k].layer + 1 > nl) nl = rows[k].layer + 1;
-        if (rows[k].head + 1 > nh) nh = rows[k].head + 1;
+        int l = rows[k].layer, at = 0;
+        while (at < nl && out[at] < l) at++;
+        if (at < nl && out[at] == l) continue;
+        memmove(out + at + 1, out + at, (size_t)(nl - at) * sizeof(int));
+        out[at] = l;
+        nl++;
     }
+    return nl;
+}
+
+// One block of rows per layer present (a dump may hold layers 0, 14, 29 of 30: the heat map then
+// has three rows, not thirty mostly blank ones); `row` numbers them 0.. for the picture.
+static int write_heatmap(const head_report *rows, int n, const char *dir, skel_err *e) {
+    int *layers = xmalloc((size_t)n * sizeof(int)), nh = 0;
+    int nl = present_layers(rows, n, layers);
+    for (int k = 0; k < n; k++)
+        if (rows[k].head + 1 > nh) nh = rows[k].head + 1;
     double *m = xmalloc((size_t)(nl ? nl : 1) * (nh ? nh : 1) * sizeof(double));
     for (int k = 0; k < nl * nh; k++) m[k] = NAN;
-    for (int k = 0; k < n; k++) m[rows[k].layer * nh + rows[k].head] = 100 * rows[k].exact_sparsity;
-    out_file o;
-    if (out_open(&o, dir, "heatmap.dat", e)) {
-        free(m);
-        return -1;
+    for (int k = 0; k < n; k++) {
+        int r = 0;
+        while (layers[r] != rows[k].layer) r++;
+        m[r * nh + rows[k].head] = 100 * rows[k].exact_sparsity;
     }
-    fprintf(o.f, "# layer head exact_sparsity_percent\n");
-    for (int l = 0; l < nl; l++) {
-        for (int h = 0; h < nh; h++) fprintf(o.f, "%d %d %.4f\n", l, h, m[l * nh + h]);
+    out_file o;
+    int rc = -1;
+    if (out_open(&o, dir, "heatmap.dat", e)) goto done;
+    fprintf(o.f, "# row layer head exact_sparsity_percent   (one block per layer present; NaN: no such head)\n");
+    for (int r = 0; r < nl; r++) {
+        for (int h = 0; h < nh; h++) fprintf(o.f, "%d %d %d %.4f\n", r, layers[r], h, m[r * nh + h]);
         fprintf(o.f, "\n");
     }
+    rc = out_close(&o, e);
+done:
     free(m);
-    return out_close(&o, e);
+    free(layers);
+    return rc;
 }
 
 static int write_head(const results_file *R, const plot_head *ph, const char *dir, skel_err *e) {
@@ -168,8 +188,8 @@ done:
     return rc;
 }
 
-static int write_params(const results_file *R, int n_rows, const plot_head *heads, int n_heads, const char *dir,
-                        skel_err *e) {
+static int write_params(const results_file *R, const head_report *rows, int n_rows, const plot_head *heads,
+                        int n_heads, const char *dir, skel_err *e) {
     out_file o;
     if (out_open(&o, dir, "params.gp", e)) return -1;
     // gnuplot strings in single quotes: a quote inside is doubled.
@@ -181,6 +201,11 @@ static int write_params(const results_file *R, int n_rows, const plot_head *head
     for (int k = 0; k < n_heads; k++) fprintf(o.f, "%s%d_%d", k ? " " : "", heads[k].layer, heads[k].head);
     fprintf(o.f, "'\nhead_labels = '");
     for (int k = 0; k < n_heads; k++) fprintf(o.f, "%sL%d/H%d", k ? " " : "", heads[k].layer, heads[k].head);
+    fprintf(o.f, "'\nblock = %d\nsink = %d\nlocal = %d\nlayers_present = '", R->block, R->sink, R->local);
+    int *layers = xmalloc((size_t)n_rows * sizeof(int));
+    int nl = present_layers(rows, n_rows, layers);
+    for (int k = 0; k < nl; k++) fprintf(o.f, "%s%d", k ? " " : "", layers[k]);
+    free(layers);
     fprintf(o.f, "'\n");
     return out_close(&o, e);
 }
@@ -191,5 +216,5 @@ int plot_write_data(const results_file *R, const head_report *rows, int n_rows, 
     if (write_report(rows, n_rows, dir, e) || write_heatmap(rows, n_rows, dir, e)) return -1;
     for (int k = 0; k < n_heads; k++)
         if (write_head(R, &heads[k], dir, e)) return -1;
-    return write_params(R, n_rows, heads, n_heads, dir, e);
+    return write_params(R, rows, n_rows, heads, n_heads, dir, e);
 }

@@ -3,12 +3,14 @@
 // Files written into dir (whitespace-separated columns, '#' comment header):
 //   report.dat            layer head exact threshold block predicted predicted_block mask_density
 //                         mask_recall oracle_density min_rowblock_recall   (fractions, one row a head)
-//   heatmap.dat           layer head exact_sparsity_percent  (every layer x head cell, NaN if absent)
+//   heatmap.dat           row layer head exact_sparsity_percent  (a block per layer present, row = its
+//                         rank; every head of it, NaN if absent)
 //   fig3_<L>_<H>_svh.dat  index s v h  (at most PLOT_MAX_POINTS lines: bin maxima when N is larger)
 //   fig3_<L>_<H>_mask.dat key query kept_fraction  (at most PLOT_MASK_CELLS cells a side)
 //   fig4_<L>_<H>_z.dat    index 0: z density (the histogram); index 1: z normal_density (same
 //                         mean and variance, fine grid)
-//   params.gp             gnuplot variables: model, n_tokens, eps, n_heads_total, heads, head_labels
+//   params.gp             gnuplot variables: model, n_tokens, eps, n_heads_total, heads, head_labels,
+//                         block, sink, local, layers_present (words, ascending)
 #ifndef SKEL_PLOT_DATA_H
 #define SKEL_PLOT_DATA_H
 

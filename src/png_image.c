@@ -84,10 +84,33 @@ static const uint8_t font5x7[95][5] = {
     {0x00, 0x41, 0x36, 0x08, 0x00}, {0x08, 0x04, 0x08, 0x10, 0x08},
 };
 
-static const uint8_t *glyph(char ch) {
+// The classic 5x7 table squeezes g, j, p, q, y above the baseline, where g reads as 9 and p as P;
+// these five get real descenders in the two spare rows of the 9-row cell.
+static const struct {
+    char ch;
+    const char *rows[FONT_LINE];
+} descenders[] = {
+    {'g', {".....", ".....", ".###.", "#...#", "#...#", "#...#", ".####", "....#", ".###."}},
+    {'j', {"...#.", ".....", "..##.", "...#.", "...#.", "...#.", "...#.", "#..#.", ".##.."}},
+    {'p', {".....", ".....", "####.", "#...#", "#...#", "#...#", "####.", "#....", "#...."}},
+    {'q', {".....", ".....", ".####", "#...#", "#...#", "#...#", ".####", "....#", "....#"}},
+    {'y', {".....", ".....", "#...#", "#...#", "#...#", "#...#", ".####", "....#", ".###."}},
+};
+
+// Columns of ch, bit k = row k (FONT_LINE rows; rows FONT_H.. hold descenders).
+static void glyph(char ch, uint16_t cols[FONT_W]) {
+    for (size_t d = 0; d < sizeof descenders / sizeof descenders[0]; d++)
+        if (descenders[d].ch == ch) {
+            for (int col = 0; col < FONT_W; col++) {
+                cols[col] = 0;
+                for (int row = 0; row < FONT_LINE; row++)
+                    cols[col] |= (uint16_t)(descenders[d].rows[row][col] == '#') << row;
+            }
+            return;
+        }
     unsigned c = (unsigned char)ch;
     if (c < 32 || c > 126) c = '?';
-    return font5x7[c - 32];
+    for (int col = 0; col < FONT_W; col++) cols[col] = font5x7[c - 32][col];
 }
 
 int text_width(const char *s, int scale) {
@@ -97,9 +120,10 @@ int text_width(const char *s, int scale) {
 
 void image_draw_text(image *im, int x, int y, const char *s, int scale, rgb8 c) {
     for (; *s; s++, x += FONT_ADV * scale) {
-        const uint8_t *g = glyph(*s);
+        uint16_t g[FONT_W];
+        glyph(*s, g);
         for (int col = 0; col < FONT_W; col++)
-            for (int row = 0; row < FONT_H; row++)
+            for (int row = 0; row < FONT_LINE; row++)
                 if (g[col] >> row & 1) image_fill_rect(im, x + col * scale, y + row * scale, scale, scale, c);
     }
 }
@@ -107,9 +131,10 @@ void image_draw_text(image *im, int x, int y, const char *s, int scale, rgb8 c) 
 void image_draw_text_vertical(image *im, int x, int y, const char *s, int scale, rgb8 c) {
     int base = y + text_width(s, scale);  // the first character sits at the bottom
     for (int k = 0; *s; s++, k++) {
-        const uint8_t *g = glyph(*s);
+        uint16_t g[FONT_W];
+        glyph(*s, g);
         for (int col = 0; col < FONT_W; col++)
-            for (int row = 0; row < FONT_H; row++)
+            for (int row = 0; row < FONT_LINE; row++)
                 if (g[col] >> row & 1)
                     image_fill_rect(im, x + row * scale, base - (k * FONT_ADV + col + 1) * scale, scale,
                                     scale, c);
@@ -126,20 +151,26 @@ int image_draw_colorbar(image *im, int x, int y, int w, int h, colormap_id cmap,
         image_fill_rect(im, x, y + yy, w, 1, RGB8(c[0], c[1], c[2]));
     }
     image_draw_rect(im, x - 1, y - 1, w + 2, h + 2, RGB8_BLACK);
-    // Label every `step`-th integer so that labels stay at least two text lines apart.
-    int span = (int)(floor(hi) - ceil(lo)) + 1;
-    int step = 1;
-    static const int steps[] = {1, 2, 5, 10, 20, 50, 100};
+    // Label every `step` decades so that labels stay at least two text lines apart; a range of
+    // under 2.5 decades (a factor panel can span just one) gets labels at tenths, fifths or halves,
+    // at most 6 of them, so the bar never carries a single label.
+    static const double steps[] = {0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100};
+    const double span = hi - lo;
+    double step = 100;
     for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
-        step = steps[k];
-        if (span <= 1 || (double)h * step / (hi - lo) >= 2.0 * FONT_LINE * scale) break;
+        if (steps[k] < 1 && (span >= 2.5 || span / steps[k] > 6)) continue;
+        if ((double)h * steps[k] / span >= 2.0 * FONT_LINE * scale) {
+            step = steps[k];
+            break;
+        }
     }
     int maxw = 0;
-    for (double t = ceil(lo / step) * step; t <= hi + 1e-9; t += step) {
-        int yy = y + (int)lround((hi - t) / (hi - lo) * (h - 1));
+    for (long n = lround(ceil(lo / step - 1e-9)); n * step <= hi + 1e-9; n++) {
+        double t = n * step;  // n * step, not a running sum, so that labels print exactly
+        int yy = y + (int)lround((hi - t) / span * (h - 1));
         image_fill_rect(im, x + w, yy, 4, 1, RGB8_BLACK);
         char lab[32];
-        snprintf(lab, sizeof lab, "%g", t == 0 ? 0.0 : t);
+        snprintf(lab, sizeof lab, "%g", n == 0 ? 0.0 : t);
         image_draw_text(im, x + w + 6, yy - FONT_H * scale / 2, lab, scale, RGB8_BLACK);
         int tw = text_width(lab, scale);
         if (tw > maxw) maxw = tw;

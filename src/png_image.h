@@ -46,7 +46,8 @@ void image_draw_rect(image *im, int x, int y, int w, int h, rgb8 c);
 void image_blit(image *dst, const image *src, int x, int y);
 
 // ---------------------------------------------------------------------------- text
-// The built-in font is 5x7 pixels in a 6x9 cell; `scale` multiplies both (integer zoom).
+// The built-in font is 5x7 pixels in a 6x9 cell (g, j, p, q, y descend into the cell's last two
+// rows); `scale` multiplies both (integer zoom).
 // Characters outside printable ASCII draw as '?'.
 #define FONT_W 5
 #define FONT_H 7
@@ -61,8 +62,9 @@ void image_draw_text_vertical(image *im, int x, int y, const char *s, int scale,
 
 // ---------------------------------------------------------------------------- colour bar
 // A vertical colour bar w x h at (x, y), bottom = lo, top = hi (log10 units), with a tick and
-// a label at every integer in [lo, hi] (every 2nd, 5th... when they would crowd) drawn to the
-// right, and `title` above. Returns the width taken including the labels.
+// a label at every integer in [lo, hi] (every 2nd, 5th... when they would crowd; every 0.5, 0.2
+// or 0.1 when the range spans under 2.5 decades) drawn to the right, and `title` above. Returns
+// the width taken including the labels.
 int image_draw_colorbar(image *im, int x, int y, int w, int h, colormap_id cmap, double lo,
                         double hi, const char *title, int scale);
 

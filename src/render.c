@@ -218,6 +218,20 @@ void render_grid_s(const results_head *H, int S, render_pool pool, float *out) {
 void render_grid_v(const results_head *H, int S, render_pool pool, float *out) { grid_vec(H, VEC_V, S, pool, out); }
 void render_grid_h(const results_head *H, int S, render_pool pool, float *out) { grid_vec(H, VEC_H, S, pool, out); }
 
+// 1 when every causal pair of the cell (rows from r0, columns [c0, c1)) is in the interior:
+// j >= sink and i - j >= local.
+static inline int cell_interior(int64_t r0, int64_t c1, int64_t c0, int sink, int local) {
+    int64_t min_off = r0 - c1 + 1 > 0 ? r0 - c1 + 1 : 0;
+    return c0 >= sink && min_off >= local;
+}
+
+int render_pixel_interior(int64_t N, int S, int sink, int local, int a, int b) {
+    int64_t r0, r1, c0, c1;
+    cell_range(a, S, N, &r0, &r1);
+    cell_range(b, S, N, &c0, &c1);
+    return cell_interior(r0, c1, c0, sink, local);
+}
+
 void render_grid_recomposed(const results_head *H, int sink, int local, int S, render_pool pool,
                             const float *exact, float *out) {
     const int64_t N = H->N;
@@ -234,8 +248,7 @@ void render_grid_recomposed(const results_head *H, int sink, int local, int S, r
                 *o = NAN;
                 continue;
             }
-            int64_t min_off = r0 - c1 + 1 > 0 ? r0 - c1 + 1 : 0;
-            if (c0 < sink || min_off < local) {  // the pixel touches the exact Lambda-shape
+            if (!cell_interior(r0, c1, c0, sink, local)) {  // the pixel touches the exact Lambda-shape
                 *o = exact[(size_t)a * S + b];
                 continue;
             }
@@ -283,6 +296,20 @@ void render_auto_range(const float *grid, int S, double *lo, double *hi) {
     if (*lo < *hi - 12) *lo = *hi - 12;
     if (*lo > *hi - 1) *lo = *hi - 1;
     free(vals);
+}
+
+void render_auto_range_interior(const float *grid, int64_t N, int S, int sink, int local, double *lo,
+                                double *hi) {
+    float *g = xmalloc((size_t)S * S * sizeof(float));
+    size_t n = 0;
+    for (int a = 0; a < S; a++)
+        for (int b = 0; b < S; b++) {
+            int in = render_pixel_interior(N, S, sink, local, a, b);
+            g[(size_t)a * S + b] = in ? grid[(size_t)a * S + b] : NAN;
+            n += in && isfinite(grid[(size_t)a * S + b]);
+        }
+    render_auto_range(n ? g : grid, S, lo, hi);
+    free(g);
 }
 
 void render_color_grid(const float *grid, int S, colormap_id cmap, double lo, double hi, image *im) {

@@ -58,6 +58,16 @@ void render_grid_recomposed(const results_head *H, int block_sink, int local, in
 // [hi - 12, hi - 1] decades so a few underflowed pixels cannot flatten the picture.
 void render_auto_range(const float *grid, int S, double *lo, double *hi);
 
+// 1 when every causal pair of pixel (a, b) lies in the decomposition's interior (j >= sink and
+// i - j >= local): the pixels where (e) draws s + v + h rather than the exact Lambda-shape.
+int render_pixel_interior(int64_t N, int S, int sink, int local, int a, int b);
+// render_auto_range over the interior pixels only (all pixels when none is interior). The factor
+// panels use it: s, v, h are fitted on the interior, and their extrapolation to the sinks and the
+// local band (which (e) takes from the exact statistics) would otherwise set the top of the range
+// and flatten everything the decomposition actually models.
+void render_auto_range_interior(const float *grid, int64_t N, int S, int sink, int local, double *lo,
+                                double *hi);
+
 // Colours a grid into an S x S image with the colour range [lo, hi] (log10).
 void render_color_grid(const float *grid, int S, colormap_id cmap, double lo, double hi, image *im);
 

@@ -98,7 +98,9 @@ static void place_colorbar(montage_ctx *M, int col, int row, colormap_id cmap, d
     int x, y;
     cell_origin(M, col, row, &x, &y);
     image_draw_colorbar(&M->montage, x + M->T + 14, y + 6, 16, M->T - 12, cmap, lo, hi, NULL, TS);
-    image_draw_text(&M->montage, x + M->T + 8, y - TM + 6, "log10", TS, GREY);
+    // The unit goes under the bar, on the row of the axis title (centred under the panel, clear
+    // of the bar): above the bar it would run into a long panel title.
+    image_draw_text(&M->montage, x + M->T + 12, y + M->T + 10 + LINE, "log10", TS, GREY);
 }
 
 // ---------------------------------------------------------------------------- render_head
@@ -121,13 +123,6 @@ static void panel_grid(const results_file *R, const results_head *H, int k, int 
     case 3: render_grid_h(H, S, pool, out); break;
     default: render_grid_recomposed(H, R->sink, R->local, S, pool, exact, out); break;
     }
-}
-
-static float grid_max(const float *g, size_t n) {
-    float m = -INFINITY;
-    for (size_t k = 0; k < n; k++)
-        if (isfinite(g[k]) && g[k] > m) m = g[k];
-    return m;
 }
 
 int render_head(const results_file *R, const results_head *H, const render_opts *o, const char *dir,
@@ -170,10 +165,9 @@ int render_head(const results_file *R, const results_head *H, const render_opts 
         } else if (k == 4) {
             lo[4] = lo[0], hi[4] = hi[0];  // (e) is on the scale of A, to compare with (a)
         } else {
-            // A factor has no absolute scale of its own: its top is its maximum, and it spans as
-            // many decades as (a), so contrast reads the same in every panel.
-            hi[k] = grid_max(g, (size_t)S * S);
-            lo[k] = hi[k] - (hi[0] - lo[0]);
+            // A factor has no absolute scale of its own (a constant can move between s, v and h),
+            // so each gets its own range, taken where it is fitted: the interior.
+            render_auto_range_interior(g, N, S, R->sink, R->local, &lo[k], &hi[k]);
         }
         render_color_grid(g, S, o->cmap, lo[k], hi[k], &im);
         if (write_png(sum, &im, dir, names[k], e)) goto done;

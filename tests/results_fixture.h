@@ -3,8 +3,9 @@
 //   z_ij = s_{i-j} + v_j   (j <= i),   A_ij = exp(z_ij - lse_i),   h_i = -lse_i,
 // so log A = s + v + h holds exactly and the recomposition must reproduce the exact image.
 // Planted: attention sinks (v large for j < 4), one vertical key column at key_col, one slash at
-// offset slash_off, a slow decay with distance. Used by the render and plot tests while no real
-// `skel analyze` output is at hand.
+// offset slash_off, a slow decay with distance. The render and plot tests use it for what real
+// `skel analyze` output cannot give: an exact decomposition, a vs_mask, an older results_version,
+// and many small files cheaply; the pixel checks also run on synth + analyze output.
 #ifndef SKEL_RESULTS_FIXTURE_H
 #define SKEL_RESULTS_FIXTURE_H
 

@@ -11,7 +11,9 @@
 
 #include <cmocka.h>
 
+#include "analyze.h"
 #include "results_fixture.h"
+#include "synth.h"
 
 static char tmpdir[256], results[400];
 static const char *skel;
@@ -97,6 +99,31 @@ static void test_plot_charts(void **state) {
     assert_int_equal(access(p, R_OK), 0);
 }
 
+// The charts of real pipeline output: `skel synth` (2 layers, 2 heads, 1024 tokens) analysed
+// through the library, then `skel plot` with its default heads.
+static void test_plot_analyze_output(void **state) {
+    if (!skel) skip();
+    synth_params sp = {.N = 1024, .layers = 2, .q_heads = 2, .kv_heads = 1, .d = 64, .theta = 500000, .seed = 3};
+    char dump[400], res[400], cmd[1500], err[4096];
+    snprintf(dump, sizeof dump, "%s/synth.h5", tmpdir);
+    snprintf(res, sizeof res, "%s/analyzed.h5", tmpdir);
+    skel_err e;
+    analyze_opts ao;
+    analyze_opts_default(&ao);
+    ao.quiet = 1;
+    if (synth_write(dump, &sp, &e) || analyze_run(dump, res, &ao, &e)) fail_msg("%s", e.msg);
+    snprintf(cmd, sizeof cmd, "'%s' plot '%s' -o '%s/analyzed' --quiet", skel, res, tmpdir);
+    int rc = run_cmd(cmd, err, sizeof err);
+    if (rc != 0) fail_msg("skel plot failed (%d): %s", rc, err);
+    static const char *charts[] = {"fig2_sparsity_hist.png", "fig4_z_hist.png", "predicted_vs_exact.png",
+                                   "heatmap_sparsity.png", "density_vs_recall.png"};
+    for (size_t k = 0; k < sizeof charts / sizeof charts[0]; k++) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/analyzed/%s", tmpdir, charts[k]);
+        check_chart(p);
+    }
+}
+
 static void test_plot_default_heads(void **state) {
     if (!skel) skip();
     char cmd[1500], err[4096];
@@ -156,6 +183,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plot_charts),
         cmocka_unit_test(test_plot_default_heads),
+        cmocka_unit_test(test_plot_analyze_output),
         cmocka_unit_test(test_plot_without_gnuplot),
         cmocka_unit_test(test_plot_bad_input),
     };

@@ -1,6 +1,7 @@
-// test_render: colour maps, PNG round trip, pooling against brute force, and the Fig. 1 PNGs of
-// a synthetic head decoded back with libpng and checked pixel by pixel. CLI bad-input tests run
-// when SKEL names the built tool. Run one test: CMOCKA_TEST_FILTER (cmocka >= 1.1.5) or argv[1].
+// test_render: colour maps, PNG round trip, pooling against brute force, and the Fig. 1 PNGs
+// decoded back with libpng and checked pixel by pixel: for `skel synth` + `skel analyze` output
+// (planted vertical keys and slashes where synth.h says) and for a fixture with an exact
+// decomposition and a vertical-slash mask. CLI bad-input tests run when SKEL names the built tool. Run one test: CMOCKA_TEST_FILTER (cmocka >= 1.1.5) or argv[1].
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,7 +12,9 @@
 
 #include <cmocka.h>
 
+#include "analyze.h"
 #include "results_fixture.h"
+#include "synth.h"
 
 // Pooled values come out of double sums stored as float log10: float rounding of a log10 value
 // of magnitude <= 20 is below 2e-6, so 1e-5 decades is a safe bound and far below a colour step
@@ -159,91 +162,153 @@ static void test_pool_vs_bruteforce(void **state) {
 }
 
 // ---------------------------------------------------------------------------- Fig. 1 PNGs
+// Two sources of results files, each rendered once by its group's setup:
+//   FX, the fixture of results_fixture.h: log A = s + v + h exactly and a vs_mask, for what real
+//       analysis cannot promise (the recomposition equals the exact image; panel (g));
+//   SY, `skel synth` + `skel analyze` (through the library): planted vertical keys and slashes at
+//       positions synth.h reports, for the pixel checks on real pipeline output.
 typedef struct {
-    fixture_opts fo;
     results_file R;
-    results_head H;
-    char dir[300];
+    results_head H[2];
+    int n_heads;
+    char dir[2][300];
     int S;
+    int has_vs;
 } fig_state;
 
-static fig_state F;
+static fig_state FX, SY;
+static fixture_opts FX_OPTS;
+static synth_params SY_PARAMS;
 
-static int setup_fig(void **state) {
-    if (setup_tmp(state)) return -1;
-    fixture_default(&F.fo);
-    char path[400];
-    snprintf(path, sizeof path, "%s/results.h5", tmpdir);
-    if (fixture_write(path, &F.fo)) return -1;
-    skel_err e;
-    if (results_open(&F.R, path, &e) || results_read_head(&F.R, 0, 0, &F.H, &e)) {
-        fprintf(stderr, "setup: %s\n", e.msg);
-        return -1;
-    }
-    // 256 pixels for 2048 tokens: 8 tokens a pixel, 8 pixels a block, so mask pixels tile blocks.
-    F.S = 256;
+// Renders head k of st->R into st->dir[k] at side S (thumbnails 128).
+static int render_into(fig_state *st, int k, const char *name) {
     render_opts o;
     render_opts_default(&o);
-    o.size = F.S;
+    o.size = st->S;
     o.thumb = 128;
-    snprintf(F.dir, sizeof F.dir, "%s/fig", tmpdir);
+    snprintf(st->dir[k], sizeof st->dir[k], "%s/%s", tmpdir, name);
     render_summary sum;
-    if (render_head(&F.R, &F.H, &o, F.dir, &sum, &e)) {
+    skel_err e;
+    if (render_head(&st->R, &st->H[k], &o, st->dir[k], &sum, &e)) {
         fprintf(stderr, "setup: %s\n", e.msg);
         return -1;
     }
     return 0;
 }
-static int teardown_fig(void **state) {
-    results_head_free(&F.H);
-    results_close(&F.R);
+
+static int setup_fixture(void **state) {
+    if (setup_tmp(state)) return -1;
+    fixture_default(&FX_OPTS);
+    char path[400];
+    snprintf(path, sizeof path, "%s/results.h5", tmpdir);
+    if (fixture_write(path, &FX_OPTS)) return -1;
+    skel_err e;
+    if (results_open(&FX.R, path, &e) || results_read_head(&FX.R, 0, 0, &FX.H[0], &e)) {
+        fprintf(stderr, "setup: %s\n", e.msg);
+        return -1;
+    }
+    FX.n_heads = 1;
+    FX.has_vs = 1;
+    // 256 pixels for 2048 tokens: 8 tokens a pixel, 8 pixels a block, so mask pixels tile blocks.
+    FX.S = 256;
+    return render_into(&FX, 0, "fig");
+}
+static int teardown_fixture(void **state) {
+    results_head_free(&FX.H[0]);
+    results_close(&FX.R);
     return teardown_tmp(state);
 }
 
-static void load(const char *name, image *im) {
+// A synthetic dump of 2048 tokens, d = 64, two query heads on two KV heads (so two different
+// slash offsets, N/4 and N/5, and two sets of vertical keys), analysed with the defaults (B = S =
+// T = 64) and rendered at 256 pixels: 8 tokens a pixel, 8 pixels a block.
+static int setup_synth(void **state) {
+    if (setup_tmp(state)) return -1;
+    SY_PARAMS = (synth_params){.N = 2048, .layers = 1, .q_heads = 2, .kv_heads = 2, .d = 64, .theta = 500000,
+                               .seed = 1};
+    char dump[400], res[400];
+    snprintf(dump, sizeof dump, "%s/synth.h5", tmpdir);
+    snprintf(res, sizeof res, "%s/analyzed.h5", tmpdir);
+    skel_err e;
+    analyze_opts ao;
+    analyze_opts_default(&ao);
+    ao.quiet = 1;
+    if (synth_write(dump, &SY_PARAMS, &e) || analyze_run(dump, res, &ao, &e) || results_open(&SY.R, res, &e)) {
+        fprintf(stderr, "setup: %s\n", e.msg);
+        return -1;
+    }
+    SY.n_heads = 2;
+    SY.S = 256;
+    for (int k = 0; k < SY.n_heads; k++) {
+        if (results_read_head(&SY.R, 0, k, &SY.H[k], &e)) {
+            fprintf(stderr, "setup: %s\n", e.msg);
+            return -1;
+        }
+        SY.has_vs = SY.H[k].vs_mask != NULL;
+        char name[32];
+        snprintf(name, sizeof name, "synth%d", k);
+        if (render_into(&SY, k, name)) return -1;
+    }
+    return 0;
+}
+static int teardown_synth(void **state) {
+    for (int k = 0; k < SY.n_heads; k++) results_head_free(&SY.H[k]);
+    results_close(&SY.R);
+    return teardown_tmp(state);
+}
+
+static void load(const fig_state *st, int k, const char *name, image *im) {
     char path[400];
-    snprintf(path, sizeof path, "%s/%s", F.dir, name);
+    snprintf(path, sizeof path, "%s/%s", st->dir[k], name);
     skel_err e;
     if (image_read_png(im, path, &e)) fail_msg("%s", e.msg);
 }
 
-static void test_fig_dimensions_and_blank_triangle(void **state) {
+// Every matrix PNG is S x S with the upper triangle blank and every causal pixel coloured; every
+// mask PNG blanks exactly the blocks above the diagonal.
+static void check_dimensions_and_blank_triangle(const fig_state *st, int k) {
+    const int S = st->S;
     static const char *mat[5] = {"a.png", "b.png", "c.png", "d.png", "e.png"};
-    for (int k = 0; k < 5; k++) {
+    for (int p = 0; p < 5; p++) {
         image im;
-        load(mat[k], &im);
-        assert_int_equal(im.w, F.S);
-        assert_int_equal(im.h, F.S);
-        for (int a = 0; a < F.S; a++)
-            for (int b = 0; b < F.S; b++) {
+        load(st, k, mat[p], &im);
+        assert_int_equal(im.w, S);
+        assert_int_equal(im.h, S);
+        for (int a = 0; a < S; a++)
+            for (int b = 0; b < S; b++) {
                 int white = rgb_eq(image_get(&im, b, a), RENDER_BLANK);
-                if (b > a && !white) fail_msg("%s: pixel (row %d, col %d) above the diagonal is not blank", mat[k], a, b);
-                if (b <= a && white) fail_msg("%s: causal pixel (row %d, col %d) is blank", mat[k], a, b);
+                if (b > a && !white) fail_msg("%s: pixel (row %d, col %d) above the diagonal is not blank", mat[p], a, b);
+                if (b <= a && white) fail_msg("%s: causal pixel (row %d, col %d) is blank", mat[p], a, b);
             }
         image_free(&im);
     }
-    static const char *masks[3] = {"f.png", "g.png", "overlay.png"};
-    const int q = F.S / F.H.nb;  // pixels per block
-    for (int k = 0; k < 3; k++) {
+    static const char *masks[3] = {"f.png", "overlay.png", "g.png"};
+    const int q = S / st->H[k].nb;  // pixels per block
+    for (int p = 0; p < (st->has_vs ? 3 : 2); p++) {
         image im;
-        load(masks[k], &im);
-        assert_int_equal(im.w, F.S);
-        assert_int_equal(im.h, F.S);
-        for (int a = 0; a < F.S; a++)
-            for (int b = 0; b < F.S; b++) {
+        load(st, k, masks[p], &im);
+        assert_int_equal(im.w, S);
+        assert_int_equal(im.h, S);
+        for (int a = 0; a < S; a++)
+            for (int b = 0; b < S; b++) {
                 int white = rgb_eq(image_get(&im, b, a), RENDER_BLANK);
                 if ((b / q > a / q) != white) fail_msg("%s: pixel (%d,%d) blank=%d, block above diagonal=%d",
-                                                       masks[k], a, b, white, b / q > a / q);
+                                                       masks[p], a, b, white, b / q > a / q);
             }
         image_free(&im);
     }
     image m;
-    load("montage.png", &m);
+    load(st, k, "montage.png", &m);
     assert_true(m.w >= 4 * 128 && m.h >= 2 * 128);
     image_free(&m);
 }
 
-// Median over rows [a0, a1) of the lightness at column b (or at diagonal offset when diag).
+static void test_fig_dimensions_and_blank_triangle(void **state) { check_dimensions_and_blank_triangle(&FX, 0); }
+static void test_synth_dimensions_and_blank_triangle(void **state) {
+    for (int k = 0; k < SY.n_heads; k++) check_dimensions_and_blank_triangle(&SY, k);
+}
+
+// Median over rows [a0, a1) of the lightness at column col (or at diagonal offset col when diag).
 static double median_lightness(const image *im, int a0, int a1, int col, int diag) {
     double v[4096];
     int n = 0;
@@ -261,34 +326,35 @@ static double median_lightness(const image *im, int a0, int a1, int col, int dia
     return n ? v[n / 2] : -1;
 }
 
-// The planted key column and slash: brighter, on the right pixel, than pixels a few columns away.
-// 15 L* units: the background of a row varies smoothly; a planted spike of +7 in ln is several
-// decades, tens of L* units on a map that spans the image's range.
+// The fixture's planted key column and slash: brighter, on the right pixel, than pixels a few
+// columns away. 15 L* units: the background of a row varies smoothly; a planted spike of +7 in ln
+// is several decades, tens of L* units on a map that spans the image's range.
 #define SPIKE_MIN_DL 15.0
 static void test_fig_planted_structure(void **state) {
+    const int S = FX.S;
     int kc, so;
-    fixture_plant(&F.fo, 0, 0, &kc, &so);
-    int pc = (int)((int64_t)kc * F.S / F.H.N), po = (int)((int64_t)so * F.S / F.H.N);
+    fixture_plant(&FX_OPTS, 0, 0, &kc, &so);
+    int pc = (int)((int64_t)kc * S / FX.H[0].N), po = (int)((int64_t)so * S / FX.H[0].N);
     static const char *col_panels[2] = {"a.png", "c.png"}, *diag_panels[2] = {"a.png", "b.png"};
     for (int k = 0; k < 2; k++) {
         image im;
-        load(col_panels[k], &im);
-        double at = median_lightness(&im, pc + 8, F.S, pc, 0);
-        double left = median_lightness(&im, pc + 8, F.S, pc - 4, 0), right = median_lightness(&im, pc + 8, F.S, pc + 4, 0);
+        load(&FX, 0, col_panels[k], &im);
+        double at = median_lightness(&im, pc + 8, S, pc, 0);
+        double left = median_lightness(&im, pc + 8, S, pc - 4, 0), right = median_lightness(&im, pc + 8, S, pc + 4, 0);
         if (!(at > left + SPIKE_MIN_DL && at > right + SPIKE_MIN_DL))
             fail_msg("%s: key column %d (pixel %d): L* %.1f vs neighbours %.1f, %.1f", col_panels[k], kc, pc, at, left,
                      right);
         // and it is the brightest column of the lower rows, away from the sinks
-        for (int b = 8; b < pc + 8 && b < F.S; b++)
-            if (b != pc && median_lightness(&im, pc + 8, F.S, b, 0) >= at)
+        for (int b = 8; b < pc + 8 && b < S; b++)
+            if (b != pc && median_lightness(&im, pc + 8, S, b, 0) >= at)
                 fail_msg("%s: column %d as bright as the key column %d", col_panels[k], b, pc);
         image_free(&im);
     }
     for (int k = 0; k < 2; k++) {
         image im;
-        load(diag_panels[k], &im);
-        double at = median_lightness(&im, po, F.S, po, 1);
-        double lo = median_lightness(&im, po, F.S, po - 4, 1), hi = median_lightness(&im, po, F.S, po + 4, 1);
+        load(&FX, 0, diag_panels[k], &im);
+        double at = median_lightness(&im, po, S, po, 1);
+        double lo = median_lightness(&im, po, S, po - 4, 1), hi = median_lightness(&im, po, S, po + 4, 1);
         if (!(at > lo + SPIKE_MIN_DL && at > hi + SPIKE_MIN_DL))
             fail_msg("%s: slash at offset %d (pixel %d): L* %.1f vs neighbours %.1f, %.1f", diag_panels[k], so, po, at,
                      lo, hi);
@@ -296,15 +362,106 @@ static void test_fig_planted_structure(void **state) {
     }
 }
 
+// ---------------------------------------------------------------------------- synth: planted keys
+// Column profile of a panel: median L* of each pixel column over the rows below row a0.
+static void column_profile(const image *im, int a0, double *prof) {
+    for (int b = 0; b < im->w; b++) prof[b] = median_lightness(im, b > a0 ? b : a0, im->h, b, 0);
+}
+
+// Each of the 8 planted vertical keys of a KV head (synth_vertical_keys) shows as a bright column
+// at pixel j S / N: its column is brighter by SYNTH_KEY_DL than the nearest columns on either side
+// that hold no planted key, and the 8 brightest columns right of the sink pixels are exactly the
+// planted ones. Rows start below the sinks' and the local band's reach, so the median is over the
+// interior.
+#define SYNTH_KEY_DL 10.0
+static void test_synth_vertical_keys(void **state) {
+    const int S = SY.S;
+    static const char *panels[2] = {"a.png", "c.png"};
+    for (int k = 0; k < SY.n_heads; k++) {
+        const int64_t N = SY.H[k].N;
+        int64_t keys[8];
+        synth_vertical_keys(&SY_PARAMS, 0, k * SY_PARAMS.kv_heads / SY_PARAMS.q_heads, keys);
+        const int sink_px = (int)((SY.R.sink * (int64_t)S + N - 1) / N);  // first pixel clear of the sinks
+        int planted[1024] = {0}, n_cols = 0;  // two keys may share a pixel column
+        for (int t = 0; t < 8; t++) {
+            int pc = (int)(keys[t] * S / N);
+            n_cols += !planted[pc] && pc >= sink_px && pc < S - 8;
+            planted[pc] = 1;
+        }
+        for (int p = 0; p < 2; p++) {
+            image im;
+            load(&SY, k, panels[p], &im);
+            double prof[1024];
+            column_profile(&im, (int)((int64_t)(SY.R.sink + SY.R.local) * S / N) + 1, prof);
+            for (int t = 0; t < 8; t++) {
+                int pc = (int)(keys[t] * S / N), l = pc - 1, r = pc + 1;
+                while (l > sink_px && planted[l]) l--;
+                while (r < S - 1 && planted[r]) r++;
+                double side = prof[l] > prof[r] ? prof[l] : prof[r];
+                if (!(prof[pc] > side + SYNTH_KEY_DL))
+                    fail_msg("head %d %s: key %lld (pixel column %d): L* %.1f vs neighbours %.1f (col %d), %.1f (col %d)",
+                             k, panels[p], (long long)keys[t], pc, prof[pc], prof[l], l, prof[r], r);
+            }
+            // The brightest columns, as many as hold planted keys: all planted. The last 8 columns
+            // have too few rows below the diagonal for a steady median.
+            for (int t = 0; t < n_cols; t++) {
+                int best = -1;
+                for (int b = sink_px; b < S - 8; b++)
+                    if (best < 0 || prof[b] > prof[best]) best = b;
+                if (!planted[best])
+                    fail_msg("head %d %s: column %d (L* %.1f) is among the %d brightest but holds no planted key",
+                             k, panels[p], best, prof[best], n_cols);
+                prof[best] = -1;
+            }
+            image_free(&im);
+        }
+    }
+}
+
+// The planted slash at offset m0 (synth_slash_offset) shows as the brightest diagonal near pixel
+// offset m0 S / N (one pixel either way: m0 need not fall on a pixel boundary), brighter by
+// SYNTH_SLASH_DL than the diagonals four pixels (32 tokens) away. "Near" is within half of m0:
+// at d = 64 synth's slash lives on 4 RoPE pairs, whose phases line up again at other offsets, so
+// the exact attention itself has fainter or even brighter echo slashes elsewhere (at d = 64, seed
+// 1, head 1 has one at about 3.15 m0). Offsets below the local band's reach are left out.
+#define SYNTH_SLASH_DL 10.0
+static void test_synth_slash(void **state) {
+    const int S = SY.S;
+    static const char *panels[2] = {"a.png", "b.png"};
+    for (int k = 0; k < SY.n_heads; k++) {
+        const int64_t N = SY.H[k].N;
+        int64_t m0 = synth_slash_offset(&SY_PARAMS, k * SY_PARAMS.kv_heads / SY_PARAMS.q_heads);
+        int po = (int)(m0 * S / N);
+        int o0 = (int)(2 * (int64_t)SY.R.local * S / N) + 2;
+        for (int p = 0; p < 2; p++) {
+            image im;
+            load(&SY, k, panels[p], &im);
+            double prof[1024];
+            int best = -1;
+            for (int o = o0 > po / 2 ? o0 : po / 2; o <= po + po / 2 && o < S - 16; o++) {
+                prof[o] = median_lightness(&im, o, S, o, 1);
+                if (best < 0 || prof[o] > prof[best]) best = o;
+            }
+            if (abs(best - po) > 1)
+                fail_msg("head %d %s: brightest diagonal at pixel offset %d (L* %.1f), slash planted at %lld (pixel %d, L* %.1f)",
+                         k, panels[p], best, prof[best], (long long)m0, po, prof[po]);
+            if (!(prof[best] > prof[po - 4] + SYNTH_SLASH_DL && prof[best] > prof[po + 4] + SYNTH_SLASH_DL))
+                fail_msg("head %d %s: slash at pixel offset %d: L* %.1f vs %.1f and %.1f four pixels away", k, panels[p],
+                         best, prof[best], prof[po - 4], prof[po + 4]);
+            image_free(&im);
+        }
+    }
+}
+
 // The fixture is exactly log A = s + v + h, so the recomposition draws the exact image: every
 // pixel within one colour-map step (rounding of the float statistics).
 static void test_fig_recomposition_matches_exact(void **state) {
     image a, e;
-    load("a.png", &a);
-    load("e.png", &e);
+    load(&FX, 0, "a.png", &a);
+    load(&FX, 0, "e.png", &e);
     const uint8_t(*t)[3] = colormap_table(COLORMAP_VIRIDIS);
     int bad = 0, worst = 0, wa = 0, wb = 0;
-    for (int y = 0; y < F.S; y++)
+    for (int y = 0; y < FX.S; y++)
         for (int x = 0; x <= y; x++) {
             rgb8 p = image_get(&a, x, y), q = image_get(&e, x, y);
             int ia = -1, ie = -1;
@@ -324,12 +481,14 @@ static void test_fig_recomposition_matches_exact(void **state) {
 
 // Kept pixels of f.png over its causal (non-blank) pixels equals the mask density; with 8 x 8
 // pixels a block the tiling is exact, so the bound is one pixel's share of the causal area.
-static void test_fig_mask_fraction(void **state) {
+static void check_mask_fraction(const fig_state *st, int k) {
+    const int S = st->S;
+    const results_head *H = &st->H[k];
     image im;
-    load("f.png", &im);
+    load(st, k, "f.png", &im);
     double kept = 0, causal = 0;
-    for (int a = 0; a < F.S; a++)
-        for (int b = 0; b < F.S; b++) {
+    for (int a = 0; a < S; a++)
+        for (int b = 0; b < S; b++) {
             rgb8 c = image_get(&im, b, a);
             if (rgb_eq(c, RENDER_BLANK)) continue;
             causal++;
@@ -337,40 +496,51 @@ static void test_fig_mask_fraction(void **state) {
             else if (!rgb_eq(c, RENDER_DROPPED)) fail_msg("f.png: pixel (%d,%d) neither kept nor dropped", a, b);
         }
     mask_metrics mm;
-    mask_evaluate(F.H.mask, F.H.block_mass, F.H.N, F.fo.block, &mm);
-    double density = mm.density;
-    if (!(fabs(kept / causal - density) <= 1.0 / causal))
-        fail_msg("kept fraction %.6f vs mask density %.6f", kept / causal, density);
+    mask_evaluate(H->mask, H->block_mass, H->N, st->R.block, &mm);
+    if (!(mm.density > 0.01 && mm.density < 0.99))
+        fail_msg("head %d: mask density %.4f: too close to all or nothing to test the picture", k, mm.density);
+    if (!(fabs(kept / causal - mm.density) <= 1.0 / causal))
+        fail_msg("head %d: kept fraction %.6f vs mask density %.6f", k, kept / causal, mm.density);
     image_free(&im);
+}
+static void test_fig_mask_fraction(void **state) { check_mask_fraction(&FX, 0); }
+static void test_synth_mask_fraction(void **state) {
+    for (int k = 0; k < SY.n_heads; k++) check_mask_fraction(&SY, k);
 }
 
 // The overlay's classes agree with the oracle recomputed here.
-static void test_fig_overlay_classes(void **state) {
+static void check_overlay_classes(const fig_state *st, int k) {
+    const results_head *H = &st->H[k];
+    const int B = st->R.block;
     image im;
-    load("overlay.png", &im);
-    int nb = F.H.nb, q = F.S / nb;
+    load(st, k, "overlay.png", &im);
+    int nb = H->nb, q = st->S / nb;
     mask_metrics mm;
-    mask_evaluate(F.H.mask, F.H.block_mass, F.H.N, F.fo.block, &mm);
+    mask_evaluate(H->mask, H->block_mass, H->N, B, &mm);
     double r = mm.recall;
     assert_true(r > 0.5 && r <= 1.0 + 1e-6);
     uint8_t *need = malloc((size_t)nb * nb);
-    mask_oracle(need, F.H.block_mass, F.H.N, F.fo.block, r);
+    mask_oracle(need, H->block_mass, H->N, B, r);
     // Oracle recall reaches r in every row block.
     for (int I = 0; I < nb; I++) {
         double acc = 0;
-        for (int J = 0; J <= I; J++) acc += need[I * nb + J] ? F.H.block_mass[I * nb + J] : 0;
-        assert_true(acc >= r * F.fo.block * (1 - 1e-5));
+        for (int J = 0; J <= I; J++) acc += need[I * nb + J] ? H->block_mass[I * nb + J] : 0;
+        assert_true(acc >= r * B * (1 - 1e-5));
     }
     for (int I = 0; I < nb; I++)
         for (int J = 0; J <= I; J++) {
             rgb8 c = image_get(&im, J * q + q / 2, I * q + q / 2);
-            int m = F.H.mask[I * nb + J], n = need[I * nb + J];
+            int m = H->mask[I * nb + J], n = need[I * nb + J];
             rgb8 want = m ? (n ? RENDER_KEPT_NEEDED : RENDER_KEPT_UNNEEDED)
                           : (n ? RENDER_DROPPED_NEEDED : RENDER_DROPPED_UNNEEDED);
-            if (!rgb_eq(c, want)) fail_msg("overlay block (%d,%d): wrong class colour", I, J);
+            if (!rgb_eq(c, want)) fail_msg("head %d overlay block (%d,%d): wrong class colour", k, I, J);
         }
     free(need);
     image_free(&im);
+}
+static void test_fig_overlay_classes(void **state) { check_overlay_classes(&FX, 0); }
+static void test_synth_overlay_classes(void **state) {
+    for (int k = 0; k < SY.n_heads; k++) check_overlay_classes(&SY, k);
 }
 
 // Without vs_mask: no g.png and no placeholder, everything else written.
@@ -474,7 +644,7 @@ static void test_cli_bad_input(void **state) {
 }
 
 int main(int argc, char **argv) {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest fixture_tests[] = {
         cmocka_unit_test(test_colormap_monotone),
         cmocka_unit_test(test_png_roundtrip),
         cmocka_unit_test(test_pool_vs_bruteforce),
@@ -486,6 +656,15 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_fig_without_vs),
         cmocka_unit_test(test_cli_bad_input),
     };
+    const struct CMUnitTest synth_tests[] = {
+        cmocka_unit_test(test_synth_dimensions_and_blank_triangle),
+        cmocka_unit_test(test_synth_vertical_keys),
+        cmocka_unit_test(test_synth_slash),
+        cmocka_unit_test(test_synth_mask_fraction),
+        cmocka_unit_test(test_synth_overlay_classes),
+    };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, setup_fig, teardown_fig);
+    int fails = cmocka_run_group_tests_name("fixture results", fixture_tests, setup_fixture, teardown_fixture);
+    fails += cmocka_run_group_tests_name("synth + analyze results", synth_tests, setup_synth, teardown_synth);
+    return fails;
 }
