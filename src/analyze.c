@@ -12,6 +12,7 @@
 #include "mask.h"
 #include "methods.h"
 #include "results.h"
+#include "sweep.h"
 
 void analyze_opts_default(analyze_opts *o) {
     memset(o, 0, sizeof *o);
@@ -188,6 +189,13 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
                 mptr[x] = mk;
             }
             int rc = results_put_head(&R, &st, &dc, mask, &rep, nm + 1, dsets, mptr, mrows, e);
+            if (!rc && o->sweep) {
+                sweep_input si = {.N = N, .d = d, .B = o->block, .S = o->sink, .T = o->local, .eps = o->eps, .q = q,
+                                  .k = k, .W = st.block_mass, .s = dc.s, .v = dc.v, .h = dc.h, .mp = o->mp};
+                sweep_point pts[SWEEP_MAX_POINTS];
+                int np = sweep_head(&si, pts);
+                rc = results_put_sweep(&R, L, h, pts, np, e);
+            }
             exact_stats_free(&st);
             decomp_free(&dc);
             if (rc) goto fail_all;

@@ -18,6 +18,7 @@ typedef struct {
     int threads;      // 0 = all
     int quiet;
     int methods;        // also the compared methods' masks (default 1)
+    int sweep;          // also each method's recall-density sweep (default 0)
     methods_params mp;
     const int *layers;  // selection (n_layers entries) or NULL for every present layer
     int n_layers;

@@ -210,6 +210,64 @@ static int write_params(const results_file *R, const head_report *rows, int n_ro
     return out_close(&o, e);
 }
 
+// The recall-density sweeps of the chosen heads that have one (skel analyze --sweep):
+// sweep_<L>_<H>.dat, one gnuplot index per method in SWEEP_ORDER (columns knob density
+// compute_fraction recall min_rowblock_recall), and sweep_params.gp naming those heads.
+static const char *const SWEEP_ORDER[] = {"skeleton", "vertical_slash", "xattention", "lambda",
+                                          "trianglemix", "oracle", "oracle_global"};
+
+int plot_write_sweeps(const results_file *R, const plot_head *heads, int n_heads, const char *dir, int *has_sweep,
+                      skel_err *e) {
+    out_file o;
+    char list[PLOT_MAX_HEADS * 24] = "";
+    for (int k = 0; k < n_heads; k++) {
+        char name[128];
+        has_sweep[k] = 0;
+        snprintf(name, sizeof name, "/layers/%d/heads/%d/sweep", heads[k].layer, heads[k].head);
+        if (H5Lexists(R->file, name, H5P_DEFAULT) <= 0) continue;
+        hid_t d = H5Dopen2(R->file, name, H5P_DEFAULT);
+        hid_t sp = H5Dget_space(d);
+        hssize_t n = H5Sget_simple_extent_npoints(sp);
+        sweep_point *pts = xcalloc(n > 0 ? (size_t)n : 1, sizeof(sweep_point));
+        hid_t t = results_sweep_type();
+        int bad = n < 1 || n > SWEEP_MAX_POINTS || H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, pts) < 0;
+        H5Tclose(t);
+        H5Sclose(sp);
+        H5Dclose(d);
+        if (bad) {
+            free(pts);
+            return skel_fail(e, "%s: %s: cannot read the sweep table", R->path, name);
+        }
+        snprintf(name, sizeof name, "sweep_%d_%d.dat", heads[k].layer, heads[k].head);
+        if (out_open(&o, dir, name, e)) {
+            free(pts);
+            return -1;
+        }
+        fprintf(o.f, "# recall-density sweep of layer %d head %d; one index per method:", heads[k].layer, heads[k].head);
+        for (size_t m = 0; m < sizeof SWEEP_ORDER / sizeof SWEEP_ORDER[0]; m++) fprintf(o.f, " %s", SWEEP_ORDER[m]);
+        fprintf(o.f, "\n# knob density compute_fraction recall min_rowblock_recall\n");
+        for (size_t m = 0; m < sizeof SWEEP_ORDER / sizeof SWEEP_ORDER[0]; m++) {
+            int any = 0;
+            for (hssize_t x = 0; x < n; x++)
+                if (!strcmp(pts[x].method, SWEEP_ORDER[m])) {
+                    fprintf(o.f, "%.6g %.6f %.6f %.6f %.6f\n", pts[x].knob, pts[x].density, pts[x].compute_fraction,
+                            pts[x].recall, pts[x].min_rowblock_recall);
+                    any = 1;
+                }
+            if (!any) fprintf(o.f, "NaN NaN NaN NaN NaN\n");
+            fprintf(o.f, "\n\n");
+        }
+        free(pts);
+        if (out_close(&o, e)) return -1;
+        has_sweep[k] = 1;
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%d_%d", len ? " " : "", heads[k].layer, heads[k].head);
+    }
+    if (out_open(&o, dir, "sweep_params.gp", e)) return -1;
+    fprintf(o.f, "sweep_heads = '%s'\n", list);
+    return out_close(&o, e);
+}
+
 int plot_write_data(const results_file *R, const head_report *rows, int n_rows, const plot_head *heads,
                     int n_heads, const char *dir, skel_err *e) {
     if (n_rows < 1) return skel_fail(e, "%s: /report: no rows", R->path);

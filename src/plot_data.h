@@ -32,4 +32,9 @@ int plot_choose_heads(const head_report *rows, int n, plot_head *out);
 int plot_write_data(const results_file *R, const head_report *rows, int n_rows, const plot_head *heads,
                     int n_heads, const char *dir, skel_err *e);
 
+// The recall-density sweeps (skel analyze --sweep) of the given heads that have one:
+// sweep_<L>_<H>.dat and sweep_params.gp; has_sweep[k] = 1 for those heads.
+int plot_write_sweeps(const results_file *R, const plot_head *heads, int n_heads, const char *dir, int *has_sweep,
+                      skel_err *e);
+
 #endif

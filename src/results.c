@@ -215,6 +215,34 @@ int results_put_head(results_writer *R, const exact_stats *st, const decomp *dc,
     return 0;
 }
 
+hid_t results_sweep_type(void) {
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(sweep_point));
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, sizeof(((sweep_point *)0)->method));
+    H5Tinsert(t, "method", HOFFSET(sweep_point, method), st);
+    H5Tinsert(t, "knob", HOFFSET(sweep_point, knob), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "density", HOFFSET(sweep_point, density), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "compute_fraction", HOFFSET(sweep_point, compute_fraction), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "recall", HOFFSET(sweep_point, recall), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "min_rowblock_recall", HOFFSET(sweep_point, min_rowblock_recall), H5T_NATIVE_DOUBLE);
+    H5Tclose(st);
+    return t;
+}
+
+int results_put_sweep(results_writer *R, int layer, int head, const sweep_point *pts, int n, skel_err *e) {
+    char name[128];
+    snprintf(name, sizeof name, "/layers/%d/heads/%d/sweep", layer, head);
+    hid_t t = results_sweep_type();
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t sp = H5Screate_simple(1, dims, NULL);
+    hid_t d = H5Dcreate2(R->file, name, t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int bad = d < 0 || H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, pts) < 0;
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return bad ? skel_fail(e, "%s: %s: cannot write", R->path, name) : 0;
+}
+
 int results_finish(results_writer *R, skel_err *e) {
     hid_t t = report_type();
     hsize_t n[1] = {(hsize_t)R->nrows};

@@ -29,6 +29,7 @@
 #include "decomp.h"
 #include "dump.h"
 #include "exact.h"
+#include "sweep.h"
 
 #define RESULTS_VERSION 2  // 2: the compared methods (<method>_mask datasets, /methods)
 
@@ -84,6 +85,11 @@ int results_create(results_writer *R, const char *path, const dump *D, const res
 int results_put_head(results_writer *R, const exact_stats *st, const decomp *dc, const uint8_t *mask,
                      const head_report *rep, int nmethods, const char *const *dset, const uint8_t *const *mmasks,
                      const method_row *mrows, skel_err *e);
+// A head's recall-density sweep, as /layers/L/heads/H/sweep (compound: method, knob, density,
+// compute_fraction, recall, min_rowblock_recall).
+// The HDF5 compound type of sweep_point (caller closes it).
+hid_t results_sweep_type(void);
+int results_put_sweep(results_writer *R, int layer, int head, const sweep_point *pts, int n, skel_err *e);
 int results_finish(results_writer *R, skel_err *e);
 void results_abort(results_writer *R);
 

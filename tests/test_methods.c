@@ -3,7 +3,9 @@
 // selections recomputed in double precision.
 #include <string.h>
 
+#include "exact.h"
 #include "methods.h"
+#include "sweep.h"
 #include "testutil.h"
 
 // Block mask from an element mask (N, N).
@@ -144,11 +146,56 @@ static void test_xattention(void **state) {
     free_head(&h);
 }
 
+// The global oracle is optimal for mean recall at a block count: at every sweep point of every
+// method, the heaviest blocks of the same count keep at least the method's recall.
+static void test_sweep_dominated_by_global_oracle(void **state) {
+    const int64_t N = 1100;
+    const int d = 32, B = 32;
+    const int64_t nb = (N + B - 1) / B, nc = nb * (nb + 1) / 2;
+    ref_head h;
+    make_head(&h, N, d, 51);
+    exact_stats st;
+    exact_stats_init(&st, N, d, B, 64, 0.8);
+    exact_compute(&st, h.q, h.k, NULL, NULL, 0);
+    trng r = {5};
+    float *s = malloc(sizeof(float) * N), *v = malloc(sizeof(float) * N), *hh = malloc(sizeof(float) * N);
+    for (int64_t x = 0; x < N; x++) s[x] = (float)trng_normal(&r), v[x] = (float)trng_normal(&r), hh[x] = -8;
+    sweep_input in = {.N = N, .d = d, .B = B, .S = 64, .T = 64, .eps = 0.8, .q = h.q, .k = h.k, .W = st.block_mass,
+                      .s = s, .v = v, .h = hh};
+    methods_params_default(&in.mp);
+    sweep_point pts[SWEEP_MAX_POINTS];
+    int n = sweep_head(&in, pts);
+    assert_true(n > 40);
+    double *w = malloc(sizeof(double) * nc);
+    int64_t c = 0;
+    for (int64_t I = 0; I < nb; I++)
+        for (int64_t J = 0; J <= I; J++) w[c++] = st.block_mass[I * nb + J];
+    for (int64_t a = 0; a < nc; a++)  // descending, by insertion: nc is small
+        for (int64_t b = a; b > 0 && w[b] > w[b - 1]; b--) {
+            double t = w[b];
+            w[b] = w[b - 1], w[b - 1] = t;
+        }
+    for (int p = 0; p < n; p++) {
+        int64_t k = llround(pts[p].density * nc);
+        double best = 0;
+        for (int64_t x = 0; x < k; x++) best += w[x];
+        best /= N;
+        if (pts[p].recall > best + 1e-5)
+            fprintf(stderr, "%s at knob %g: recall %.6f above the global oracle's %.6f at %lld blocks\n", pts[p].method,
+                    pts[p].knob, pts[p].recall, best, (long long)k);
+        assert_true(pts[p].recall <= best + 1e-5);
+    }
+    free(w), free(s), free(v), free(hh);
+    exact_stats_free(&st);
+    free_head(&h);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lambda_and_trianglemix),
         cmocka_unit_test(test_vertical_slash),
         cmocka_unit_test(test_xattention),
+        cmocka_unit_test(test_sweep_dominated_by_global_oracle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -100,7 +100,7 @@ static void test_plot_charts(void **state) {
 }
 
 // The charts of real pipeline output: `skel synth` (2 layers, 2 heads, 1024 tokens) analysed
-// through the library, then `skel plot` with its default heads.
+// through the library (with the methods' sweeps), then `skel plot`.
 static void test_plot_analyze_output(void **state) {
     if (!skel) skip();
     synth_params sp = {.N = 1024, .layers = 2, .q_heads = 2, .kv_heads = 1, .d = 64, .theta = 500000, .seed = 3};
@@ -111,12 +111,13 @@ static void test_plot_analyze_output(void **state) {
     analyze_opts ao;
     analyze_opts_default(&ao);
     ao.quiet = 1;
+    ao.sweep = 1;
     if (synth_write(dump, &sp, &e) || analyze_run(dump, res, &ao, &e)) fail_msg("%s", e.msg);
-    snprintf(cmd, sizeof cmd, "'%s' plot '%s' -o '%s/analyzed' --quiet", skel, res, tmpdir);
+    snprintf(cmd, sizeof cmd, "'%s' plot '%s' -o '%s/analyzed' --heads 1:0 --quiet", skel, res, tmpdir);
     int rc = run_cmd(cmd, err, sizeof err);
     if (rc != 0) fail_msg("skel plot failed (%d): %s", rc, err);
     static const char *charts[] = {"fig2_sparsity_hist.png", "fig4_z_hist.png", "predicted_vs_exact.png",
-                                   "heatmap_sparsity.png", "density_vs_recall.png"};
+                                   "heatmap_sparsity.png", "density_vs_recall.png", "recall_density_1_0.png"};
     for (size_t k = 0; k < sizeof charts / sizeof charts[0]; k++) {
         char p[600];
         snprintf(p, sizeof p, "%s/analyzed/%s", tmpdir, charts[k]);

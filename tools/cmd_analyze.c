@@ -32,6 +32,9 @@ static void help(FILE *f) {
             "Compared methods (SPEC section 7; masks vs_mask, xattention_mask, lambda_mask,\n"
             "trianglemix_mask, oracle_mask per head, and the /methods table and <out>_methods.csv):\n"
             "  --no-methods       skip them\n"
+            "  --sweep            also sweep each method's knob: recall-density curves per head, stored as\n"
+            "                     /layers/L/heads/H/sweep and drawn by skel plot (costs about one more\n"
+            "                     exact pass per head)\n"
             "  --vs-vertical N    vertical-slash: key columns kept (default 1000 N / 131072, >= 30)\n"
             "  --vs-slash N       vertical-slash: diagonals kept (default 6096 N / 131072, >= 100)\n"
             "  --xa-tau X         XAttention: share of each block row's score kept, in (0, 1] (default 0.9)\n"
@@ -58,6 +61,10 @@ int cmd_analyze(int argc, char **argv) {
         }
         if (!strcmp(a, "--no-methods")) {
             o.methods = 0;
+            continue;
+        }
+        if (!strcmp(a, "--sweep")) {
+            o.sweep = 1;
             continue;
         }
         if (a[0] != '-') {

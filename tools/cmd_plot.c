@@ -17,7 +17,8 @@
 #include "render.h"
 
 static const char *const SCRIPTS[] = {"fig2_sparsity_hist", "fig3_decomposition", "fig4_z_hist",
-                                      "predicted_vs_exact", "heatmap_sparsity", "density_vs_recall"};
+                                      "predicted_vs_exact", "heatmap_sparsity", "density_vs_recall",
+                                      "recall_density"};
 #define N_SCRIPTS (sizeof SCRIPTS / sizeof SCRIPTS[0])
 
 static void plot_usage(FILE *f) {
@@ -25,7 +26,7 @@ static void plot_usage(FILE *f) {
             "usage: skel plot RESULTS.h5 -o DIR [--heads L:H,L:H,...] [--scripts PLOTS_DIR] [--quiet]\n"
             "  writes the data files, the gnuplot scripts and their PNGs into DIR:\n"
             "  fig2_sparsity_hist, fig3_<L>_<H>, fig4_z_hist, predicted_vs_exact, heatmap_sparsity,\n"
-            "  density_vs_recall. --heads picks the heads of Fig. 3 and 4 (default: the least, median and\n"
+            "  density_vs_recall, recall_density_<L>_<H> (heads analysed with --sweep). --heads picks the heads of Fig. 3 and 4 (default: the least, median and\n"
             "  most sparse). Scripts come from --scripts, $SKEL_PLOTS, <skel>/../plots or ./plots.\n");
 }
 
@@ -199,7 +200,9 @@ int cmd_plot(int argc, char **argv) {
             fprintf(stderr, "skel plot: %s: /layers/%d/heads/%d: no such head\n", in, heads[k].layer, heads[k].head);
             goto done;
         }
-    if (render_mkdir_p(dir, &e) || plot_write_data(&R, rows, n_rows, heads, n_heads, dir, &e)) {
+    int has_sweep[PLOT_MAX_HEADS];
+    if (render_mkdir_p(dir, &e) || plot_write_data(&R, rows, n_rows, heads, n_heads, dir, &e) ||
+        plot_write_sweeps(&R, heads, n_heads, dir, has_sweep, &e)) {
         fprintf(stderr, "skel plot: %s\n", e.msg);
         goto done;
     }
@@ -236,11 +239,14 @@ int cmd_plot(int argc, char **argv) {
         }
     }
     // Every chart must exist and be more than an empty frame.
-    char outs[N_SCRIPTS + PLOT_MAX_HEADS][160];
+    char outs[N_SCRIPTS + 2 * PLOT_MAX_HEADS][160];
     int n_out = 0;
     for (size_t k = 0; k < N_SCRIPTS; k++)
-        if (strcmp(SCRIPTS[k], "fig3_decomposition")) snprintf(outs[n_out++], 160, "%s.png", SCRIPTS[k]);
+        if (strcmp(SCRIPTS[k], "fig3_decomposition") && strcmp(SCRIPTS[k], "recall_density"))
+            snprintf(outs[n_out++], 160, "%s.png", SCRIPTS[k]);
     for (int k = 0; k < n_heads; k++) snprintf(outs[n_out++], 160, "fig3_%d_%d.png", heads[k].layer, heads[k].head);
+    for (int k = 0; k < n_heads; k++)
+        if (has_sweep[k]) snprintf(outs[n_out++], 160, "recall_density_%d_%d.png", heads[k].layer, heads[k].head);
     for (int k = 0; k < n_out; k++) {
         char p[PATH_MAX + 160];
         snprintf(p, sizeof p, "%s/%s", dir, outs[k]);
