@@ -131,10 +131,10 @@ demo: $(TOOLS)
 	  dump=$(DEMO_SAMPLE); \
 	fi; \
 	set -e; ./bin/skel info $$dump; \
-	./bin/skel analyze $$dump -o out/demo-results.h5; \
+	./bin/skel analyze $$dump -o out/demo-results.h5 --sweep; \
 	./bin/skel render out/demo-results.h5 --layer 19 --head 4 -o out/demo-render-L19-H4; \
 	./bin/skel render out/demo-results.h5 --layer 9 --head 5 -o out/demo-render-L9-H5; \
-	./bin/skel plot out/demo-results.h5 -o out/demo-plots
+	./bin/skel plot out/demo-results.h5 -o out/demo-plots --heads 19:4,9:5
 	@echo; column -s, -t out/demo-results.csv 2>/dev/null | cut -c1-210 || cat out/demo-results.csv
 	@echo; echo "pictures: out/demo-render-*/montage.png (and a.png .. f.png, overlay.png); charts: out/demo-plots/*.png"
 
