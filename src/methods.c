@@ -1,8 +1,13 @@
 // methods.c: see methods.h.
 #include "methods.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
+
+#undef I  // <complex.h>, pulled in by OpenBLAS's cblas.h
+
+void openblas_set_num_threads(int);
 
 void methods_params_default(methods_params *p) {
     memset(p, 0, sizeof *p);
@@ -122,35 +127,50 @@ void method_xattention(uint8_t *mask, const float *q, const float *k, int64_t N,
                        const methods_params *p) {
     const int S = p->xa_stride, Bx = p->xa_block;
     const int64_t ns = N / S;  // strided rows: query group a = rows [aS, aS + S) reversed
-    const int64_t nbx = (N + Bx - 1) / Bx, per = Bx / S;
-    const double c = 1 / (sqrt((double)d) * S);
+    const int64_t nbx = (N + Bx - 1) / Bx, per = Bx / S, w = (int64_t)S * d;
+    const float c = (float)(1 / (sqrt((double)d) * S));
+    // The antidiagonal sum of group (a, b) is the dot product of Qr[a] = (q_{aS+S-1}, ..., q_{aS})
+    // and Kr[b] = (k_{bS}, ..., k_{bS+S-1}): one GEMM over the strided rows.
+    float *Qr = xmalloc(sizeof(float) * (ns > 0 ? ns : 1) * w), *Kr = xmalloc(sizeof(float) * (ns > 0 ? ns : 1) * w);
+#pragma omp parallel for schedule(static)
+    for (int64_t a = 0; a < ns; a++)
+        for (int t = 0; t < S; t++) {
+            memcpy(Qr + a * w + (int64_t)t * d, q + (a * S + S - 1 - t) * d, sizeof(float) * d);
+            memcpy(Kr + a * w + (int64_t)t * d, k + (a * S + t) * d, sizeof(float) * d);
+        }
     double *score = xcalloc((size_t)(nbx * nbx), sizeof(double));
+    const int64_t RT = 64;  // strided rows per GEMM
+    openblas_set_num_threads(1);
 #pragma omp parallel
     {
-        double *row = xmalloc(sizeof(double) * (ns > 0 ? ns : 1));
-#pragma omp for schedule(dynamic, 16)
-        for (int64_t a = 0; a < ns; a++) {
-            // antidiagonal sums: q rows aS + S-1-t against k rows bS + t, t = 0..S-1
-            double mx = -INFINITY, l = 0;
-            for (int64_t b = 0; b <= a; b++) {
-                float s = 0;
-                for (int t = 0; t < S; t++) {
-                    const float *qr = q + (a * S + S - 1 - t) * d, *kr = k + (b * S + t) * d;
-                    for (int x = 0; x < d; x++) s += qr[x] * kr[x];
-                }
-                row[b] = c * s;
-                mx = row[b] > mx ? row[b] : mx;
-            }
-            for (int64_t b = 0; b <= a; b++) l += exp(row[b] - mx);
-            int64_t I = a / per;
-            for (int64_t b = 0; b <= a; b++) {
-                double w = exp(row[b] - mx) / l;
+        float *Z = xmalloc(sizeof(float) * RT * (ns > 0 ? ns : 1));
+        double *acc = xmalloc(sizeof(double) * nbx);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t a0 = 0; a0 < ns; a0 += RT) {
+            int64_t a1 = a0 + RT < ns ? a0 + RT : ns, nc = a1;  // keys b < a1 cover every row's b <= a
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(a1 - a0), (int)nc, (int)w, c, Qr + a0 * w,
+                        (int)w, Kr, (int)w, 0.f, Z, (int)nc);
+            for (int64_t a = a0; a < a1; a++) {
+                const float *z = Z + (a - a0) * nc;
+                float mx = -INFINITY;
+                for (int64_t b = 0; b <= a; b++) mx = z[b] > mx ? z[b] : mx;
+                double l = 0;
+                for (int64_t b = 0; b <= a; b++) l += exp((double)z[b] - mx);
+                memset(acc, 0, sizeof(double) * nbx);
+                for (int64_t b = 0; b <= a; b++) acc[b / per] += exp((double)z[b] - mx) / l;
+                int64_t I = a / per;
+                for (int64_t J = 0; J <= I; J++)
+                    if (acc[J] != 0) {
 #pragma omp atomic
-                score[I * nbx + b / per] += w;
+                        score[I * nbx + J] += acc[J];
+                    }
             }
         }
-        free(row);
+        free(Z);
+        free(acc);
     }
+    free(Qr);
+    free(Kr);
     // per block row: the best blocks until their share of the row's score reaches tau
     uint8_t *coarse = xcalloc((size_t)(nbx * nbx), 1);
     scored *s = xmalloc(sizeof(scored) * nbx);
