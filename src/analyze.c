@@ -42,9 +42,11 @@ int analyze_check_opts(const analyze_opts *o, skel_err *e) {
 
 // The methods of the /methods table, in the order their masks are measured, and where each mask is
 // stored (the skeleton's is the head's "mask" dataset).
-static const char *const METHOD_NAMES[6] = {"skeleton", "vertical_slash", "xattention", "lambda", "trianglemix", "oracle"};
-static const char *const MASK_DSETS[6] = {NULL, "vs_mask", "xattention_mask", "lambda_mask", "trianglemix_mask",
-                                          "oracle_mask"};
+#define N_MEASURED 6  // masks measured in the exact pass: the skeleton and the compared methods
+static const char *const METHOD_NAMES[N_MEASURED + 1] = {"skeleton", "vertical_slash", "xattention", "flexprefill",
+                                                         "lambda", "trianglemix", "oracle"};
+static const char *const MASK_DSETS[N_MEASURED + 1] = {NULL, "vs_mask", "xattention_mask", "flexprefill_mask",
+                                                       "lambda_mask", "trianglemix_mask", "oracle_mask"};
 
 static void fmt_time(char *buf, size_t n, double s) {
     int t = (int)(s + 0.5);
@@ -91,8 +93,8 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     float *vbuf = D.has_values ? xmalloc(sizeof(float) * N * d) : NULL;
     const int64_t nb = (N + o->block - 1) / o->block;
     uint8_t *mask = xmalloc((size_t)(nb * nb)), *oracle = xmalloc((size_t)(nb * nb));
-    uint8_t *mmask[5] = {mask};  // the skeleton, then the compared methods
-    for (int x = 1; x < 5; x++) mmask[x] = xmalloc((size_t)(nb * nb));
+    uint8_t *mmask[N_MEASURED] = {mask};  // the skeleton, then the compared methods
+    for (int x = 1; x < N_MEASURED; x++) mmask[x] = xmalloc((size_t)(nb * nb));
     const int progress = !o->quiet && isatty(2);
     const int total = nl * nh;
     const double t_start = skel_now();
@@ -142,9 +144,10 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
             if (o->methods) {
                 method_vertical_slash(mmask[1], q, k, N, d, o->block, &o->mp);
                 method_xattention(mmask[2], q, k, N, d, o->block, &o->mp);
-                method_lambda(mmask[3], N, o->block, &o->mp);
-                method_trianglemix(mmask[4], N, o->block, &o->mp);
-                nm = 5;
+                method_flexprefill(mmask[3], q, k, N, d, o->block, &o->mp);
+                method_lambda(mmask[4], N, o->block, &o->mp);
+                method_trianglemix(mmask[5], N, o->block, &o->mp);
+                nm = N_MEASURED;
             }
             double t3 = skel_now();
             exact_stats st;
@@ -169,9 +172,9 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
             rep.time_decomp_ms = 1e3 * (t1 - t0);
             rep.time_mask_ms = 1e3 * (t2 - t1);
             rep.time_exact_ms = 1e3 * (t4 - t3);
-            method_row mrows[6];
-            const char *dsets[6];
-            const uint8_t *mptr[6];
+            method_row mrows[N_MEASURED + 1];
+            const char *dsets[N_MEASURED + 1];
+            const uint8_t *mptr[N_MEASURED + 1];
             for (int x = 0; x <= nm; x++) {  // nm measured masks, then the oracle
                 const uint8_t *mk = x < nm ? mmask[x] : oracle;
                 mask_metrics me;
@@ -179,13 +182,13 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
                 method_row *row = &mrows[x];
                 memset(row, 0, sizeof *row);
                 row->layer = L, row->head = h;
-                snprintf(row->method, sizeof row->method, "%s", METHOD_NAMES[x < nm ? x : 5]);
+                snprintf(row->method, sizeof row->method, "%s", METHOD_NAMES[x < nm ? x : N_MEASURED]);
                 row->density = me.density;
                 row->compute_fraction = me.compute_fraction;
                 row->recall = me.recall;
                 row->min_rowblock_recall = me.min_rowblock_recall;
                 row->output_rel_error = x < nm ? st.output_rel_error[x] : NAN;
-                dsets[x] = MASK_DSETS[x < nm ? x : 5];
+                dsets[x] = MASK_DSETS[x < nm ? x : N_MEASURED];
                 mptr[x] = mk;
             }
             int rc = results_put_head(&R, &st, &dc, mask, &rep, nm + 1, dsets, mptr, mrows, e);
@@ -208,13 +211,13 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         fprintf(stderr, "\r[%d/%d] done in %s%30s\n", done, total, el, "");
     }
     free(q), free(k), free(vbuf), free(mask), free(oracle);
-    for (int x = 1; x < 5; x++) free(mmask[x]);
+    for (int x = 1; x < N_MEASURED; x++) free(mmask[x]);
     dump_close(&D);
     return results_finish(&R, e);
 fail_all:
     if (progress) fprintf(stderr, "\n");
     free(q), free(k), free(vbuf), free(mask), free(oracle);
-    for (int x = 1; x < 5; x++) free(mmask[x]);
+    for (int x = 1; x < N_MEASURED; x++) free(mmask[x]);
     results_abort(&R);
 fail_dump:
     dump_close(&D);

@@ -15,6 +15,9 @@ void methods_params_default(methods_params *p) {
     p->xa_block = 128;
     p->xa_stride = 8;
     p->xa_tau = 0.9;
+    p->fp_block = 128;
+    p->fp_gamma = 0.9;
+    p->fp_tau = 0.1;
     p->lambda_sinks = 4;
     p->lambda_window = 1024;
     p->tri_sinks = 8;
@@ -102,6 +105,112 @@ void method_vertical_slash(uint8_t *mask, const float *q, const float *k, int64_
     top_n(offs, slash, N, ns);
     blocks_from_lines(mask, cols, offs, N, B);
     free(vert), free(slash), free(row), free(cols), free(offs);
+}
+
+// Chooses the fewest entries (largest first) of x[0..len) whose sum reaches share of the total.
+static void top_coverage(uint8_t *sel, const double *x, int64_t len, double share) {
+    scored *s = xmalloc(sizeof(scored) * len);
+    double tot = 0;
+    for (int64_t i = 0; i < len; i++) s[i].x = x[i], s[i].i = i, tot += x[i];
+    qsort(s, len, sizeof(scored), cmp_scored_desc);
+    memset(sel, 0, (size_t)(len > 0 ? len : 0));
+    double cum = 0;
+    for (int64_t t = 0; t < len && cum < share * tot; t++) sel[s[t].i] = 1, cum += s[t].x;
+    free(s);
+}
+
+// Mean of rows [r0, r1) of x (n, d) into out (d).
+static void avgpool(double *out, const float *x, int64_t r0, int64_t r1, int d) {
+    memset(out, 0, sizeof(double) * d);
+    for (int64_t i = r0; i < r1; i++)
+        for (int t = 0; t < d; t++) out[t] += x[i * d + t];
+    for (int t = 0; t < d; t++) out[t] /= (double)(r1 - r0);
+}
+
+int method_flexprefill(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
+                       const methods_params *p) {
+    const int Bf = p->fp_block;
+    const int64_t nbf = (N + Bf - 1) / Bf, nq = Bf < N ? Bf : N, nb = (N + B - 1) / B;
+    const double c = 1 / sqrt((double)d);
+    // pooled keys, and the last queries' attention: per key block (true) and per line
+    double *kp = xmalloc(sizeof(double) * nbf * d), *qp = xmalloc(sizeof(double) * d);
+    for (int64_t J = 0; J < nbf; J++) avgpool(kp + J * d, k, J * Bf, (J + 1) * Bf < N ? (J + 1) * Bf : N, d);
+    double *truth = xcalloc(nbf, sizeof(double)), *vert = xcalloc(N, sizeof(double)), *slash = xcalloc(N, sizeof(double));
+    double *row = xmalloc(sizeof(double) * N);
+    for (int64_t i = N - nq; i < N; i++) {
+        double mx = -INFINITY, l = 0;
+        for (int64_t j = 0; j <= i; j++) {
+            double s = 0;
+            for (int t = 0; t < d; t++) s += (double)q[i * d + t] * k[j * d + t];
+            row[j] = c * s;
+            mx = row[j] > mx ? row[j] : mx;
+        }
+        for (int64_t j = 0; j <= i; j++) l += exp(row[j] - mx);
+        for (int64_t j = 0; j <= i; j++) {
+            double a = exp(row[j] - mx) / l / (double)nq;
+            truth[j / Bf] += a;
+            vert[j] += a;
+            slash[i - j] += a;
+        }
+    }
+    // the estimate for the last query block: softmax over the key blocks it can see
+    avgpool(qp, q, N - nq, N, d);
+    const int64_t Ilast = (N - 1) / Bf;
+    double *est = xcalloc(nbf, sizeof(double)), mx = -INFINITY, l = 0;
+    for (int64_t J = 0; J <= Ilast; J++) {
+        double s = 0;
+        for (int t = 0; t < d; t++) s += qp[t] * kp[J * d + t];
+        est[J] = c * s;
+        mx = est[J] > mx ? est[J] : mx;
+    }
+    for (int64_t J = 0; J <= Ilast; J++) l += exp(est[J] - mx);
+    for (int64_t J = 0; J <= Ilast; J++) est[J] = exp(est[J] - mx) / l;
+    double js = 0;  // Jensen-Shannon divergence in bits; the distance is its square root
+    for (int64_t J = 0; J <= Ilast; J++) {
+        double m = 0.5 * (truth[J] + est[J]);
+        if (truth[J] > 0) js += 0.5 * truth[J] * log2(truth[J] / m);
+        if (est[J] > 0) js += 0.5 * est[J] * log2(est[J] / m);
+    }
+    const int query_aware = sqrt(js > 0 ? js : 0) < p->fp_tau;
+    uint8_t *coarse = xcalloc((size_t)(nbf * nbf), 1);
+    if (query_aware) {
+        double *sc = xmalloc(sizeof(double) * nbf);
+        uint8_t *sel = xmalloc(nbf);
+        for (int64_t I = 0; I < nbf; I++) {
+            avgpool(qp, q, I * Bf, (I + 1) * Bf < N ? (I + 1) * Bf : N, d);
+            double m2 = -INFINITY, l2 = 0;
+            for (int64_t J = 0; J <= I; J++) {
+                double s = 0;
+                for (int t = 0; t < d; t++) s += qp[t] * kp[J * d + t];
+                sc[J] = c * s;
+                m2 = sc[J] > m2 ? sc[J] : m2;
+            }
+            for (int64_t J = 0; J <= I; J++) l2 += (sc[J] = exp(sc[J] - m2));
+            for (int64_t J = 0; J <= I; J++) sc[J] /= l2;
+            top_coverage(sel, sc, I + 1, p->fp_gamma);
+            for (int64_t J = 0; J <= I; J++) coarse[I * nbf + J] = sel[J];
+        }
+        free(sc), free(sel);
+        memset(mask, 0, (size_t)(nb * nb));
+        for (int64_t I = 0; I < nb; I++)  // onto the B grid
+            for (int64_t J = 0; J <= I; J++) {
+                int64_t ci0 = I * B / Bf, ci1 = ((I + 1) * B - 1 < N - 1 ? (I + 1) * B - 1 : N - 1) / Bf;
+                int64_t cj0 = J * B / Bf, cj1 = ((J + 1) * B - 1 < N - 1 ? (J + 1) * B - 1 : N - 1) / Bf;
+                int hit = 0;
+                for (int64_t a = ci0; a <= ci1 && !hit; a++)
+                    for (int64_t b = cj0; b <= cj1 && b <= a && !hit; b++) hit = coarse[a * nbf + b];
+                mask[I * nb + J] = (uint8_t)hit;
+            }
+    } else {
+        uint8_t *cols = xmalloc(N), *offs = xmalloc(N);
+        top_coverage(cols, vert, N, p->fp_gamma);
+        top_coverage(offs, slash, N, p->fp_gamma);
+        blocks_from_lines(mask, cols, offs, N, B);
+        free(cols), free(offs);
+    }
+    for (int64_t I = 0; I < nb; I++) mask[I * nb] = mask[I * nb + I] = 1;  // first column, diagonal
+    free(kp), free(qp), free(truth), free(vert), free(slash), free(row), free(est), free(coarse);
+    return query_aware;
 }
 
 void method_lambda(uint8_t *mask, int64_t N, int B, const methods_params *p) {

@@ -24,6 +24,13 @@ typedef struct {
     // column and the diagonal always.
     int xa_block, xa_stride;
     double xa_tau;
+    // FlexPrefill: from the last fp_block queries, the Jensen-Shannon distance between the true
+    // attention pooled over key blocks and the estimate softmax(avgpool(Q) avgpool(K)^T); below
+    // fp_tau the head is query-aware and every block row keeps its best pooled-estimate blocks up
+    // to a share fp_gamma; otherwise vertical and slash lines of the last queries' attention up to
+    // coverage fp_gamma each. The first block column and the diagonal always.
+    int fp_block;
+    double fp_gamma, fp_tau;
     // Lambda-shape (StreamingLLM): lambda_sinks first keys and a window of lambda_window keys.
     int lambda_sinks, lambda_window;
     // TriangleMix tri-shape: sinks, local window and the last tri_last query rows dense.
@@ -38,6 +45,9 @@ void methods_vs_counts(const methods_params *p, int64_t N, int64_t *nv, int64_t 
 void method_vertical_slash(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
                            const methods_params *p);
 void method_xattention(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
+                       const methods_params *p);
+// Returns 1 when the head was judged query-aware (block selection), 0 for vertical-slash.
+int method_flexprefill(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
                        const methods_params *p);
 void method_lambda(uint8_t *mask, int64_t N, int B, const methods_params *p);
 void method_trianglemix(uint8_t *mask, int64_t N, int B, const methods_params *p);

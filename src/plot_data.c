@@ -213,7 +213,7 @@ static int write_params(const results_file *R, const head_report *rows, int n_ro
 // The recall-density sweeps of the chosen heads that have one (skel analyze --sweep):
 // sweep_<L>_<H>.dat, one gnuplot index per method in SWEEP_ORDER (columns knob density
 // compute_fraction recall min_rowblock_recall), and sweep_params.gp naming those heads.
-static const char *const SWEEP_ORDER[] = {"skeleton", "vertical_slash", "xattention", "lambda",
+static const char *const SWEEP_ORDER[] = {"skeleton", "vertical_slash", "xattention", "flexprefill", "lambda",
                                           "trianglemix", "oracle", "oracle_global"};
 
 int plot_write_sweeps(const results_file *R, const plot_head *heads, int n_heads, const char *dir, int *has_sweep,

@@ -57,6 +57,13 @@ int sweep_head(const sweep_input *in, sweep_point *pts) {
         method_xattention(mask, in->q, in->k, N, in->d, in->B, &mp);
         add(pts, &n, "xattention", tau[t], mask, in);
     }
+    static const double gamma[] = {0.5, 0.7, 0.8, 0.9, 0.95, 0.99};
+    for (size_t t = 0; t < sizeof gamma / sizeof gamma[0]; t++) {
+        methods_params mp = in->mp;
+        mp.fp_gamma = gamma[t];
+        method_flexprefill(mask, in->q, in->k, N, in->d, in->B, &mp);
+        add(pts, &n, "flexprefill", gamma[t], mask, in);
+    }
     for (int64_t w = 64; w < 2 * N; w *= 2) {
         methods_params mp = in->mp;
         mp.lambda_window = (int)(w < N ? w : N);

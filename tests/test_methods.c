@@ -146,6 +146,83 @@ static void test_xattention(void **state) {
     free_head(&h);
 }
 
+// FlexPrefill in both of its modes (forced by tau), against a reference written from the
+// definition: block-pooled softmax estimates, cumulative coverage, lines of the last block's
+// attention.
+static void cover(uint8_t *sel, const double *x, int64_t n, double share) {
+    double tot = 0, cum = 0;
+    for (int64_t i = 0; i < n; i++) tot += x[i], sel[i] = 0;
+    while (cum < share * tot) {
+        int64_t best = -1;
+        for (int64_t i = 0; i < n; i++)
+            if (!sel[i] && (best < 0 || x[i] > x[best])) best = i;
+        sel[best] = 1, cum += x[best];
+    }
+}
+
+static void test_flexprefill(void **state) {
+    const int64_t N = 1000;
+    const int d = 16, B = 64, Bf = 128;
+    const int64_t nb = (N + B - 1) / B, nbf = (N + Bf - 1) / Bf;
+    ref_head h;
+    make_head(&h, N, d, 61);
+    methods_params p;
+    methods_params_default(&p);
+    uint8_t *got = malloc(nb * nb), *ref = calloc(nb * nb, 1), *el = malloc(N * N);
+    // query-aware (tau above any distance): per block row, pooled softmax to coverage gamma
+    p.fp_tau = 2;
+    assert_int_equal(method_flexprefill(got, h.q, h.k, N, d, B, &p), 1);
+    double *qp = malloc(sizeof(double) * d), *kp = malloc(sizeof(double) * nbf * d), *sc = malloc(sizeof(double) * nbf);
+    uint8_t *sel = malloc(nbf);
+    for (int64_t J = 0; J < nbf; J++) {
+        int64_t j1 = (J + 1) * Bf < N ? (J + 1) * Bf : N;
+        for (int t = 0; t < d; t++) {
+            double s = 0;
+            for (int64_t j = J * Bf; j < j1; j++) s += h.k[j * d + t];
+            kp[J * d + t] = s / (j1 - J * Bf);
+        }
+    }
+    memset(el, 0, N * N);
+    for (int64_t I = 0; I < nbf; I++) {
+        int64_t i1 = (I + 1) * Bf < N ? (I + 1) * Bf : N;
+        for (int t = 0; t < d; t++) {
+            double s = 0;
+            for (int64_t i = I * Bf; i < i1; i++) s += h.q[i * d + t];
+            qp[t] = s / (i1 - I * Bf);
+        }
+        double tot = 0;
+        for (int64_t J = 0; J <= I; J++) {
+            double s = 0;
+            for (int t = 0; t < d; t++) s += qp[t] * kp[J * d + t];
+            sc[J] = exp(s / sqrt((double)d));
+            tot += sc[J];
+        }
+        for (int64_t J = 0; J <= I; J++) sc[J] /= tot;
+        cover(sel, sc, I + 1, p.fp_gamma);
+        for (int64_t i = I * Bf; i < i1; i++)
+            for (int64_t j = 0; j <= i; j++) el[i * N + j] = sel[j / Bf];
+    }
+    for (int64_t i = 0; i < N; i++) el[i * N] = 1, el[i * N + i] = 1;  // first column, diagonal
+    blocks_of(ref, el, N, B);
+    assert_masks_equal("flexprefill, query-aware", got, ref, nb);
+    // vertical-slash mode (tau 0): lines of the last 128 queries' attention, to coverage gamma
+    p.fp_tau = 0;
+    assert_int_equal(method_flexprefill(got, h.q, h.k, N, d, B, &p), 0);
+    double *vert = calloc(N, sizeof(double)), *slash = calloc(N, sizeof(double));
+    for (int64_t i = N - Bf; i < N; i++)
+        for (int64_t j = 0; j <= i; j++) vert[j] += h.A[i * N + j], slash[i - j] += h.A[i * N + j];
+    uint8_t *cols = malloc(N), *offs = malloc(N);
+    cover(cols, vert, N, p.fp_gamma);
+    cover(offs, slash, N, p.fp_gamma);
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t j = 0; j < N; j++) el[i * N + j] = j <= i && (cols[j] || offs[i - j] || j == 0 || i == j);
+    blocks_of(ref, el, N, B);
+    for (int64_t I = 0; I < nb; I++) ref[I * nb + I] = 1;
+    assert_masks_equal("flexprefill, vertical-slash", got, ref, nb);
+    free(got), free(ref), free(el), free(qp), free(kp), free(sc), free(sel), free(vert), free(slash), free(cols), free(offs);
+    free_head(&h);
+}
+
 // The global oracle is optimal for mean recall at a block count: at every sweep point of every
 // method, the heaviest blocks of the same count keep at least the method's recall.
 static void test_sweep_dominated_by_global_oracle(void **state) {
@@ -195,6 +272,7 @@ int main(void) {
         cmocka_unit_test(test_lambda_and_trianglemix),
         cmocka_unit_test(test_vertical_slash),
         cmocka_unit_test(test_xattention),
+        cmocka_unit_test(test_flexprefill),
         cmocka_unit_test(test_sweep_dominated_by_global_oracle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

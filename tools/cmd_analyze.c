@@ -29,8 +29,8 @@ static void help(FILE *f) {
             "  --image P      pooled image side in pixels (default 1024)\n"
             "  --threads T    OpenMP threads (default: all cores)\n"
             "  --quiet        no progress on stderr\n\n"
-            "Compared methods (SPEC section 7; masks vs_mask, xattention_mask, lambda_mask,\n"
-            "trianglemix_mask, oracle_mask per head, and the /methods table and <out>_methods.csv):\n"
+            "Compared methods (SPEC section 7; masks vs_mask, xattention_mask, flexprefill_mask,\n"
+            "lambda_mask, trianglemix_mask, oracle_mask per head, and the /methods table and <out>_methods.csv):\n"
             "  --no-methods       skip them\n"
             "  --sweep            also sweep each method's knob: recall-density curves per head, stored as\n"
             "                     /layers/L/heads/H/sweep and drawn by skel plot (costs about one more\n"
@@ -38,6 +38,7 @@ static void help(FILE *f) {
             "  --vs-vertical N    vertical-slash: key columns kept (default 1000 N / 131072, >= 30)\n"
             "  --vs-slash N       vertical-slash: diagonals kept (default 6096 N / 131072, >= 100)\n"
             "  --xa-tau X         XAttention: share of each block row's score kept, in (0, 1] (default 0.9)\n"
+            "  --fp-gamma X       FlexPrefill: coverage in (0, 1] (default 0.9; block 128, tau 0.1)\n"
             "  --lambda-window W  Lambda-shape: local window in tokens (default 1024; 4 sinks)\n"
             "TriangleMix uses 8 sinks, a 512-token window and the last 128 rows dense.\n");
 }
@@ -122,6 +123,12 @@ int cmd_analyze(int argc, char **argv) {
         } else if (!strcmp(a, "--lambda-window")) {
             if (arg_int(a, v, 1, 1LL << 40, &x)) goto done;
             o.mp.lambda_window = (int)x;
+        } else if (!strcmp(a, "--fp-gamma")) {
+            if (arg_real(a, v, &o.mp.fp_gamma)) goto done;
+            if (!(o.mp.fp_gamma > 0 && o.mp.fp_gamma <= 1)) {
+                fprintf(stderr, "skel analyze: --fp-gamma %g: must be in (0, 1]\n", o.mp.fp_gamma);
+                goto done;
+            }
         } else if (!strcmp(a, "--xa-tau")) {
             if (arg_real(a, v, &o.mp.xa_tau)) goto done;
             if (!(o.mp.xa_tau > 0 && o.mp.xa_tau <= 1)) {
