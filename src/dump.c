@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "h5util.h"
+
 const char *rope_layout_name(rope_layout l) { return l == ROPE_INTERLEAVED ? "interleaved" : "half"; }
 
 // HDF5 prints its own error stack by default; we report one line ourselves.
@@ -329,27 +331,6 @@ int dump_read_head(const dump *D, int layer, char which, int head, float *out, s
 
 // ---------------------------------------------------------------------------- writing
 
-static void attr_put_int(hid_t obj, const char *name, int64_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    long long x = v;
-    H5Awrite(a, H5T_NATIVE_LLONG, &x);
-    H5Aclose(a);
-    H5Sclose(sp);
-}
-
-static void attr_put_str(hid_t obj, const char *name, const char *s) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(s) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, t, s);
-    H5Aclose(a);
-    H5Tclose(t);
-    H5Sclose(sp);
-}
-
 static int put_1d(hid_t file, const char *name, hid_t ft, hid_t mt, int64_t n, const void *data) {
     hsize_t dims[1] = {(hsize_t)n};
     hid_t sp = H5Screate_simple(1, dims, NULL);
@@ -401,14 +382,14 @@ int dump_writer_create(dump_writer *W, const char *path, const dump_meta *meta, 
     W->f16 = f16;
     W->file = H5Fcreate(W->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (W->file < 0) return skel_fail(e, "%s: cannot create output file (%s)", path, strerror(errno));
-    attr_put_str(W->file, "model", meta->model);
-    attr_put_int(W->file, "n_tokens", meta->n_tokens);
-    attr_put_int(W->file, "n_layers", meta->n_layers);
-    attr_put_int(W->file, "n_q_heads", meta->n_q_heads);
-    attr_put_int(W->file, "n_kv_heads", meta->n_kv_heads);
-    attr_put_int(W->file, "head_dim", meta->head_dim);
-    attr_put_str(W->file, "rope_layout", rope_layout_name(meta->layout));
-    attr_put_int(W->file, "format_version", DUMP_FORMAT_VERSION);
+    h5_attr_put_str(W->file, "model", meta->model);
+    h5_attr_put_i64(W->file, "n_tokens", meta->n_tokens);
+    h5_attr_put_i64(W->file, "n_layers", meta->n_layers);
+    h5_attr_put_i64(W->file, "n_q_heads", meta->n_q_heads);
+    h5_attr_put_i64(W->file, "n_kv_heads", meta->n_kv_heads);
+    h5_attr_put_i64(W->file, "head_dim", meta->head_dim);
+    h5_attr_put_str(W->file, "rope_layout", rope_layout_name(meta->layout));
+    h5_attr_put_i64(W->file, "format_version", DUMP_FORMAT_VERSION);
     hid_t g = H5Gcreate2(W->file, "/rope", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     H5Gclose(g);
     g = H5Gcreate2(W->file, "/layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);

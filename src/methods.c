@@ -51,6 +51,22 @@ static void top_n(uint8_t *sel, const double *x, int64_t len, int64_t n) {
     free(s);
 }
 
+// A method's own block mask (Bc blocks, (nc, nc)) onto the B grid: a grid block is kept when it
+// meets a kept coarse block.
+static void coarse_to_grid(uint8_t *mask, const uint8_t *coarse, int64_t N, int Bc, int B) {
+    const int64_t nb = (N + B - 1) / B, nc = (N + Bc - 1) / Bc;
+    memset(mask, 0, (size_t)(nb * nb));
+    for (int64_t I = 0; I < nb; I++)
+        for (int64_t J = 0; J <= I; J++) {
+            int64_t ci0 = I * B / Bc, ci1 = ((I + 1) * B - 1 < N - 1 ? (I + 1) * B - 1 : N - 1) / Bc;
+            int64_t cj0 = J * B / Bc, cj1 = ((J + 1) * B - 1 < N - 1 ? (J + 1) * B - 1 : N - 1) / Bc;
+            int hit = 0;
+            for (int64_t a = ci0; a <= ci1 && !hit; a++)
+                for (int64_t b = cj0; b <= cj1 && b <= a && !hit; b++) hit = coarse[a * nc + b];
+            mask[I * nb + J] = (uint8_t)hit;
+        }
+}
+
 // Blocks holding any chosen key column (cols) or any chosen offset i - j (offs), causal only.
 static void blocks_from_lines(uint8_t *mask, const uint8_t *cols, const uint8_t *offs, int64_t N, int B) {
     const int64_t nb = (N + B - 1) / B;
@@ -191,16 +207,7 @@ int method_flexprefill(uint8_t *mask, const float *q, const float *k, int64_t N,
             for (int64_t J = 0; J <= I; J++) coarse[I * nbf + J] = sel[J];
         }
         free(sc), free(sel);
-        memset(mask, 0, (size_t)(nb * nb));
-        for (int64_t I = 0; I < nb; I++)  // onto the B grid
-            for (int64_t J = 0; J <= I; J++) {
-                int64_t ci0 = I * B / Bf, ci1 = ((I + 1) * B - 1 < N - 1 ? (I + 1) * B - 1 : N - 1) / Bf;
-                int64_t cj0 = J * B / Bf, cj1 = ((J + 1) * B - 1 < N - 1 ? (J + 1) * B - 1 : N - 1) / Bf;
-                int hit = 0;
-                for (int64_t a = ci0; a <= ci1 && !hit; a++)
-                    for (int64_t b = cj0; b <= cj1 && b <= a && !hit; b++) hit = coarse[a * nbf + b];
-                mask[I * nb + J] = (uint8_t)hit;
-            }
+        coarse_to_grid(mask, coarse, N, Bf, B);
     } else {
         uint8_t *cols = xmalloc(N), *offs = xmalloc(N);
         top_coverage(cols, vert, N, p->fp_gamma);
@@ -294,17 +301,6 @@ void method_xattention(uint8_t *mask, const float *q, const float *k, int64_t N,
         }
         coarse[I * nbx] = coarse[I * nbx + I] = 1;  // sink column and diagonal
     }
-    // onto the B grid: a grid block is kept when it meets a kept coarse block
-    const int64_t nb = (N + B - 1) / B;
-    memset(mask, 0, (size_t)(nb * nb));
-    for (int64_t I = 0; I < nb; I++)
-        for (int64_t J = 0; J <= I; J++) {
-            int64_t ci0 = I * B / Bx, ci1 = ((I + 1) * B - 1 < N - 1 ? (I + 1) * B - 1 : N - 1) / Bx;
-            int64_t cj0 = J * B / Bx, cj1 = ((J + 1) * B - 1 < N - 1 ? (J + 1) * B - 1 : N - 1) / Bx;
-            int hit = 0;
-            for (int64_t a = ci0; a <= ci1 && !hit; a++)
-                for (int64_t b = cj0; b <= cj1 && b <= a && !hit; b++) hit = coarse[a * nbx + b];
-            mask[I * nb + J] = (uint8_t)hit;
-        }
+    coarse_to_grid(mask, coarse, N, Bx, B);
     free(score), free(coarse), free(s);
 }

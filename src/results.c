@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "h5util.h"
+
 const char *const REPORT_CSV_HEADER =
     "layer,head,kv_head,n_tokens,exact_sparsity,threshold_sparsity,block_sparsity,predicted_sparsity,"
     "predicted_block_sparsity,mask_density,mask_recall,min_rowblock_recall,oracle_density_at_same_recall,"
@@ -35,23 +37,6 @@ void report_csv_row(FILE *f, const head_report *r) {
             r->predicted_sparsity, r->predicted_block_sparsity, r->mask_density, r->mask_recall,
             r->min_rowblock_recall, r->oracle_density_at_same_recall, r->fit_r2, r->fit_rmse, r->output_rel_error,
             r->time_exact_ms, r->time_decomp_ms, r->time_mask_ms);
-}
-
-static void put_attr(hid_t obj, const char *name, hid_t ft, hid_t mt, const void *v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
-    hid_t a = H5Acreate2(obj, name, ft, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, mt, v);
-    H5Aclose(a);
-    H5Sclose(sp);
-}
-static void attr_i(hid_t o, const char *n, long long v) { put_attr(o, n, H5T_STD_I64LE, H5T_NATIVE_LLONG, &v); }
-static void attr_d(hid_t o, const char *n, double v) { put_attr(o, n, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v); }
-static void attr_s(hid_t o, const char *n, const char *s) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(s) + 1);
-    put_attr(o, n, t, t, s);
-    H5Tclose(t);
 }
 
 static hid_t report_type(void) {
@@ -95,25 +80,25 @@ int results_create(results_writer *R, const char *path, const dump *D, const res
     R->file = H5Fcreate(R->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (R->file < 0) return skel_fail(e, "%s: cannot create output file (%s)", path, strerror(errno));
     const dump_meta *m = &D->meta;
-    attr_s(R->file, "model", m->model);
-    attr_s(R->file, "source", D->path);
-    attr_i(R->file, "n_tokens", m->n_tokens);
-    attr_i(R->file, "n_layers", m->n_layers);
-    attr_i(R->file, "n_q_heads", m->n_q_heads);
-    attr_i(R->file, "n_kv_heads", m->n_kv_heads);
-    attr_i(R->file, "head_dim", m->head_dim);
-    attr_s(R->file, "rope_layout", rope_layout_name(m->layout));
-    attr_i(R->file, "results_version", RESULTS_VERSION);
-    attr_i(R->file, "block", p->block);
-    attr_i(R->file, "sink", p->sink);
-    attr_i(R->file, "local", p->local);
-    attr_d(R->file, "eps", p->eps);
-    attr_d(R->file, "budget", p->budget);
-    attr_d(R->file, "ridge", p->ridge);
-    attr_i(R->file, "samples", p->samples);
-    attr_i(R->file, "seed", (long long)p->seed);
-    attr_i(R->file, "image_size", p->image_size);
-    attr_s(R->file, "device", p->device);
+    h5_attr_put_str(R->file, "model", m->model);
+    h5_attr_put_str(R->file, "source", D->path);
+    h5_attr_put_i64(R->file, "n_tokens", m->n_tokens);
+    h5_attr_put_i64(R->file, "n_layers", m->n_layers);
+    h5_attr_put_i64(R->file, "n_q_heads", m->n_q_heads);
+    h5_attr_put_i64(R->file, "n_kv_heads", m->n_kv_heads);
+    h5_attr_put_i64(R->file, "head_dim", m->head_dim);
+    h5_attr_put_str(R->file, "rope_layout", rope_layout_name(m->layout));
+    h5_attr_put_i64(R->file, "results_version", RESULTS_VERSION);
+    h5_attr_put_i64(R->file, "block", p->block);
+    h5_attr_put_i64(R->file, "sink", p->sink);
+    h5_attr_put_i64(R->file, "local", p->local);
+    h5_attr_put_f64(R->file, "eps", p->eps);
+    h5_attr_put_f64(R->file, "budget", p->budget);
+    h5_attr_put_f64(R->file, "ridge", p->ridge);
+    h5_attr_put_i64(R->file, "samples", p->samples);
+    h5_attr_put_i64(R->file, "seed", (long long)p->seed);
+    h5_attr_put_i64(R->file, "image_size", p->image_size);
+    h5_attr_put_str(R->file, "device", p->device);
     hid_t g = H5Gcreate2(R->file, "/layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     H5Gclose(g);
     return 0;
@@ -167,32 +152,32 @@ int results_put_head(results_writer *R, const exact_stats *st, const decomp *dc,
         if (dset[m]) rc |= put_array(g, dset[m], H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, nb2, mmasks[m]);
     if (!rc) {
         hid_t z = H5Dopen2(g, "z_hist", H5P_DEFAULT);
-        attr_d(z, "lo", st->zlo);
-        attr_d(z, "hi", st->zhi);
-        attr_d(z, "mean", st->zmean);
-        attr_d(z, "var", st->zvar);
-        attr_d(z, "skew", st->zskew);
-        attr_d(z, "kurtosis", st->zkurt);
+        h5_attr_put_f64(z, "lo", st->zlo);
+        h5_attr_put_f64(z, "hi", st->zhi);
+        h5_attr_put_f64(z, "mean", st->zmean);
+        h5_attr_put_f64(z, "var", st->zvar);
+        h5_attr_put_f64(z, "skew", st->zskew);
+        h5_attr_put_f64(z, "kurtosis", st->zkurt);
         H5Dclose(z);
-        attr_i(g, "layer", rep->layer);
-        attr_i(g, "head", rep->head);
-        attr_i(g, "kv_head", rep->kv_head);
-        attr_i(g, "n_tokens", rep->n_tokens);
-        attr_d(g, "exact_sparsity", rep->exact_sparsity);
-        attr_d(g, "threshold_sparsity", rep->threshold_sparsity);
-        attr_d(g, "block_sparsity", rep->block_sparsity);
-        attr_d(g, "predicted_sparsity", rep->predicted_sparsity);
-        attr_d(g, "predicted_block_sparsity", rep->predicted_block_sparsity);
-        attr_d(g, "mask_density", rep->mask_density);
-        attr_d(g, "mask_recall", rep->mask_recall);
-        attr_d(g, "min_rowblock_recall", rep->min_rowblock_recall);
-        attr_d(g, "oracle_density_at_same_recall", rep->oracle_density_at_same_recall);
-        attr_d(g, "fit_r2", rep->fit_r2);
-        attr_d(g, "fit_rmse", rep->fit_rmse);
-        attr_d(g, "output_rel_error", rep->output_rel_error);
-        attr_d(g, "time_exact_ms", rep->time_exact_ms);
-        attr_d(g, "time_decomp_ms", rep->time_decomp_ms);
-        attr_d(g, "time_mask_ms", rep->time_mask_ms);
+        h5_attr_put_i64(g, "layer", rep->layer);
+        h5_attr_put_i64(g, "head", rep->head);
+        h5_attr_put_i64(g, "kv_head", rep->kv_head);
+        h5_attr_put_i64(g, "n_tokens", rep->n_tokens);
+        h5_attr_put_f64(g, "exact_sparsity", rep->exact_sparsity);
+        h5_attr_put_f64(g, "threshold_sparsity", rep->threshold_sparsity);
+        h5_attr_put_f64(g, "block_sparsity", rep->block_sparsity);
+        h5_attr_put_f64(g, "predicted_sparsity", rep->predicted_sparsity);
+        h5_attr_put_f64(g, "predicted_block_sparsity", rep->predicted_block_sparsity);
+        h5_attr_put_f64(g, "mask_density", rep->mask_density);
+        h5_attr_put_f64(g, "mask_recall", rep->mask_recall);
+        h5_attr_put_f64(g, "min_rowblock_recall", rep->min_rowblock_recall);
+        h5_attr_put_f64(g, "oracle_density_at_same_recall", rep->oracle_density_at_same_recall);
+        h5_attr_put_f64(g, "fit_r2", rep->fit_r2);
+        h5_attr_put_f64(g, "fit_rmse", rep->fit_rmse);
+        h5_attr_put_f64(g, "output_rel_error", rep->output_rel_error);
+        h5_attr_put_f64(g, "time_exact_ms", rep->time_exact_ms);
+        h5_attr_put_f64(g, "time_decomp_ms", rep->time_decomp_ms);
+        h5_attr_put_f64(g, "time_mask_ms", rep->time_mask_ms);
     }
     H5Gclose(g);
     if (rc) return skel_fail(e, "%s: %s: cannot write (disk full?)", R->path, name);
