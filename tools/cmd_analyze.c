@@ -28,6 +28,8 @@ static void help(FILE *f) {
             "  --seed S       sampling seed (default 1)\n"
             "  --image P      pooled image side in pixels (default 1024)\n"
             "  --threads T    OpenMP threads (default: all cores)\n"
+            "  --device DEV   cpu, gpu or auto: where the exact statistics run (default auto: the GPU when\n"
+            "                 one is usable and the shape is supported, d = 64 or 128)\n"
             "  --quiet        no progress on stderr\n");
 }
 
@@ -94,6 +96,14 @@ int cmd_analyze(int argc, char **argv) {
         } else if (!strcmp(a, "--image")) {
             if (arg_int(a, v, 1, 1 << 20, &x)) goto done;
             o.image_size = (int)x;
+        } else if (!strcmp(a, "--device")) {
+            if (!strcmp(v, "cpu")) o.device = ANALYZE_DEVICE_CPU;
+            else if (!strcmp(v, "gpu")) o.device = ANALYZE_DEVICE_GPU;
+            else if (!strcmp(v, "auto")) o.device = ANALYZE_DEVICE_AUTO;
+            else {
+                fprintf(stderr, "skel analyze: --device '%s': must be cpu, gpu or auto\n", v);
+                goto done;
+            }
         } else if (!strcmp(a, "--threads")) {
             if (arg_int(a, v, 1, 4096, &x)) goto done;
             o.threads = (int)x;
