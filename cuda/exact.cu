@@ -28,12 +28,14 @@ constexpr int RHS = RH + 1;
 constexpr int ZB = EXACT_ZHIST_BINS;
 constexpr float LN2 = 0.693147180559945309f;
 constexpr float LOG2E = 1.44269504088896341f;
-// Per-row histogram entries pack a count (high 22 bits, up to 4M elements) and a mass in fixed
-// point (low 42 bits, units of 2^-41: a row's mass is at most 1, rounding adds at most 2^-42 per
-// element, 2.4e-7 over a million keys) so that one 64-bit shared atomic adds both.
-constexpr int CNT_SHIFT = 42;
-constexpr float MASS_ONE = 2199023255552.0f;  // 2^41
-constexpr unsigned long long MASS_MASK = (1ull << CNT_SHIFT) - 1;
+// Per-row histograms: a 32-bit count and a 32-bit mass in fixed point, units of 2^-22 (a row's
+// mass is at most 1), both added with native 32-bit shared atomics. Elements in the histogram are
+// >= eps/(i+1) (>= 7.6e-7 at 1M tokens); rounding each to 2^-22 is unbiased and moves a row's
+// cumulative mass by ~1e-5 at most, against eps = 0.8.
+constexpr float MASS_ONE = 4194304.0f;  // 2^22
+// x in [0, 2^23) rounded to the nearest integer by one add (the float's mantissa holds it), instead
+// of a conversion instruction, which shares the SFU's quarter rate with ex2.
+__device__ __forceinline__ unsigned round_small(float x) { return __float_as_uint(x + 8388608.0f) & 0x7fffffu; }
 
 template <int D>
 __host__ __device__ constexpr int ldk() { return D + 8; }  // padded shared row (halfs): ldmatrix rows hit distinct banks
@@ -43,7 +45,6 @@ __host__ __device__ constexpr size_t ktile_bytes() { return (size_t)BN * ldk<D>(
 // Accumulators of one head, in device memory.
 struct exact_acc {
     unsigned zmin, zmax;        // z range in base-2 units (z log2 e), ordered encoding
-    double zsum;                // sum of z log2 e over causal pairs
     unsigned long long below;   // causal pairs with A < eps / N
     unsigned long long dropped; // the exact-sparsity count
     unsigned long long sparse_blocks;
@@ -155,8 +156,7 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
     load_q_frags<D>(qf, a.q, N, rowA);
     const int64_t cols = r0 + BM < N ? r0 + BM : N;
     const int nt = (int)((cols + BN - 1) / BN);
-    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f, zmn = INFINITY, zmx = -INFINITY;
-    double zs = 0;
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f, zmn = INFINITY;
     load_k_tile<D>(Ks, a.k, N, 0);
     for (int it = 0; it < nt; it++) {
         if (it + 1 < nt) {
@@ -172,31 +172,37 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
             float acc[8][4];
             qk_tile<D>(acc, qf, Ks + (it & 1) * BN * ldk<D>() + wc * 64 * ldk<D>());
             const bool masked = cw + 63 > rw || rw + 15 >= N;
-            float tA = -INFINITY, tB = -INFINITY, sm = 0.f;
+            // max and min on the raw products (scale2 > 0); masked elements become -inf
+            float tA = -INFINITY, tB = -INFINITY, tmn = INFINITY;
 #pragma unroll
             for (int n = 0; n < 8; n++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    float z = acc[n][e] * a.scale2;
-                    int64_t row = e < 2 ? rowA : rowB, col = cw + n * 8 + 2 * t + (e & 1);
-                    bool ok = !masked || (col <= row && row < N);
-                    acc[n][e] = ok ? z : -INFINITY;
-                    if (ok) {
-                        zmn = fminf(zmn, z), zmx = fmaxf(zmx, z), sm += z;
-                        if (e < 2) tA = fmaxf(tA, z);
-                        else tB = fmaxf(tB, z);
+                    if (masked) {
+                        int64_t row = e < 2 ? rowA : rowB, col = cw + n * 8 + 2 * t + (e & 1);
+                        if (!(col <= row && row < N)) {
+                            acc[n][e] = -INFINITY;
+                            continue;
+                        }
                     }
+                    tmn = fminf(tmn, acc[n][e]);
+                    if (e < 2) tA = fmaxf(tA, acc[n][e]);
+                    else tB = fmaxf(tB, acc[n][e]);
                 }
-            zs += sm;
+            zmn = fminf(zmn, tmn * a.scale2);
+            tA *= a.scale2, tB *= a.scale2;
             if (tA > mA) lA *= fast_exp2(mA - tA), mA = tA;
             if (tB > mB) lB *= fast_exp2(mB - tB), mB = tB;
+            // a thread with no valid element in a row yet has m = -inf: subtract 0 instead (its
+            // masked elements are -inf, and -inf - -inf would be NaN)
+            const float oA = mA == -INFINITY ? 0.f : mA, oB = mB == -INFINITY ? 0.f : mB;
             float sA = 0.f, sB = 0.f;
 #pragma unroll
             for (int n = 0; n < 8; n++) {
-                sA += fast_exp2(acc[n][0] - mA) + fast_exp2(acc[n][1] - mA);
-                sB += fast_exp2(acc[n][2] - mB) + fast_exp2(acc[n][3] - mB);
+                sA += fast_exp2(fmaf(acc[n][0], a.scale2, -oA)) + fast_exp2(fmaf(acc[n][1], a.scale2, -oA));
+                sB += fast_exp2(fmaf(acc[n][2], a.scale2, -oB)) + fast_exp2(fmaf(acc[n][3], a.scale2, -oB));
             }
-            lA += sA, lB += sB;  // a masked element is -inf: exp2 gives 0 (its row max is finite)
+            lA += sA, lB += sB;
         }
         __syncthreads();
     }
@@ -214,11 +220,11 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
         red_m[wc][wr * 16 + g] = mA, red_l[wc][wr * 16 + g] = lA;
         red_m[wc][wr * 16 + g + 8] = mB, red_l[wc][wr * 16 + g + 8] = lB;
     }
-    zmn = warp_min(zmn), zmx = warp_max(zmx), zs = warp_sum_d(zs);
+    zmn = warp_min(zmn);
+    const float zmx = warp_max(fmaxf(mA, mB));  // the largest z is the largest row max
     if (lane == 0) {
         atomicMin(&a.acc->zmin, float_to_ordered(zmn));
         atomicMax(&a.acc->zmax, float_to_ordered(zmx));
-        atomicAdd(&a.acc->zsum, zs);
     }
     __syncthreads();
     if (threadIdx.x < BM && r0 + threadIdx.x < N) {
@@ -244,21 +250,21 @@ template <int D, bool IMG>
 __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
     extern __shared__ uint4 smem_u4[];
     __half *Ks = (__half *)smem_u4;
-    unsigned long long *H = (unsigned long long *)(Ks + 2 * BN * ldk<D>());  // (BM, RHS)
-    unsigned *zh = (unsigned *)(H + BM * RHS);                                  // (ZB)
+    unsigned *Hc = (unsigned *)(Ks + 2 * BN * ldk<D>());  // (BM, RHS) counts
+    unsigned *Hm = Hc + BM * RHS;                            // (BM, RHS) masses, units of 2^-22
+    unsigned *zh = Hm + BM * RHS;                            // (ZB)
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int wr = warp & 3, wc = warp >> 2;
     const int64_t N = a.N, r0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * BM;
     const int64_t rw = r0 + wr * 16, rowA = rw + g, rowB = rowA + 8;
-    for (int x = threadIdx.x; x < BM * RHS; x += THREADS) H[x] = 0ull;
+    for (int x = threadIdx.x; x < 2 * BM * RHS; x += THREADS) Hc[x] = 0u;
     for (int x = threadIdx.x; x < ZB; x += THREADS) zh[x] = 0u;
 
     // head-wide constants from pass 1
     const float zlo = ordered_to_float(a.acc->zmin);
     float zhi = ordered_to_float(a.acc->zmax);
     if (zhi <= zlo) zhi = zlo + LOG2E;  // a constant head: one non-empty bin (the CPU's zmin + 1)
-    const double npairs = (double)N * (double)(N + 1) / 2;
-    const float zc = (float)(a.acc->zsum / npairs);
+    const float zc = 0.5f * (zlo + zhi);  // the moments' centre (any value near the mean will do)
     const float zbinv = (float)(ZB / ((double)zhi - zlo) * (1 - 1e-6));
 
     uint32_t qf[D / 16][4];
@@ -308,18 +314,18 @@ __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
                     below += z < (rb ? thB : thA);
                     bs += p, bx = fmaxf(bx, p);
                     const float y = z - zc, y2 = y * y;
-                    s1 += y, s2 += y2, s3 += y2 * y, s4 += y2 * y2;
-                    int zb = (int)((z - zlo) * zbinv);
-                    zb = zb < 0 ? 0 : (zb >= ZB ? ZB - 1 : zb);
-                    atomicAdd(&zh[zb], 1u);
+                    s1 += y, s2 += y2, s3 = fmaf(y2, y, s3), s4 = fmaf(y2, y2, s4);
+                    // bins by truncation as the CPU: round(x - 0.5) after clamping
+                    const float xz = fminf(fmaxf((z - zlo) * zbinv - 0.5f, 0.f), (float)(ZB - 1));
+                    atomicAdd(&zh[round_small(xz)], 1u);
                     const float v = (u - (rb ? uloB : uloA)) * (rb ? iwB : iwA);
-                    if (v < 0.f) {
-                        if (rb) ucB++, umB += p;
-                        else ucA++, umA += p;
-                    } else {
-                        const int hb = 1 + (int)fminf(v, (float)(RH - 1));
-                        const int rl = (int)(row - r0);
-                        atomicAdd(&H[rl * RHS + hb], (1ull << CNT_SHIFT) + __float2ull_rn(p * MASS_ONE));
+                    const bool under = v < 0.f;
+                    if (rb) ucB += under, umB += under ? p : 0.f;
+                    else ucA += under, umA += under ? p : 0.f;
+                    if (!under) {
+                        const int x = (int)(row - r0) * RHS + 1 + (int)round_small(fminf(v - 0.5f, (float)(RH - 1)));
+                        atomicAdd(&Hc[x], 1u);
+                        atomicAdd(&Hm[x], round_small(p * MASS_ONE));
                     }
                     if (IMG) {
                         const int pc = a.cellof[col];
@@ -363,18 +369,18 @@ __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
         __syncthreads();
     }
     // underflow of each row into its bin 0, then one thread per row walks its histogram
-    if (rowA < N && ucA) atomicAdd(&H[(rowA - r0) * RHS], ((unsigned long long)ucA << CNT_SHIFT) + __float2ull_rn(umA * MASS_ONE));
-    if (rowB < N && ucB) atomicAdd(&H[(rowB - r0) * RHS], ((unsigned long long)ucB << CNT_SHIFT) + __float2ull_rn(umB * MASS_ONE));
+    if (rowA < N && ucA) atomicAdd(&Hc[(rowA - r0) * RHS], ucA), atomicAdd(&Hm[(rowA - r0) * RHS], __float2uint_rn(umA * MASS_ONE));
+    if (rowB < N && ucB) atomicAdd(&Hc[(rowB - r0) * RHS], ucB), atomicAdd(&Hm[(rowB - r0) * RHS], __float2uint_rn(umB * MASS_ONE));
     __syncthreads();
     unsigned long long dropped = 0;
     if (threadIdx.x < BM && r0 + threadIdx.x < N) {
-        const unsigned long long *h = H + threadIdx.x * RHS;
+        const unsigned *hc = Hc + threadIdx.x * RHS, *hm = Hm + threadIdx.x * RHS;
         const double eps = a.eps;
         double cm = 0;
         for (int b = 0; b < RHS; b++) {
-            const unsigned long long c = h[b] >> CNT_SHIFT;
+            const unsigned c = hc[b];
             if (!c) continue;
-            const double m = (double)(h[b] & MASS_MASK) / MASS_ONE;
+            const double m = (double)hm[b] / MASS_ONE;
             if (b == 0 || cm + m < eps) {  // the underflow bin is always dropped whole
                 cm += m, dropped += c;
                 continue;
@@ -450,7 +456,7 @@ __global__ void image_from_blocks_kernel(const float *W, const float *X, int64_t
 }
 
 template <int D>
-size_t pass2_smem() { return 2 * ktile_bytes<D>() + sizeof(unsigned long long) * BM * RHS + sizeof(unsigned) * ZB; }
+size_t pass2_smem() { return 2 * ktile_bytes<D>() + sizeof(unsigned) * (2 * BM * RHS + ZB); }
 
 }  // namespace
 
@@ -657,7 +663,9 @@ extern "C" int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, 
         if (zmax <= zmin) zmax = zmin + 1;
         st->zlo = zmin, st->zhi = zmax;
         for (int b = 0; b < ZB; b++) st->zhist[b] = (double)h.zhist[b];
-        const double zc = (double)(float)(h.zsum / npairs);  // the centre pass 2 used
+        float zlo2 = ordered_to_float(h.zmin), zhi2 = ordered_to_float(h.zmax);
+        if (zhi2 <= zlo2) zhi2 = zlo2 + LOG2E;
+        const double zc = 0.5f * (zlo2 + zhi2);  // the centre pass 2 used
         const double mu1 = h.mom[0] / npairs, e2 = h.mom[1] / npairs, e3 = h.mom[2] / npairs, e4 = h.mom[3] / npairs;
         const double var = e2 - mu1 * mu1;
         const double c3 = e3 - 3 * mu1 * e2 + 2 * mu1 * mu1 * mu1;
