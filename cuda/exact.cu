@@ -68,6 +68,7 @@ struct pass_args {
     int P;
     const int *cellof;    // (N) pixel cell of each row and column
     float *img_sum, *img_max;  // (P, P)
+    unsigned one;         // 1, as a run-time value (see red_shared_add)
 };
 
 // ---------------------------------------------------------------------------- shared pieces
@@ -317,15 +318,15 @@ __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
                     s1 += y, s2 += y2, s3 = fmaf(y2, y, s3), s4 = fmaf(y2, y2, s4);
                     // bins by truncation as the CPU: round(x - 0.5) after clamping
                     const float xz = fminf(fmaxf((z - zlo) * zbinv - 0.5f, 0.f), (float)(ZB - 1));
-                    atomicAdd(&zh[round_small(xz)], 1u);
+                    red_shared_add(&zh[round_small(xz)], a.one);
                     const float v = (u - (rb ? uloB : uloA)) * (rb ? iwB : iwA);
                     const bool under = v < 0.f;
                     if (rb) ucB += under, umB += under ? p : 0.f;
                     else ucA += under, umA += under ? p : 0.f;
                     if (!under) {
                         const int x = (int)(row - r0) * RHS + 1 + (int)round_small(fminf(v - 0.5f, (float)(RH - 1)));
-                        atomicAdd(&Hc[x], 1u);
-                        atomicAdd(&Hm[x], round_small(p * MASS_ONE));
+                        red_shared_add(&Hc[x], a.one);
+                        red_shared_add(&Hm[x], round_small(p * MASS_ONE));
                     }
                     if (IMG) {
                         const int pc = a.cellof[col];
@@ -607,6 +608,7 @@ extern "C" int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, 
     a.lse = g->lse, a.acc = g->acc;
     a.eps = g->eps, a.logthr2 = (float)log2(g->eps / (double)N);
     a.B = g->B, a.nb = nb, a.W = g->W, a.X = g->X;
+    a.one = 1;
     a.P = P, a.cellof = g->cellof, a.img_sum = g->isum, a.img_max = g->imax;
     const unsigned grid = (unsigned)((N + BM - 1) / BM);
 
