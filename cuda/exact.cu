@@ -309,7 +309,13 @@ __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
                 for (int e = 0; e < 4; e++) {
                     const bool rb = e >= 2;
                     const int64_t row = rb ? rowB : rowA, col = cw + n * 8 + 2 * t + (e & 1);
-                    if (masked && !(col <= row && row < N)) continue;
+                    if (masked && !(col <= row && row < N)) acc[n][e] = NAN;  // skipped below
+                }
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    if (isnan(acc[n][e])) continue;
+                    const bool rb = e >= 2;
+                    const int64_t row = rb ? rowB : rowA, col = cw + n * 8 + 2 * t + (e & 1);
                     const float z = acc[n][e] * a.scale2, u = z - (rb ? lB : lA);
                     const float p = fast_exp2(u);
                     below += z < (rb ? thB : thA);
@@ -343,6 +349,7 @@ __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
                         is += p, ix = fmaxf(ix, p);
                     }
                 }
+                __syncwarp();
                 if ((n + 1) % gsz == 0) {  // end of a block column: the warp's 16 rows are one block row
                     const int64_t J = (cw + (n + 1 - gsz) * 8) / a.B;
                     const float ws = warp_sum(bs), wx = warp_max(bx);
