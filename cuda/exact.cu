@@ -28,14 +28,14 @@ constexpr int RHS = RH + 1;
 constexpr int ZB = EXACT_ZHIST_BINS;
 constexpr float LN2 = 0.693147180559945309f;
 constexpr float LOG2E = 1.44269504088896341f;
-// Per-row histograms: a 32-bit count and a 32-bit mass in fixed point, units of 2^-22 (a row's
-// mass is at most 1), both added with native 32-bit shared atomics. Elements in the histogram are
-// >= eps/(i+1) (>= 7.6e-7 at 1M tokens); rounding each to 2^-22 is unbiased and moves a row's
-// cumulative mass by ~1e-5 at most, against eps = 0.8.
-constexpr float MASS_ONE = 4194304.0f;  // 2^22
-// x in [0, 2^23) rounded to the nearest integer by one add (the float's mantissa holds it), instead
-// of a conversion instruction, which shares the SFU's quarter rate with ex2.
-__device__ __forceinline__ unsigned round_small(float x) { return __float_as_uint(x + 8388608.0f) & 0x7fffffu; }
+// Per-row histogram entries pack a count (high 22 bits, up to 4M elements) and a mass in fixed
+// point (low 42 bits, units of 2^-41: a row's mass is at most 1, rounding adds at most 2^-42 per
+// element, 2.4e-7 over a million keys) so that one 64-bit shared atomic adds both. (A version with
+// two 32-bit shared atomics per element faulted with "illegal instruction" on the H100; not yet
+// understood.)
+constexpr int CNT_SHIFT = 42;
+constexpr float MASS_ONE = 2199023255552.0f;  // 2^41
+constexpr unsigned long long MASS_MASK = (1ull << CNT_SHIFT) - 1;
 
 template <int D>
 __host__ __device__ constexpr int ldk() { return D + 8; }  // padded shared row (halfs): ldmatrix rows hit distinct banks
@@ -68,7 +68,6 @@ struct pass_args {
     int P;
     const int *cellof;    // (N) pixel cell of each row and column
     float *img_sum, *img_max;  // (P, P)
-    unsigned one;         // 1, as a run-time value (see red_shared_add)
 };
 
 // ---------------------------------------------------------------------------- shared pieces
@@ -251,14 +250,13 @@ template <int D, bool IMG>
 __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
     extern __shared__ uint4 smem_u4[];
     __half *Ks = (__half *)smem_u4;
-    unsigned *Hc = (unsigned *)(Ks + 2 * BN * ldk<D>());  // (BM, RHS) counts
-    unsigned *Hm = Hc + BM * RHS;                            // (BM, RHS) masses, units of 2^-22
-    unsigned *zh = Hm + BM * RHS;                            // (ZB)
+    unsigned long long *H = (unsigned long long *)(Ks + 2 * BN * ldk<D>());  // (BM, RHS)
+    unsigned *zh = (unsigned *)(H + BM * RHS);                                  // (ZB)
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int wr = warp & 3, wc = warp >> 2;
     const int64_t N = a.N, r0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * BM;
     const int64_t rw = r0 + wr * 16, rowA = rw + g, rowB = rowA + 8;
-    for (int x = threadIdx.x; x < 2 * BM * RHS; x += THREADS) Hc[x] = 0u;
+    for (int x = threadIdx.x; x < BM * RHS; x += THREADS) H[x] = 0ull;
     for (int x = threadIdx.x; x < ZB; x += THREADS) zh[x] = 0u;
 
     // head-wide constants from pass 1
@@ -322,17 +320,16 @@ __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
                     bs += p, bx = fmaxf(bx, p);
                     const float y = z - zc, y2 = y * y;
                     s1 += y, s2 += y2, s3 = fmaf(y2, y, s3), s4 = fmaf(y2, y2, s4);
-                    // bins by truncation as the CPU: round(x - 0.5) after clamping
-                    const float xz = fminf(fmaxf((z - zlo) * zbinv - 0.5f, 0.f), (float)(ZB - 1));
-                    red_shared_add(&zh[round_small(xz)], a.one);
+                    int zb = (int)((z - zlo) * zbinv);
+                    zb = zb < 0 ? 0 : (zb >= ZB ? ZB - 1 : zb);
+                    atomicAdd(&zh[zb], 1u);
                     const float v = (u - (rb ? uloB : uloA)) * (rb ? iwB : iwA);
                     const bool under = v < 0.f;
                     if (rb) ucB += under, umB += under ? p : 0.f;
                     else ucA += under, umA += under ? p : 0.f;
                     if (!under) {
-                        const int x = (int)(row - r0) * RHS + 1 + (int)round_small(fminf(v - 0.5f, (float)(RH - 1)));
-                        red_shared_add(&Hc[x], a.one);
-                        red_shared_add(&Hm[x], round_small(p * MASS_ONE));
+                        const int hb = 1 + (int)fminf(v, (float)(RH - 1));
+                        atomicAdd(&H[(int)(row - r0) * RHS + hb], (1ull << CNT_SHIFT) + __float2ull_rn(p * MASS_ONE));
                     }
                     if (IMG) {
                         const int pc = a.cellof[col];
@@ -377,18 +374,18 @@ __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
         __syncthreads();
     }
     // underflow of each row into its bin 0, then one thread per row walks its histogram
-    if (rowA < N && ucA) atomicAdd(&Hc[(rowA - r0) * RHS], ucA), atomicAdd(&Hm[(rowA - r0) * RHS], __float2uint_rn(umA * MASS_ONE));
-    if (rowB < N && ucB) atomicAdd(&Hc[(rowB - r0) * RHS], ucB), atomicAdd(&Hm[(rowB - r0) * RHS], __float2uint_rn(umB * MASS_ONE));
+    if (rowA < N && ucA) atomicAdd(&H[(rowA - r0) * RHS], ((unsigned long long)ucA << CNT_SHIFT) + __float2ull_rn(umA * MASS_ONE));
+    if (rowB < N && ucB) atomicAdd(&H[(rowB - r0) * RHS], ((unsigned long long)ucB << CNT_SHIFT) + __float2ull_rn(umB * MASS_ONE));
     __syncthreads();
     unsigned long long dropped = 0;
     if (threadIdx.x < BM && r0 + threadIdx.x < N) {
-        const unsigned *hc = Hc + threadIdx.x * RHS, *hm = Hm + threadIdx.x * RHS;
+        const unsigned long long *h = H + threadIdx.x * RHS;
         const double eps = a.eps;
         double cm = 0;
         for (int b = 0; b < RHS; b++) {
-            const unsigned c = hc[b];
+            const unsigned long long c = h[b] >> CNT_SHIFT;
             if (!c) continue;
-            const double m = (double)hm[b] / MASS_ONE;
+            const double m = (double)(h[b] & MASS_MASK) / MASS_ONE;
             if (b == 0 || cm + m < eps) {  // the underflow bin is always dropped whole
                 cm += m, dropped += c;
                 continue;
@@ -464,7 +461,7 @@ __global__ void image_from_blocks_kernel(const float *W, const float *X, int64_t
 }
 
 template <int D>
-size_t pass2_smem() { return 2 * ktile_bytes<D>() + sizeof(unsigned) * (2 * BM * RHS + ZB); }
+size_t pass2_smem() { return 2 * ktile_bytes<D>() + sizeof(unsigned long long) * BM * RHS + sizeof(unsigned) * ZB; }
 
 }  // namespace
 
@@ -615,7 +612,6 @@ extern "C" int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, 
     a.lse = g->lse, a.acc = g->acc;
     a.eps = g->eps, a.logthr2 = (float)log2(g->eps / (double)N);
     a.B = g->B, a.nb = nb, a.W = g->W, a.X = g->X;
-    a.one = 1;
     a.P = P, a.cellof = g->cellof, a.img_sum = g->isum, a.img_max = g->imax;
     const unsigned grid = (unsigned)((N + BM - 1) / BM);
 

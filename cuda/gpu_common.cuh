@@ -44,13 +44,6 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
 }
 
-// Shared-memory add with no result. Callers pass increments the compiler cannot prove to be 1: with
-// a constant 1 it emitted warp-aggregated ATOMS.POPC.INC, which faulted (illegal instruction) in
-// the divergent loops of exact_pass2_kernel on the H100.
-__device__ __forceinline__ void red_shared_add(unsigned *p, unsigned v) {
-    asm volatile("red.shared.add.u32 [%0], %1;\n" ::"r"(smem_addr(p)), "r"(v) : "memory");
-}
-
 // 16-byte global -> shared copy; zero-filled when !valid.
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
