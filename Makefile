@@ -3,6 +3,8 @@
 #   make test       build and run the cmocka tests
 #   make bench      CPU timings (not a test)
 #   make demo       the main job on a bundled sample, with pictures
+#   make gpu-test   GPU outputs against the CPU reference (needs nvcc, runs on a GPU machine)
+#   make gpu-bench  GPU timings against PyTorch SDPA in the same run (GPU machine; not a test)
 #   make clean
 # System packages are installed through apt when missing (as root on Debian/Ubuntu);
 # elsewhere the missing package names are printed and the build stops.
@@ -49,26 +51,33 @@ BLAS_LIBS   = -llapacke -lopenblas
 PNG_LIBS    = $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng)
 
 ALL_CFLAGS = $(CFLAGS) $(HDF5_CFLAGS)
-ALL_LIBS   = $(HDF5_LIBS) $(BLAS_LIBS) $(PNG_LIBS) $(LDLIBS)
+ALL_LIBS   = $(HDF5_LIBS) $(BLAS_LIBS) $(PNG_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
 # ---------------------------------------------------------------- CUDA (optional)
 NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_SRC := $(wildcard cuda/*.cu)
 CUDA_OBJ := $(CUDA_SRC:cuda/%.cu=build/cuda/%.o)
 NVCCFLAGS ?= -O3 -arch=sm_90 -std=c++17 -Isrc
+# With nvcc the CUDA objects go into the library and every binary links the static CUDA runtime
+# (it runs on machines without a GPU, where the GPU entry points report that none is usable).
+ifneq ($(NVCC),)
+CUDA_LIBDIR := $(abspath $(dir $(NVCC))/../lib64)
+CFLAGS    += -DSKEL_HAVE_CUDA
+CUDA_LIBS := -L$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lpthread -lstdc++
+endif
 
 # Fragments for optional parts (model download, corpus) live in mk/.
 -include $(wildcard mk/*.mk)
 
 # ---------------------------------------------------------------- library and tools
 LIB_SRC := $(wildcard src/*.c)
-LIB_OBJ := $(LIB_SRC:src/%.c=build/src/%.o)
+LIB_OBJ := $(LIB_SRC:src/%.c=build/src/%.o) $(if $(NVCC),$(CUDA_OBJ))
 LIB     := build/libskel.a
 TOOLS   := bin/skel
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
 
-.PHONY: all deps test bench demo clean cuda
+.PHONY: all deps test bench demo clean cuda gpu-test gpu-bench
 all: $(TOOLS) cuda
 
 # CUDA sources compile whenever nvcc is present (CI has nvcc but no GPU); they run only on the GPU
@@ -81,7 +90,7 @@ cuda:
 	@echo "make: nvcc not found; skipping CUDA sources"
 endif
 
-build/cuda/%.o: cuda/%.cu $(wildcard cuda/*.h src/*.h)
+build/cuda/%.o: cuda/%.cu $(wildcard cuda/*.h cuda/*.cuh src/*.h)
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCCFLAGS) $(HDF5_CFLAGS) -c $< -o $@
 
@@ -115,6 +124,19 @@ bench: $(TOOLS) build/bench
 build/bench: bench/bench.c $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $< $(LIB) $(ALL_LIBS) -o $@
+
+# GPU programs (tests/gpu_*.c: not test_*.c, so that `make test` on CI never runs them). Built
+# without nvcc they report "built without CUDA" and exit non-zero.
+build/gpu_%: tests/gpu_%.c $(wildcard tests/*.h) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Itests $< $(LIB) $(ALL_LIBS) -o $@
+
+gpu-test: build/gpu_test
+	./build/gpu_test
+
+gpu-bench: build/gpu_bench $(TOOLS)
+	./build/gpu_bench
+
 
 # The main job on real data: when the model and the corpus can be fetched (mk/model.mk), dump 8192
 # tokens of Pride and Prejudice from SmolLM2-135M (layers 0, 9, 19, 29); otherwise use the bundled

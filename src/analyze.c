@@ -9,6 +9,7 @@
 #include "decomp.h"
 #include "dump.h"
 #include "exact.h"
+#include "gpu.h"
 #include "mask.h"
 #include "methods.h"
 #include "results.h"
@@ -83,11 +84,29 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         }
     }
 
+    // device: --device gpu must get one; auto takes it when usable and the shape is supported
+    int use_gpu = 0;
+    if (o->device != ANALYZE_DEVICE_CPU) {
+        skel_err ge;
+        char name[256];
+        use_gpu = gpu_probe(name, sizeof name, &ge) && gpu_exact_supported(d, o->block, &ge);
+        if (!use_gpu && o->device == ANALYZE_DEVICE_GPU) {
+            skel_fail(e, "--device gpu: %s", ge.msg);
+            goto fail_dump;
+        }
+        if (use_gpu && !o->quiet) fprintf(stderr, "analyze: exact statistics on %s\n", name);
+    }
+    gpu_exact *G = NULL;
+    if (use_gpu && gpu_exact_init(&G, N, d, o->block, o->image_size, o->eps, e)) goto fail_dump;
+
     results_params rp = {.block = o->block, .sink = o->sink, .local = o->local, .samples = o->samples ? o->samples : 80 * d,
                          .image_size = o->image_size, .eps = o->eps, .budget = o->budget, .ridge = o->ridge,
-                         .seed = o->seed, .device = "cpu"};
+                         .seed = o->seed, .device = use_gpu ? "gpu" : "cpu"};
     results_writer R;
-    if (results_create(&R, out_path, &D, &rp, e)) goto fail_dump;
+    if (results_create(&R, out_path, &D, &rp, e)) {
+        gpu_exact_free(G);
+        goto fail_dump;
+    }
 
     float *q = xmalloc(sizeof(float) * N * d), *k = xmalloc(sizeof(float) * N * d);
     float *vbuf = D.has_values ? xmalloc(sizeof(float) * N * d) : NULL;
@@ -101,7 +120,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     int done = 0;
     for (int a = 0; a < nl; a++) {
         int L = o->layers ? o->layers[a] : D.present[a];
-        int loaded_kv = -1, loaded_v = -1;
+        int loaded_kv = -1, loaded_v = -1, k_changed = 1;
         for (int b = 0; b < nh; b++) {
             int h = o->heads ? o->heads[b] : b, kvh = h / group;
             if (progress) {
@@ -116,6 +135,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
             if (kvh != loaded_kv) {  // GQA: a key head serves `group` query heads
                 if (dump_read_head(&D, L, 'k', kvh, k, e)) goto fail_all;
                 loaded_kv = kvh;
+                k_changed = 1;
             }
             if (D.has_values && kvh != loaded_v) {
                 if (dump_read_head(&D, L, 'v', kvh, vbuf, e)) goto fail_all;
@@ -152,7 +172,21 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
             double t3 = skel_now();
             exact_stats st;
             exact_stats_init(&st, N, d, o->block, o->image_size, o->eps);
-            exact_compute(&st, q, k, D.has_values ? vbuf : NULL, (const uint8_t *const *)mmask, D.has_values ? nm : 0);
+            if (G) {  // the GPU pass measures no output error (yet): those stay NaN
+                if (gpu_exact_compute(G, &st, q, k, k_changed, NULL, e)) {
+                    char msg[sizeof e->msg];
+                    snprintf(msg, sizeof msg, "%s", e->msg);
+                    skel_fail(e, "%s: /layers/%d head %d: %s", dump_path, L, h, msg);
+                    exact_stats_free(&st);
+                    decomp_free(&dc);
+                    goto fail_all;
+                }
+                k_changed = 0;
+                for (int x = 0; x < EXACT_MAX_MASKS; x++) st.output_rel_error[x] = NAN;
+            } else {
+                exact_compute(&st, q, k, D.has_values ? vbuf : NULL, (const uint8_t *const *)mmask,
+                              D.has_values ? nm : 0);
+            }
             double t4 = skel_now();
             rep.output_rel_error = st.output_rel_error[0];
             rep.predicted_sparsity = mask_predict_sparsity(dc.s, dc.v, dc.h, N, o->eps, NULL, NULL);
@@ -212,12 +246,14 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     }
     free(q), free(k), free(vbuf), free(mask), free(oracle);
     for (int x = 1; x < N_MEASURED; x++) free(mmask[x]);
+    gpu_exact_free(G);
     dump_close(&D);
     return results_finish(&R, e);
 fail_all:
     if (progress) fprintf(stderr, "\n");
     free(q), free(k), free(vbuf), free(mask), free(oracle);
     for (int x = 1; x < N_MEASURED; x++) free(mmask[x]);
+    gpu_exact_free(G);
     results_abort(&R);
 fail_dump:
     dump_close(&D);

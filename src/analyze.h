@@ -6,6 +6,8 @@
 #include "common.h"
 #include "methods.h"
 
+typedef enum { ANALYZE_DEVICE_AUTO = 0, ANALYZE_DEVICE_CPU, ANALYZE_DEVICE_GPU } analyze_device;
+
 typedef struct {
     int block;        // B, a power of two in [16, 256] (default 64)
     int sink, local;  // S, T (default 64 each)
@@ -20,6 +22,7 @@ typedef struct {
     int methods;        // also the compared methods' masks (default 1)
     int sweep;          // also each method's recall-density sweep (default 0)
     methods_params mp;
+    analyze_device device;  // exact statistics on the CPU or the GPU; auto: the GPU when usable
     const int *layers;  // selection (n_layers entries) or NULL for every present layer
     int n_layers;
     const int *heads;   // selection or NULL for every query head

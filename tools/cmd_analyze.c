@@ -28,6 +28,8 @@ static void help(FILE *f) {
             "  --seed S       sampling seed (default 1)\n"
             "  --image P      pooled image side in pixels (default 1024)\n"
             "  --threads T    OpenMP threads (default: all cores)\n"
+            "  --device DEV   cpu, gpu or auto: where the exact statistics run (default auto: the GPU when\n"
+            "                 one is usable and the shape is supported, d = 64 or 128)\n"
             "  --quiet        no progress on stderr\n\n"
             "Compared methods (SPEC section 7; masks vs_mask, xattention_mask, flexprefill_mask,\n"
             "lambda_mask, trianglemix_mask, oracle_mask per head, and the /methods table and <out>_methods.csv):\n"
@@ -133,6 +135,14 @@ int cmd_analyze(int argc, char **argv) {
             if (arg_real(a, v, &o.mp.xa_tau)) goto done;
             if (!(o.mp.xa_tau > 0 && o.mp.xa_tau <= 1)) {
                 fprintf(stderr, "skel analyze: --xa-tau %g: must be in (0, 1]\n", o.mp.xa_tau);
+                goto done;
+            }
+        } else if (!strcmp(a, "--device")) {
+            if (!strcmp(v, "cpu")) o.device = ANALYZE_DEVICE_CPU;
+            else if (!strcmp(v, "gpu")) o.device = ANALYZE_DEVICE_GPU;
+            else if (!strcmp(v, "auto")) o.device = ANALYZE_DEVICE_AUTO;
+            else {
+                fprintf(stderr, "skel analyze: --device '%s': must be cpu, gpu or auto\n", v);
                 goto done;
             }
         } else if (!strcmp(a, "--threads")) {

@@ -1,0 +1,693 @@
+// exact.cu: GPU twin of src/exact.c, the two streaming passes of SPEC section 2 over z = c Q K^T.
+//   inputs: q, k (N, d) float32 rows on the host, converted to float16 on the device (d in {64, 128});
+//   pass 1: lse (N) and the range and sum of z over causal pairs;
+//   pass 2: block mass W and block max X (nb, nb) on the B grid, the count of A < eps/N, the z
+//           histogram and moments, a per-row log-domain histogram per row giving the exact sparsity,
+//           and the pooled images (element by element when pixel cells are not whole blocks).
+// Tiling: a CTA of 8 warps owns 64 query rows; keys stream through shared memory in tiles of 128
+// (cp.async, two buffers); warp w multiplies rows 16 (w % 4) .. +16 by keys 64 (w / 4) .. +64 of the
+// tile with mma.sync m16n8k16 (f16 in, f32 accumulate). Softmax arithmetic in f32 and base 2.
+#include <math.h>
+#include <string.h>
+
+#include "gpu_common.cuh"
+
+extern "C" {
+#include "gpu.h"
+#include "mask.h"
+}
+
+namespace {
+
+constexpr int BM = 64;        // query rows per CTA
+constexpr int BN = 128;       // keys per shared-memory tile
+constexpr int NWARPS = 8;
+constexpr int THREADS = 32 * NWARPS;
+constexpr int RH = 256;       // bins of the per-row histogram (plus bin 0: the underflow)
+constexpr int RHS = RH + 1;
+constexpr int ZB = EXACT_ZHIST_BINS;
+constexpr float LN2 = 0.693147180559945309f;
+constexpr float LOG2E = 1.44269504088896341f;
+// Per-row histogram entries pack a count (high 22 bits, up to 4M elements) and a mass in fixed
+// point (low 42 bits, units of 2^-41: a row's mass is at most 1, rounding adds at most 2^-42 per
+// element, 2.4e-7 over a million keys) so that one 64-bit shared atomic adds both. (A version with
+// two 32-bit shared atomics per element faulted with "illegal instruction" on the H100; not yet
+// understood.)
+constexpr int CNT_SHIFT = 42;
+constexpr float MASS_ONE = 2199023255552.0f;  // 2^41
+constexpr unsigned long long MASS_MASK = (1ull << CNT_SHIFT) - 1;
+
+template <int D>
+__host__ __device__ constexpr int ldk() { return D + 8; }  // padded shared row (halfs): ldmatrix rows hit distinct banks
+template <int D>
+__host__ __device__ constexpr size_t ktile_bytes() { return (size_t)BN * ldk<D>() * sizeof(__half); }
+
+// Accumulators of one head, in device memory.
+struct exact_acc {
+    unsigned zmin, zmax;        // z range in base-2 units (z log2 e), ordered encoding
+    unsigned long long below;   // causal pairs with A < eps / N
+    unsigned long long dropped; // the exact-sparsity count
+    unsigned long long sparse_blocks;
+    unsigned overflow;          // an input beyond the float16 range
+    double mom[4];              // sums of y, y^2, y^3, y^4 with y = (z - zc) log2 e
+    unsigned long long zhist[ZB];
+};
+
+struct pass_args {
+    const __half *q, *k;  // (N, D)
+    int64_t N;
+    float scale2;         // c log2 e: z log2 e = scale2 (q . k)
+    float *lse;           // (N), natural log
+    exact_acc *acc;
+    // pass 2
+    double eps;
+    float logthr2;        // log2(eps / N)
+    int B;
+    int64_t nb;
+    float *W, *X;         // (nb, nb)
+    int P;
+    const int *cellof;    // (N) pixel cell of each row and column
+    float *img_sum, *img_max;  // (P, P)
+};
+
+// ---------------------------------------------------------------------------- shared pieces
+
+template <int D>
+__device__ __forceinline__ void load_k_tile(__half *Ks, const __half *k, int64_t N, int64_t c0) {
+    constexpr int CH = D / 8;  // 16-byte chunks per key
+    for (int x = threadIdx.x; x < BN * CH; x += THREADS) {
+        int r = x / CH, cc = x % CH;
+        int64_t j = c0 + r;
+        bool ok = j < N;
+        cp_async16(Ks + r * ldk<D>() + cc * 8, k + (ok ? j : 0) * D + cc * 8, ok);
+    }
+    cp_async_commit();
+}
+
+// The warp's 16 query rows as mma A fragments (zero beyond N).
+template <int D>
+__device__ __forceinline__ void load_q_frags(uint32_t qf[D / 16][4], const __half *q, int64_t N, int64_t rowA) {
+    const int t = threadIdx.x & 3;
+    const int64_t rowB = rowA + 8;
+#pragma unroll
+    for (int s = 0; s < D / 16; s++) {
+        const int col = s * 16 + 2 * t;
+        qf[s][0] = rowA < N ? *(const uint32_t *)(q + rowA * D + col) : 0u;
+        qf[s][1] = rowB < N ? *(const uint32_t *)(q + rowB * D + col) : 0u;
+        qf[s][2] = rowA < N ? *(const uint32_t *)(q + rowA * D + col + 8) : 0u;
+        qf[s][3] = rowB < N ? *(const uint32_t *)(q + rowB * D + col + 8) : 0u;
+    }
+}
+
+// S (16 x 64) = Q_warp K_tile^T: acc[n] holds rows g, g+8 and columns 8n + 2t, +1 (g = lane / 4,
+// t = lane % 4) as {(g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)}.
+template <int D>
+__device__ __forceinline__ void qk_tile(float acc[8][4], const uint32_t qf[D / 16][4], const __half *Kw) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 32; kk++) {
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            uint32_t b[4];
+            ldmatrix_x4(b, Kw + (n * 8 + (lane & 7)) * ldk<D>() + kk * 32 + (lane >> 3) * 8);
+            mma_f16_16816(acc[n], qf[2 * kk], b[0], b[1]);
+            mma_f16_16816(acc[n], qf[2 * kk + 1], b[2], b[3]);
+        }
+    }
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+    for (int o = 16; o; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+__device__ __forceinline__ double warp_sum_d(double x) {
+#pragma unroll
+    for (int o = 16; o; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+__device__ __forceinline__ float warp_max(float x) {
+#pragma unroll
+    for (int o = 16; o; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+__device__ __forceinline__ float warp_min(float x) {
+#pragma unroll
+    for (int o = 16; o; o >>= 1) x = fminf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+
+// ---------------------------------------------------------------------------- pass 1: lse
+
+// Each thread keeps its own running (max, sum) for its two rows over its own columns; the 8
+// partial sums of a row (4 lanes x 2 column halves) are merged at the end.
+template <int D>
+__global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
+    extern __shared__ uint4 smem_u4[];
+    __half *Ks = (__half *)smem_u4;
+    __shared__ float red_m[2][BM], red_l[2][BM];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int wr = warp & 3, wc = warp >> 2;
+    const int64_t N = a.N, r0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * BM;  // longest rows first
+    const int64_t rw = r0 + wr * 16, rowA = rw + g, rowB = rowA + 8;
+    uint32_t qf[D / 16][4];
+    load_q_frags<D>(qf, a.q, N, rowA);
+    const int64_t cols = r0 + BM < N ? r0 + BM : N;
+    const int nt = (int)((cols + BN - 1) / BN);
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f, zmn = INFINITY;
+    load_k_tile<D>(Ks, a.k, N, 0);
+    for (int it = 0; it < nt; it++) {
+        if (it + 1 < nt) {
+            load_k_tile<D>(Ks + ((it + 1) & 1) * BN * ldk<D>(), a.k, N, (int64_t)(it + 1) * BN);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const int64_t cw = (int64_t)it * BN + wc * 64;
+        const int64_t rlast = rw + 15 < N - 1 ? rw + 15 : N - 1;
+        if (cw <= rlast) {
+            float acc[8][4];
+            qk_tile<D>(acc, qf, Ks + (it & 1) * BN * ldk<D>() + wc * 64 * ldk<D>());
+            const bool masked = cw + 63 > rw || rw + 15 >= N;
+            // max and min on the raw products (scale2 > 0); masked elements become -inf
+            float tA = -INFINITY, tB = -INFINITY, tmn = INFINITY;
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    if (masked) {
+                        int64_t row = e < 2 ? rowA : rowB, col = cw + n * 8 + 2 * t + (e & 1);
+                        if (!(col <= row && row < N)) {
+                            acc[n][e] = -INFINITY;
+                            continue;
+                        }
+                    }
+                    tmn = fminf(tmn, acc[n][e]);
+                    if (e < 2) tA = fmaxf(tA, acc[n][e]);
+                    else tB = fmaxf(tB, acc[n][e]);
+                }
+            zmn = fminf(zmn, tmn * a.scale2);
+            tA *= a.scale2, tB *= a.scale2;
+            if (tA > mA) lA *= fast_exp2(mA - tA), mA = tA;
+            if (tB > mB) lB *= fast_exp2(mB - tB), mB = tB;
+            // a thread with no valid element in a row yet has m = -inf: subtract 0 instead (its
+            // masked elements are -inf, and -inf - -inf would be NaN)
+            const float oA = mA == -INFINITY ? 0.f : mA, oB = mB == -INFINITY ? 0.f : mB;
+            float sA = 0.f, sB = 0.f;
+#pragma unroll
+            for (int n = 0; n < 8; n++) {
+                sA += fast_exp2(fmaf(acc[n][0], a.scale2, -oA)) + fast_exp2(fmaf(acc[n][1], a.scale2, -oA));
+                sB += fast_exp2(fmaf(acc[n][2], a.scale2, -oB)) + fast_exp2(fmaf(acc[n][3], a.scale2, -oB));
+            }
+            lA += sA, lB += sB;
+        }
+        __syncthreads();
+    }
+    // merge the 4 lanes of a row, then the two column halves
+#pragma unroll
+    for (int o = 1; o <= 2; o <<= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, mA, o), l2 = __shfl_xor_sync(0xffffffffu, lA, o);
+        float mx = fmaxf(mA, m2);
+        lA = mx == -INFINITY ? 0.f : lA * fast_exp2(mA - mx) + l2 * fast_exp2(m2 - mx), mA = mx;
+        m2 = __shfl_xor_sync(0xffffffffu, mB, o), l2 = __shfl_xor_sync(0xffffffffu, lB, o);
+        mx = fmaxf(mB, m2);
+        lB = mx == -INFINITY ? 0.f : lB * fast_exp2(mB - mx) + l2 * fast_exp2(m2 - mx), mB = mx;
+    }
+    if (t == 0) {
+        red_m[wc][wr * 16 + g] = mA, red_l[wc][wr * 16 + g] = lA;
+        red_m[wc][wr * 16 + g + 8] = mB, red_l[wc][wr * 16 + g + 8] = lB;
+    }
+    zmn = warp_min(zmn);
+    const float zmx = warp_max(fmaxf(mA, mB));  // the largest z is the largest row max
+    if (lane == 0) {
+        atomicMin(&a.acc->zmin, float_to_ordered(zmn));
+        atomicMax(&a.acc->zmax, float_to_ordered(zmx));
+    }
+    __syncthreads();
+    if (threadIdx.x < BM && r0 + threadIdx.x < N) {
+        float m0 = red_m[0][threadIdx.x], m1 = red_m[1][threadIdx.x], mx = fmaxf(m0, m1);
+        float l = red_l[0][threadIdx.x] * fast_exp2(m0 - mx) + red_l[1][threadIdx.x] * fast_exp2(m1 - mx);
+        a.lse[r0 + threadIdx.x] = (mx + log2f(l)) * LN2;
+    }
+}
+
+// ---------------------------------------------------------------------------- pass 2
+
+// Row i's histogram covers log2 A in [ulo_i, 0] with ulo_i just below log2(eps / (i+1)): the
+// elements under it are always dropped (at most i+1 of them, each < eps/(i+1), so their mass is
+// < eps), so they only need a count and a mass (bin 0). Bins of width |ulo_i| / 256, about 0.05
+// nats at 128K tokens.
+__device__ __forceinline__ void row_hist_params(int64_t i, double eps, float *ulo, float *invw) {
+    float u = (float)log2(eps / (double)(i + 1)) - 1e-3f;
+    *ulo = u;
+    *invw = RH / -u;
+}
+
+template <int D, bool IMG>
+__global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
+    extern __shared__ uint4 smem_u4[];
+    __half *Ks = (__half *)smem_u4;
+    unsigned long long *H = (unsigned long long *)(Ks + 2 * BN * ldk<D>());  // (BM, RHS)
+    unsigned *zh = (unsigned *)(H + BM * RHS);                                  // (ZB)
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int wr = warp & 3, wc = warp >> 2;
+    const int64_t N = a.N, r0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * BM;
+    const int64_t rw = r0 + wr * 16, rowA = rw + g, rowB = rowA + 8;
+    for (int x = threadIdx.x; x < BM * RHS; x += THREADS) H[x] = 0ull;
+    for (int x = threadIdx.x; x < ZB; x += THREADS) zh[x] = 0u;
+
+    // head-wide constants from pass 1
+    const float zlo = ordered_to_float(a.acc->zmin);
+    float zhi = ordered_to_float(a.acc->zmax);
+    if (zhi <= zlo) zhi = zlo + LOG2E;  // a constant head: one non-empty bin (the CPU's zmin + 1)
+    const float zc = 0.5f * (zlo + zhi);  // the moments' centre (any value near the mean will do)
+    const float zbinv = (float)(ZB / ((double)zhi - zlo) * (1 - 1e-6));
+
+    uint32_t qf[D / 16][4];
+    load_q_frags<D>(qf, a.q, N, rowA);
+    float lA = 0.f, lB = 0.f, uloA = 0.f, uloB = 0.f, iwA = 0.f, iwB = 0.f;
+    int pA = 0, pB = 0;
+    if (rowA < N) lA = a.lse[rowA] * LOG2E, row_hist_params(rowA, a.eps, &uloA, &iwA);
+    if (rowB < N) lB = a.lse[rowB] * LOG2E, row_hist_params(rowB, a.eps, &uloB, &iwB);
+    if (IMG) pA = rowA < N ? a.cellof[rowA] : 0, pB = rowB < N ? a.cellof[rowB] : 0;
+    const float thA = lA + a.logthr2, thB = lB + a.logthr2;
+    unsigned ucA = 0, ucB = 0, below = 0;
+    float umA = 0.f, umB = 0.f;
+    double m1 = 0, m2 = 0, m3 = 0, m4 = 0;
+    const int gsz = a.B >= 64 ? 8 : a.B / 8;  // n-tiles (8 keys each) per block column in a tile
+    const int64_t I = rw / a.B;
+
+    const int64_t cols = r0 + BM < N ? r0 + BM : N;
+    const int nt = (int)((cols + BN - 1) / BN);
+    load_k_tile<D>(Ks, a.k, N, 0);
+    __syncthreads();  // H and zh cleared before anyone adds
+    for (int it = 0; it < nt; it++) {
+        if (it + 1 < nt) {
+            load_k_tile<D>(Ks + ((it + 1) & 1) * BN * ldk<D>(), a.k, N, (int64_t)(it + 1) * BN);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const int64_t cw = (int64_t)it * BN + wc * 64;
+        const int64_t rlast = rw + 15 < N - 1 ? rw + 15 : N - 1;
+        if (cw <= rlast) {
+            float acc[8][4];
+            qk_tile<D>(acc, qf, Ks + (it & 1) * BN * ldk<D>() + wc * 64 * ldk<D>());
+            const bool masked = cw + 63 > rw || rw + 15 >= N;
+            float s1 = 0.f, s2 = 0.f, s3 = 0.f, s4 = 0.f, bs = 0.f, bx = 0.f;
+            int curA = -1, curB = -1;  // image runs: the pixel column being accumulated
+            float isA = 0.f, ixA = 0.f, isB = 0.f, ixB = 0.f;
+#pragma unroll
+            for (int n = 0; n < 8; n++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const bool rb = e >= 2;
+                    const int64_t row = rb ? rowB : rowA, col = cw + n * 8 + 2 * t + (e & 1);
+                    if (masked && !(col <= row && row < N)) acc[n][e] = NAN;  // skipped below
+                }
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    if (isnan(acc[n][e])) continue;
+                    const bool rb = e >= 2;
+                    const int64_t row = rb ? rowB : rowA, col = cw + n * 8 + 2 * t + (e & 1);
+                    const float z = acc[n][e] * a.scale2, u = z - (rb ? lB : lA);
+                    const float p = fast_exp2(u);
+                    below += z < (rb ? thB : thA);
+                    bs += p, bx = fmaxf(bx, p);
+                    const float y = z - zc, y2 = y * y;
+                    s1 += y, s2 += y2, s3 = fmaf(y2, y, s3), s4 = fmaf(y2, y2, s4);
+                    int zb = (int)((z - zlo) * zbinv);
+                    zb = zb < 0 ? 0 : (zb >= ZB ? ZB - 1 : zb);
+                    atomicAdd(&zh[zb], 1u);
+                    const float v = (u - (rb ? uloB : uloA)) * (rb ? iwB : iwA);
+                    const bool under = v < 0.f;
+                    if (rb) ucB += under, umB += under ? p : 0.f;
+                    else ucA += under, umA += under ? p : 0.f;
+                    if (!under) {
+                        const int hb = 1 + (int)fminf(v, (float)(RH - 1));
+                        atomicAdd(&H[(int)(row - r0) * RHS + hb], (1ull << CNT_SHIFT) + __float2ull_rn(p * MASS_ONE));
+                    }
+                    if (IMG) {
+                        const int pc = a.cellof[col];
+                        int &cur = rb ? curB : curA;
+                        float &is = rb ? isB : isA, &ix = rb ? ixB : ixA;
+                        if (pc != cur) {
+                            if (cur >= 0) {
+                                const int64_t o = (int64_t)(rb ? pB : pA) * a.P + cur;
+                                atomicAdd(&a.img_sum[o], is);
+                                atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ix));
+                            }
+                            cur = pc, is = 0.f, ix = 0.f;
+                        }
+                        is += p, ix = fmaxf(ix, p);
+                    }
+                }
+                __syncwarp();
+                if ((n + 1) % gsz == 0) {  // end of a block column: the warp's 16 rows are one block row
+                    const int64_t J = (cw + (n + 1 - gsz) * 8) / a.B;
+                    const float ws = warp_sum(bs), wx = warp_max(bx);
+                    if (lane == 0 && J <= I && ws > 0.f) {
+                        atomicAdd(&a.W[I * a.nb + J], ws);
+                        atomicMax((unsigned *)&a.X[I * a.nb + J], __float_as_uint(wx));
+                    }
+                    bs = 0.f, bx = 0.f;
+                }
+            }
+            if (IMG) {
+                if (curA >= 0) {
+                    const int64_t o = (int64_t)pA * a.P + curA;
+                    atomicAdd(&a.img_sum[o], isA);
+                    atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ixA));
+                }
+                if (curB >= 0) {
+                    const int64_t o = (int64_t)pB * a.P + curB;
+                    atomicAdd(&a.img_sum[o], isB);
+                    atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ixB));
+                }
+            }
+            m1 += s1, m2 += s2, m3 += s3, m4 += s4;
+        }
+        __syncthreads();
+    }
+    // underflow of each row into its bin 0, then one thread per row walks its histogram
+    if (rowA < N && ucA) atomicAdd(&H[(rowA - r0) * RHS], ((unsigned long long)ucA << CNT_SHIFT) + __float2ull_rn(umA * MASS_ONE));
+    if (rowB < N && ucB) atomicAdd(&H[(rowB - r0) * RHS], ((unsigned long long)ucB << CNT_SHIFT) + __float2ull_rn(umB * MASS_ONE));
+    __syncthreads();
+    unsigned long long dropped = 0;
+    if (threadIdx.x < BM && r0 + threadIdx.x < N) {
+        const unsigned long long *h = H + threadIdx.x * RHS;
+        const double eps = a.eps;
+        double cm = 0;
+        for (int b = 0; b < RHS; b++) {
+            const unsigned long long c = h[b] >> CNT_SHIFT;
+            if (!c) continue;
+            const double m = (double)(h[b] & MASS_MASK) / MASS_ONE;
+            if (b == 0 || cm + m < eps) {  // the underflow bin is always dropped whole
+                cm += m, dropped += c;
+                continue;
+            }
+            // the boundary bin: its elements taken as equal, count those that still fit (as the CPU)
+            const double avg = m / (double)c;
+            double fit = avg > 0 ? ceil((eps - cm) / avg) - 1 : (double)c;
+            fit = fit < 0 ? 0 : (fit > (double)c ? (double)c : fit);
+            dropped += (unsigned long long)fit;
+            break;
+        }
+    }
+    for (int x = threadIdx.x; x < ZB; x += THREADS)
+        if (zh[x]) atomicAdd(&a.acc->zhist[x], (unsigned long long)zh[x]);
+    // per-warp totals
+    unsigned long long bl = below;
+#pragma unroll
+    for (int o = 16; o; o >>= 1) {
+        bl += __shfl_xor_sync(0xffffffffu, bl, o);
+        dropped += __shfl_xor_sync(0xffffffffu, dropped, o);
+    }
+    m1 = warp_sum_d(m1), m2 = warp_sum_d(m2), m3 = warp_sum_d(m3), m4 = warp_sum_d(m4);
+    if (lane == 0) {
+        atomicAdd(&a.acc->below, bl);
+        if (dropped) atomicAdd(&a.acc->dropped, dropped);
+        atomicAdd(&a.acc->mom[0], m1), atomicAdd(&a.acc->mom[1], m2);
+        atomicAdd(&a.acc->mom[2], m3), atomicAdd(&a.acc->mom[3], m4);
+    }
+}
+
+// ---------------------------------------------------------------------------- small kernels
+
+// float32 -> float16, flagging values beyond the float16 range.
+__global__ void to_half_kernel(__half *out, const float *in, int64_t n, unsigned *overflow) {
+    for (int64_t x = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; x < n; x += (int64_t)gridDim.x * blockDim.x) {
+        float v = in[x];
+        if (fabsf(v) > 65504.f) atomicOr(overflow, 1u);
+        out[x] = __float2half_rn(v);
+    }
+}
+
+__global__ void init_acc_kernel(exact_acc *acc) {
+    memset(acc, 0, sizeof *acc);
+    acc->zmin = 0xffffffffu;
+    acc->zmax = 0u;
+}
+
+// Causal blocks whose max is below eps / N.
+__global__ void block_sparsity_kernel(const float *X, int64_t nb, float thr, unsigned long long *count) {
+    unsigned long long c = 0;
+    for (int64_t I = blockIdx.y; I < nb; I += gridDim.y)
+        for (int64_t J = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; J <= I; J += (int64_t)gridDim.x * blockDim.x)
+            c += X[I * nb + J] < thr;
+#pragma unroll
+    for (int o = 16; o; o >>= 1) c += __shfl_xor_sync(0xffffffffu, c, o);
+    if ((threadIdx.x & 31) == 0 && c) atomicAdd(count, c);
+}
+
+// Pooled images when every pixel cell is a square of whole blocks (cb blocks a side).
+__global__ void image_from_blocks_kernel(const float *W, const float *X, int64_t nb, int P, int cb, float *isum,
+                                         float *imax) {
+    const int64_t x = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (x >= (int64_t)P * P) return;
+    const int pa = (int)(x / P), pb = (int)(x % P);
+    if (pb > pa) return;
+    double s = 0;
+    float m = 0.f;
+    for (int64_t I = (int64_t)pa * cb; I < (int64_t)(pa + 1) * cb; I++)
+        for (int64_t J = (int64_t)pb * cb; J < (int64_t)(pb + 1) * cb && J <= I; J++)
+            s += W[I * nb + J], m = fmaxf(m, X[I * nb + J]);
+    isum[x] = (float)s;
+    imax[x] = m;
+}
+
+template <int D>
+size_t pass2_smem() { return 2 * ktile_bytes<D>() + sizeof(unsigned long long) * BM * RHS + sizeof(unsigned) * ZB; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------- entry points
+
+struct gpu_exact {
+    int64_t N, nb;
+    int d, B, P;
+    double eps;
+    int img_blocks;     // 1: images from whole blocks; 0: element by element in pass 2
+    float *stage;       // (N, d) float32 upload buffer
+    __half *q, *k;      // (N, d)
+    float *lse;         // (N)
+    float *W, *X;       // (nb, nb)
+    float *isum, *imax; // (P, P)
+    int *cellof;        // (N)
+    exact_acc *acc;
+    unsigned long long *sparse_blocks;
+    float *h_isum;      // (P, P) host copy of the image sums
+    cudaEvent_t ev[6];
+};
+
+extern "C" int gpu_probe(char *name, size_t n, skel_err *e) {
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (name && n) name[0] = 0;
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        return skel_fail(e, "no usable CUDA device (%s)", cudaGetErrorString(err)), 0;
+    }
+    if (count < 1) return skel_fail(e, "no CUDA device found"), 0;
+    cudaDeviceProp p;
+    CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+    if (p.major < 8) return skel_fail(e, "CUDA device %s has compute capability %d.%d; need 8.0 or newer", p.name, p.major, p.minor), 0;
+    if (name && n) snprintf(name, n, "%s", p.name);
+    return 1;
+}
+
+extern "C" int gpu_exact_supported(int d, int B, skel_err *e) {
+    if (d != 64 && d != 128) return skel_fail(e, "head_dim %d: the GPU path handles 64 or 128", d), 0;
+    if (B < 16 || B > 256 || (B & (B - 1))) return skel_fail(e, "--block %d: the GPU path handles powers of two in [16, 256]", B), 0;
+    return 1;
+}
+
+static const double GiB = 1024.0 * 1024.0 * 1024.0;
+
+extern "C" int gpu_exact_init(gpu_exact **out, int64_t N, int d, int B, int image_size, double eps, skel_err *e) {
+    *out = NULL;
+    if (!gpu_probe(NULL, 0, e)) return -1;
+    if (!gpu_exact_supported(d, B, e)) return -1;
+    gpu_exact *g = (gpu_exact *)calloc(1, sizeof *g);
+    CHECK(g);
+    g->N = N, g->d = d, g->B = B, g->eps = eps;
+    g->nb = (N + B - 1) / B;
+    g->P = (int)(N < image_size ? N : image_size);
+    g->img_blocks = N % g->P == 0 && (N / g->P) % B == 0;
+    const size_t nd = (size_t)N * d, nb2 = (size_t)g->nb * g->nb, p2 = (size_t)g->P * g->P;
+    // What one head needs on the device, in one sum so the error can name it.
+    const size_t need = nd * (sizeof(float) + 2 * sizeof(__half)) + (size_t)N * (sizeof(float) + sizeof(int)) +
+                        nb2 * 2 * sizeof(float) + p2 * 2 * sizeof(float) + sizeof(exact_acc) + 64;
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    // Leave 256 MiB for the CUDA context's own needs and the kernels' stacks.
+    if (need + ((size_t)256 << 20) > free_b) {
+        free(g);
+        return skel_fail(e, "GPU out of memory: a head of N = %lld tokens (d = %d, %lld blocks a side) needs %.2f GiB of device memory; %.2f GiB of %.2f GiB is free",
+                         (long long)N, d, (long long)(N + B - 1) / B, need / GiB, free_b / GiB, total_b / GiB);
+    }
+    void **bufs[] = {(void **)&g->stage, (void **)&g->q, (void **)&g->k, (void **)&g->lse, (void **)&g->W,
+                     (void **)&g->X, (void **)&g->isum, (void **)&g->imax, (void **)&g->cellof, (void **)&g->acc,
+                     (void **)&g->sparse_blocks};
+    const size_t sizes[] = {nd * sizeof(float), nd * sizeof(__half), nd * sizeof(__half), N * sizeof(float),
+                            nb2 * sizeof(float), nb2 * sizeof(float), p2 * sizeof(float), p2 * sizeof(float),
+                            N * sizeof(int), sizeof(exact_acc), sizeof(unsigned long long)};
+    for (size_t x = 0; x < sizeof sizes / sizeof sizes[0]; x++) {
+        cudaError_t err = cudaMalloc(bufs[x], sizes[x]);
+        if (err != cudaSuccess) {
+            cudaGetLastError();
+            CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+            gpu_exact_free(g);
+            return skel_fail(e, "GPU out of memory: a head of N = %lld tokens (d = %d) needs %.2f GiB of device memory; %.2f GiB of %.2f GiB was free (%s)",
+                             (long long)N, d, need / GiB, free_b / GiB, total_b / GiB, cudaGetErrorString(err));
+        }
+    }
+    int *cell = (int *)malloc(sizeof(int) * N);
+    CHECK(cell);
+    for (int64_t c = 0; c < g->P; c++)
+        for (int64_t i = exact_cell_start(c, N, g->P); i < exact_cell_start(c + 1, N, g->P); i++) cell[i] = (int)c;
+    CUDA_CHECK(cudaMemcpy(g->cellof, cell, sizeof(int) * N, cudaMemcpyHostToDevice));
+    free(cell);
+    g->h_isum = (float *)malloc(p2 * sizeof(float));
+    CHECK(g->h_isum);
+    for (int x = 0; x < 6; x++) CUDA_CHECK(cudaEventCreate(&g->ev[x]));
+    CUDA_CHECK(cudaFuncSetAttribute(exact_pass1_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(2 * ktile_bytes<64>())));
+    CUDA_CHECK(cudaFuncSetAttribute(exact_pass1_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(2 * ktile_bytes<128>())));
+    CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<64, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass2_smem<64>()));
+    CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<64, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass2_smem<64>()));
+    CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<128, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass2_smem<128>()));
+    CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<128, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass2_smem<128>()));
+    *out = g;
+    return 0;
+}
+
+extern "C" void gpu_exact_free(gpu_exact *g) {
+    if (!g) return;
+    void *bufs[] = {g->stage, g->q, g->k, g->lse, g->W, g->X, g->isum, g->imax, g->cellof, g->acc, g->sparse_blocks};
+    for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
+        if (bufs[x]) CUDA_CHECK(cudaFree(bufs[x]));
+    for (int x = 0; x < 6; x++)
+        if (g->ev[x]) CUDA_CHECK(cudaEventDestroy(g->ev[x]));
+    free(g->h_isum);
+    free(g);
+}
+
+static float elapsed(cudaEvent_t a, cudaEvent_t b) {
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    return ms;
+}
+
+extern "C" int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, const float *k, int k_changed,
+                                 gpu_exact_times *tm, skel_err *e) {
+    const int64_t N = g->N, nb = g->nb, nd = N * g->d;
+    const int P = g->P;
+    if (st) CHECK(st->N == N && st->d == g->d && st->B == g->B && st->P == P);
+    const int cvt_blocks = 1024;
+    CUDA_CHECK(cudaEventRecord(g->ev[0]));
+    init_acc_kernel<<<1, 1>>>(g->acc);
+    CUDA_CHECK_LAUNCH();
+    CUDA_CHECK(cudaMemcpy(g->stage, q, sizeof(float) * nd, cudaMemcpyHostToDevice));
+    to_half_kernel<<<cvt_blocks, 256>>>(g->q, g->stage, nd, &g->acc->overflow);
+    CUDA_CHECK_LAUNCH();
+    if (k_changed) {
+        CUDA_CHECK(cudaMemcpy(g->stage, k, sizeof(float) * nd, cudaMemcpyHostToDevice));
+        to_half_kernel<<<cvt_blocks, 256>>>(g->k, g->stage, nd, &g->acc->overflow);
+        CUDA_CHECK_LAUNCH();
+    }
+    CUDA_CHECK(cudaMemsetAsync(g->W, 0, sizeof(float) * nb * nb));
+    CUDA_CHECK(cudaMemsetAsync(g->X, 0, sizeof(float) * nb * nb));
+    CUDA_CHECK(cudaMemsetAsync(g->isum, 0, sizeof(float) * P * P));
+    CUDA_CHECK(cudaMemsetAsync(g->imax, 0, sizeof(float) * P * P));
+    CUDA_CHECK(cudaMemsetAsync(g->sparse_blocks, 0, sizeof(unsigned long long)));
+
+    pass_args a;
+    memset(&a, 0, sizeof a);
+    a.q = g->q, a.k = g->k, a.N = N;
+    a.scale2 = (float)(LOG2E / sqrt((double)g->d));
+    a.lse = g->lse, a.acc = g->acc;
+    a.eps = g->eps, a.logthr2 = (float)log2(g->eps / (double)N);
+    a.B = g->B, a.nb = nb, a.W = g->W, a.X = g->X;
+    a.P = P, a.cellof = g->cellof, a.img_sum = g->isum, a.img_max = g->imax;
+    const unsigned grid = (unsigned)((N + BM - 1) / BM);
+
+    CUDA_CHECK(cudaEventRecord(g->ev[1]));
+    if (g->d == 64) exact_pass1_kernel<64><<<grid, THREADS, 2 * ktile_bytes<64>()>>>(a);
+    else exact_pass1_kernel<128><<<grid, THREADS, 2 * ktile_bytes<128>()>>>(a);
+    CUDA_CHECK_LAUNCH();
+    CUDA_CHECK(cudaEventRecord(g->ev[2]));
+    if (g->d == 64) {
+        if (g->img_blocks) exact_pass2_kernel<64, false><<<grid, THREADS, pass2_smem<64>()>>>(a);
+        else exact_pass2_kernel<64, true><<<grid, THREADS, pass2_smem<64>()>>>(a);
+    } else {
+        if (g->img_blocks) exact_pass2_kernel<128, false><<<grid, THREADS, pass2_smem<128>()>>>(a);
+        else exact_pass2_kernel<128, true><<<grid, THREADS, pass2_smem<128>()>>>(a);
+    }
+    CUDA_CHECK_LAUNCH();
+    CUDA_CHECK(cudaEventRecord(g->ev[3]));
+    {
+        dim3 gr((unsigned)((nb + 255) / 256 < 64 ? (nb + 255) / 256 : 64), (unsigned)(nb < 4096 ? nb : 4096));
+        block_sparsity_kernel<<<gr, 256>>>(g->X, nb, (float)(g->eps / (double)N), g->sparse_blocks);
+        CUDA_CHECK_LAUNCH();
+    }
+    if (g->img_blocks) {
+        const int64_t cells = (int64_t)P * P;
+        image_from_blocks_kernel<<<(unsigned)((cells + 255) / 256), 256>>>(g->W, g->X, nb, P, (int)(N / P / g->B),
+                                                                          g->isum, g->imax);
+        CUDA_CHECK_LAUNCH();
+    }
+    CUDA_CHECK(cudaEventRecord(g->ev[4]));
+    exact_acc h;
+    CUDA_CHECK(cudaMemcpy(&h, g->acc, sizeof h, cudaMemcpyDeviceToHost));
+    unsigned long long sparse_blocks = 0;
+    CUDA_CHECK(cudaMemcpy(&sparse_blocks, g->sparse_blocks, sizeof sparse_blocks, cudaMemcpyDeviceToHost));
+    if (h.overflow) return skel_fail(e, "an input value exceeds the float16 range (|x| > 65504); use --device cpu");
+    if (st) {
+        CUDA_CHECK(cudaMemcpy(st->lse, g->lse, sizeof(float) * N, cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(st->block_mass, g->W, sizeof(float) * nb * nb, cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(st->block_max, g->X, sizeof(float) * nb * nb, cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(st->image_max, g->imax, sizeof(float) * P * P, cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(g->h_isum, g->isum, sizeof(float) * P * P, cudaMemcpyDeviceToHost));
+        const double npairs = (double)N * (double)(N + 1) / 2;
+        for (int64_t pa = 0; pa < P; pa++)
+            for (int64_t pb = 0; pb < P; pb++) {
+                int64_t n = pb <= pa ? causal_pairs(exact_cell_start(pa, N, P), exact_cell_start(pa + 1, N, P),
+                                                    exact_cell_start(pb, N, P), exact_cell_start(pb + 1, N, P))
+                                     : 0;
+                st->image_mean[pa * P + pb] = n ? (float)(g->h_isum[pa * P + pb] / n) : 0.f;
+            }
+        st->threshold_sparsity = (double)h.below / npairs;
+        st->exact_sparsity = (double)h.dropped / npairs;
+        st->block_sparsity = (double)sparse_blocks / ((double)nb * (nb + 1) / 2);
+        // base-2 units back to natural ones
+        double zmin = ordered_to_float(h.zmin) * (double)LN2, zmax = ordered_to_float(h.zmax) * (double)LN2;
+        if (zmax <= zmin) zmax = zmin + 1;
+        st->zlo = zmin, st->zhi = zmax;
+        for (int b = 0; b < ZB; b++) st->zhist[b] = (double)h.zhist[b];
+        float zlo2 = ordered_to_float(h.zmin), zhi2 = ordered_to_float(h.zmax);
+        if (zhi2 <= zlo2) zhi2 = zlo2 + LOG2E;
+        const double zc = 0.5f * (zlo2 + zhi2);  // the centre pass 2 used
+        const double mu1 = h.mom[0] / npairs, e2 = h.mom[1] / npairs, e3 = h.mom[2] / npairs, e4 = h.mom[3] / npairs;
+        const double var = e2 - mu1 * mu1;
+        const double c3 = e3 - 3 * mu1 * e2 + 2 * mu1 * mu1 * mu1;
+        const double c4 = e4 - 4 * mu1 * e3 + 6 * mu1 * mu1 * e2 - 3 * mu1 * mu1 * mu1 * mu1;
+        st->zmean = (zc + mu1) * LN2;
+        st->zvar = var * (double)LN2 * LN2;
+        st->zskew = var > 0 ? c3 / pow(var, 1.5) : 0;
+        st->zkurt = var > 0 ? c4 / (var * var) - 3 : 0;
+    }
+    CUDA_CHECK(cudaEventRecord(g->ev[5]));
+    CUDA_CHECK(cudaEventSynchronize(g->ev[5]));
+    if (tm) {
+        tm->upload_ms = elapsed(g->ev[0], g->ev[1]);
+        tm->pass1_ms = elapsed(g->ev[1], g->ev[2]);
+        tm->pass2_ms = elapsed(g->ev[2], g->ev[3]);
+        tm->finish_ms = elapsed(g->ev[3], g->ev[4]);
+        tm->download_ms = elapsed(g->ev[4], g->ev[5]);
+    }
+    return 0;
+}

@@ -1,0 +1,52 @@
+// gpu.h: the GPU backend (cuda/*.cu) as seen from C. Every entry point exists in every build: built
+// without nvcc, src/gpu_stub.c supplies them and they fail with "built without CUDA".
+//
+// One head at a time. The exact statistics (SPEC section 2) run on the device and fill the same
+// exact_stats as the CPU reference (src/exact.c); the device buffers are allocated once per head
+// shape and reused, the keys stay on the device between the query heads of a GQA group.
+#ifndef SKEL_GPU_H
+#define SKEL_GPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "exact.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// 1 if a CUDA device is usable (its name into name[n] when name is not NULL); 0 with the reason
+// in e otherwise (no device, no driver, or built without CUDA).
+int gpu_probe(char *name, size_t n, skel_err *e);
+
+// Whether the GPU path handles this shape (d and B); 0 with the reason in e.
+int gpu_exact_supported(int d, int B, skel_err *e);
+
+typedef struct gpu_exact gpu_exact;
+
+// Device memory for heads of N tokens (the other arguments as in exact_stats_init). When the device
+// lacks the memory, fails with one line giving what the head needs and what is free.
+int gpu_exact_init(gpu_exact **g, int64_t N, int d, int B, int image_size, double eps, skel_err *e);
+void gpu_exact_free(gpu_exact *g);
+
+typedef struct {
+    double upload_ms;  // host -> device copy and conversion to float16 of q (and k)
+    double pass1_ms;   // lse and the z range
+    double pass2_ms;   // block mass and max, counts, histograms, moments, images
+    double finish_ms;  // block sparsity, pooled images from whole blocks
+    double download_ms;  // results back to the host
+} gpu_exact_times;
+
+// q, k: (N, d) float32 post-RoPE rows. k_changed = 0 keeps the keys of the previous call (GQA).
+// Fills st (made by exact_stats_init with the same shape); st = NULL runs the passes without
+// copying results back (benchmarks). Times (device events) into t when not NULL.
+int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, const float *k, int k_changed,
+                      gpu_exact_times *t, skel_err *e);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

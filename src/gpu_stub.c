@@ -1,0 +1,27 @@
+// gpu_stub.c: the GPU entry points of gpu.h for builds without nvcc (SKEL_HAVE_CUDA undefined).
+#include "gpu.h"
+
+#ifndef SKEL_HAVE_CUDA
+
+#define NO_CUDA "built without CUDA (nvcc was not found when this binary was built)"
+
+int gpu_probe(char *name, size_t n, skel_err *e) {
+    if (name && n) name[0] = 0;
+    return skel_fail(e, NO_CUDA), 0;
+}
+
+int gpu_exact_supported(int d, int B, skel_err *e) { return skel_fail(e, NO_CUDA), 0; }
+
+int gpu_exact_init(gpu_exact **g, int64_t N, int d, int B, int image_size, double eps, skel_err *e) {
+    *g = NULL;
+    return skel_fail(e, NO_CUDA);
+}
+
+void gpu_exact_free(gpu_exact *g) {}
+
+int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, const float *k, int k_changed,
+                      gpu_exact_times *t, skel_err *e) {
+    return skel_fail(e, NO_CUDA);
+}
+
+#endif

@@ -1,0 +1,319 @@
+// gpu_test: every GPU output against the CPU reference (src/exact.c) on synthetic dumps with planted
+// structure: N in {1000, 4096, 16384}, d in {64, 128}, float16 and float32 dumps, a GQA layout
+// (4 query heads on 2 key heads; heads 0 and 1 share keys, so the GPU reuses them), block sizes and
+// pooled-image paths of both kinds. Also: a sort-based exact sparsity in double precision, the
+// masks, the out-of-memory message, and `analyze --device gpu` end to end.
+//
+//   build/gpu_test            the full set (a minute on the GPU machine)
+//   build/gpu_test --quick    N <= 4096 only (for compute-sanitizer)
+// Exits 0 when all pass, 1 on a failure, 77 when no GPU is usable (skipped).
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "analyze.h"
+#include "decomp.h"
+#include "dump.h"
+#include "exact.h"
+#include "gpu.h"
+#include "mask.h"
+#include "synth.h"
+
+// ---------------------------------------------------------------------------- tolerances
+// The GPU multiplies float16 copies of q and k (fp32 accumulate). A float16 dump is exact in
+// float16, so z differs from the CPU's sgemm only by float32 accumulation order (~1e-6 relative);
+// a float32 dump is rounded to float16 (relative 2^-11 per element), which moves z_ij by at most
+// Z_ROUND * c |q_i| |k_j| (both operands rounded). A = exp(z - lse) then moves by a relative
+// exp(2 dz) - 1, and so do block sums and maxima of A.
+#define Z_ROUND (2.0 * 0x1p-11)
+#define F32_ATOL 2e-5       // float32 arithmetic on z ~ 20 in base-2 units and the SFU's ex2/lg2 (2^-22)
+#define MASS_ATOL 1e-6      // block sums of float32 terms: a few ulps of the block's mass (<= 64)
+#define MASS_RTOL_F16 1e-4  // f16 dumps: float32 sums in another order plus ex2.approx (2^-22)
+// Sparsities: the requirement, 0.1 percentage points of the CPU; the sort-based value (double
+// precision, exact) within the SPEC's 0.2 points.
+#define SPARSITY_PP 1e-3
+#define SPARSITY_TRUTH_PP 2e-3
+// Masks: the oracle mask made from the GPU's block mass agrees with the CPU's on >= 99.9% of blocks.
+#define MASK_AGREE 0.999
+// z histogram: elements within dz of a bin edge change bins; a normalised L1 distance.
+#define ZHIST_L1_F16 1e-4
+// z moments: relative (mean, var) and absolute (skew, excess kurtosis).
+#define MOM_RTOL_F16 1e-5
+#define SHAPE_ATOL_F16 1e-4
+
+static int failures = 0, checks = 0;
+
+// |got - ref| <= atol_i + rtol |ref| for every element (atol per element when atolv is not NULL); NaN
+// or a one-sided Inf fails. Prints the worst element (by excess over its tolerance) either way.
+static void check_close(const char *what, const float *got, const float *ref, int64_t n, double atol,
+                        const double *atolv, double rtol) {
+    int64_t worst = -1;
+    double worst_excess = -INFINITY, max_err = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double g = got[i], r = ref[i];
+        double tol = (atolv ? atolv[i] : atol) + rtol * fabs(r), err = fabs(g - r);
+        double excess = (isnan(g) || isnan(r) || isinf(g) != isinf(r)) ? INFINITY : err - tol;
+        if (err > max_err && !isnan(err)) max_err = err;
+        if (excess > worst_excess) worst_excess = excess, worst = i;
+    }
+    checks++;
+    int bad = worst >= 0 && worst_excess > 0;
+    failures += bad;
+    printf("    %-6s %-12s max|err| %.3g  worst #%lld got %.7g ref %.7g (tol %.3g)\n", bad ? "FAIL" : "ok", what, max_err,
+           (long long)worst, worst >= 0 ? got[worst] : 0., worst >= 0 ? ref[worst] : 0.,
+           worst >= 0 ? (atolv ? atolv[worst] : atol) + rtol * fabs(ref[worst]) : 0.);
+}
+
+static void check_near(const char *what, double got, double ref, double tol) {
+    int bad = !(fabs(got - ref) <= tol);
+    checks++;
+    failures += bad;
+    printf("    %-6s %-12s got %.7g ref %.7g |diff| %.3g (tol %.3g)\n", bad ? "FAIL" : "ok", what, got, ref, fabs(got - ref), tol);
+}
+
+// Sort-based exact sparsity (SPEC eq. 1) in double precision: the truth both methods approximate.
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double sparsity_by_sort(const float *q, const float *k, int64_t N, int d, double eps) {
+    const double c = 1 / sqrt((double)d);
+    int64_t dropped = 0;
+#pragma omp parallel reduction(+ : dropped)
+    {
+        double *row = malloc(sizeof(double) * N);
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t i = 0; i < N; i++) {
+            double mx = -INFINITY, l = 0;
+            for (int64_t j = 0; j <= i; j++) {
+                double s = 0;
+                for (int x = 0; x < d; x++) s += (double)q[i * d + x] * k[j * d + x];
+                row[j] = c * s;
+                mx = row[j] > mx ? row[j] : mx;
+            }
+            for (int64_t j = 0; j <= i; j++) l += exp(row[j] - mx);
+            for (int64_t j = 0; j <= i; j++) row[j] = exp(row[j] - mx) / l;
+            qsort(row, i + 1, sizeof(double), cmp_d);
+            double cum = 0;
+            for (int64_t j = 0; j <= i && cum + row[j] < eps; j++) cum += row[j], dropped++;
+        }
+        free(row);
+    }
+    return dropped / ((double)N * (N + 1) / 2);
+}
+
+static double norm(const float *x, int d) {
+    double s = 0;
+    for (int i = 0; i < d; i++) s += (double)x[i] * x[i];
+    return sqrt(s);
+}
+
+// One head: CPU and GPU exact statistics, the masks, and the sort-based truth.
+static void check_head(gpu_exact *G, const float *q, const float *k, int k_changed, int64_t N, int d, int B,
+                       int image, int f16, int with_truth) {
+    const double eps = 0.8, c = 1 / sqrt((double)d);
+    exact_stats cpu, gpu;
+    exact_stats_init(&cpu, N, d, B, image, eps);
+    exact_stats_init(&gpu, N, d, B, image, eps);
+    double t0 = skel_now();
+    exact_compute(&cpu, q, k, NULL, NULL, 0);
+    double t1 = skel_now();
+    gpu_exact_times tm;
+    skel_err e;
+    if (gpu_exact_compute(G, &gpu, q, k, k_changed, &tm, &e)) {
+        printf("    FAIL   gpu_exact_compute: %s\n", e.msg);
+        failures++;
+        goto out;
+    }
+    printf("    (cpu %.1f ms; gpu pass 1 %.3f ms, pass 2 %.3f ms, finish %.3f ms)\n", 1e3 * (t1 - t0), tm.pass1_ms,
+           tm.pass2_ms, tm.finish_ms);
+    const int64_t nb = cpu.nb, P = cpu.P;
+    // the largest |dz| float16 rounding can cause, per row and overall
+    double kmax = 0, dzmax = 0;
+    for (int64_t j = 0; j < N; j++) kmax = fmax(kmax, norm(k + j * d, d));
+    double *lse_atol = malloc(sizeof(double) * N);
+    for (int64_t i = 0; i < N; i++) {
+        double dz = f16 ? 0 : Z_ROUND * c * norm(q + i * d, d) * kmax;
+        lse_atol[i] = F32_ATOL + dz;
+        dzmax = fmax(dzmax, dz);
+    }
+    const double a_rtol = f16 ? MASS_RTOL_F16 : expm1(2 * dzmax) + MASS_RTOL_F16;
+    check_close("lse", gpu.lse, cpu.lse, N, 0, lse_atol, 1e-6);
+    check_close("block_mass", gpu.block_mass, cpu.block_mass, nb * nb, MASS_ATOL, NULL, a_rtol);
+    check_close("block_max", gpu.block_max, cpu.block_max, nb * nb, MASS_ATOL, NULL, a_rtol);
+    check_close("image_max", gpu.image_max, cpu.image_max, P * P, MASS_ATOL, NULL, a_rtol);
+    check_close("image_mean", gpu.image_mean, cpu.image_mean, P * P, MASS_ATOL, NULL, a_rtol);
+    check_near("thr_sparsity", gpu.threshold_sparsity, cpu.threshold_sparsity, SPARSITY_PP);
+    check_near("blk_sparsity", gpu.block_sparsity, cpu.block_sparsity, SPARSITY_PP);
+    check_near("exact_spars", gpu.exact_sparsity, cpu.exact_sparsity, SPARSITY_PP);
+    if (with_truth) {
+        double truth = sparsity_by_sort(q, k, N, d, eps);
+        check_near("exact~sort", gpu.exact_sparsity, truth, SPARSITY_TRUTH_PP);
+        printf("           (cpu - sort = %+.5f, gpu - sort = %+.5f)\n", cpu.exact_sparsity - truth, gpu.exact_sparsity - truth);
+    }
+    // z range, moments and histogram. For float32 dumps everything moves with dz: the range ends by
+    // up to dzmax, the moments by a relative ~2 dzmax / |z|, bins by dzmax / (bin width).
+    const double binw = (cpu.zhi - cpu.zlo) / EXACT_ZHIST_BINS;
+    check_near("zlo", gpu.zlo, cpu.zlo, F32_ATOL + dzmax);
+    check_near("zhi", gpu.zhi, cpu.zhi, F32_ATOL + dzmax);
+    const double mom_rtol = f16 ? MOM_RTOL_F16 : 2 * dzmax / (fabs(cpu.zmean) + sqrt(cpu.zvar)) + MOM_RTOL_F16;
+    check_near("zmean", gpu.zmean, cpu.zmean, mom_rtol * (fabs(cpu.zmean) + sqrt(cpu.zvar)));
+    check_near("zvar", gpu.zvar, cpu.zvar, 2 * mom_rtol * cpu.zvar);
+    check_near("zskew", gpu.zskew, cpu.zskew, f16 ? SHAPE_ATOL_F16 : 10 * mom_rtol);
+    check_near("zkurt", gpu.zkurt, cpu.zkurt, f16 ? SHAPE_ATOL_F16 : 20 * mom_rtol);
+    double l1 = 0, tot = 0;
+    for (int b = 0; b < EXACT_ZHIST_BINS; b++) l1 += fabs(gpu.zhist[b] - cpu.zhist[b]), tot += cpu.zhist[b];
+    check_near("zhist_L1", l1 / tot, 0, f16 ? ZHIST_L1_F16 : ZHIST_L1_F16 + 4 * dzmax / binw);
+    check_near("zhist_total", tot, (double)N * (N + 1) / 2, 0.5);
+    // masks from the block mass: the oracle at the CPU mask's recall, and the recall of a fixed mask
+    {
+        uint8_t *mc = malloc(nb * nb), *mg = malloc(nb * nb), *fixed = malloc(nb * nb);
+        for (int64_t I = 0; I < nb; I++)
+            for (int64_t J = 0; J < nb; J++) fixed[I * nb + J] = J <= I && (J < 2 || I - J < 4 || (I * 7 + J * 3) % 5 == 0);
+        mask_metrics fc, fg;
+        mask_evaluate(fixed, cpu.block_mass, N, B, &fc);
+        mask_evaluate(fixed, gpu.block_mass, N, B, &fg);
+        check_near("mask_recall", fg.recall, fc.recall, f16 ? 1e-5 : a_rtol);
+        mask_oracle(mc, cpu.block_mass, N, B, 0.95);
+        mask_oracle(mg, gpu.block_mass, N, B, 0.95);
+        int64_t agree = 0;
+        for (int64_t x = 0; x < nb * nb; x++) agree += mc[x] == mg[x];
+        double frac = (double)agree / (nb * nb);
+        checks++;
+        failures += frac < MASK_AGREE;
+        printf("    %-6s %-12s %.5f of %lld blocks agree (need %.3f)\n", frac < MASK_AGREE ? "FAIL" : "ok", "oracle_mask", frac,
+               (long long)(nb * nb), MASK_AGREE);
+        free(mc), free(mg), free(fixed);
+    }
+    free(lse_atol);
+out:
+    exact_stats_free(&cpu);
+    exact_stats_free(&gpu);
+}
+
+static void run_dump(int64_t N, int d, int f16, int B, int image, int with_truth) {
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/gpu_test_%d_%lld_%d_%d.h5", (int)getpid(), (long long)N, d, f16);
+    synth_params sp = {.N = N, .layers = 1, .q_heads = 4, .kv_heads = 2, .d = d, .theta = 5e5, .seed = 7, .f16 = f16};
+    skel_err e;
+    if (synth_write(path, &sp, &e)) {
+        printf("FAIL synth_write: %s\n", e.msg);
+        failures++;
+        return;
+    }
+    dump D;
+    if (dump_open(&D, path, &e)) {
+        printf("FAIL dump_open: %s\n", e.msg);
+        failures++;
+        return;
+    }
+    gpu_exact *G;
+    if (gpu_exact_init(&G, N, d, B, image, 0.8, &e)) {
+        printf("FAIL gpu_exact_init: %s\n", e.msg);
+        failures++;
+        dump_close(&D);
+        return;
+    }
+    float *q = malloc(sizeof(float) * N * d), *k = malloc(sizeof(float) * N * d);
+    const int heads[] = {0, 1, 3};  // 0 and 1 share key head 0: the second reuses the GPU's keys
+    int loaded = -1;
+    for (int x = 0; x < 3; x++) {
+        int h = heads[x], kvh = h / 2;
+        printf("  N=%lld d=%d %s B=%d image=%d head %d (kv %d)\n", (long long)N, d, f16 ? "f16" : "f32", B, image, h, kvh);
+        CHECK(!dump_read_head(&D, 0, 'q', h, q, &e));
+        int changed = kvh != loaded;
+        if (changed) {
+            CHECK(!dump_read_head(&D, 0, 'k', kvh, k, &e));
+            loaded = kvh;
+        }
+        check_head(G, q, k, changed, N, d, B, image, f16, with_truth && x != 1);
+    }
+    free(q), free(k);
+    gpu_exact_free(G);
+    dump_close(&D);
+    unlink(path);
+}
+
+// The one-line out-of-memory error: a head far larger than the card.
+static void check_oom(void) {
+    gpu_exact *G;
+    skel_err e;
+    int rc = gpu_exact_init(&G, (int64_t)1 << 23, 128, 64, 1024, 0.8, &e);  // (2^17 blocks)^2 x 8 B = 128 GiB
+    int ok = rc != 0 && strstr(e.msg, "needs") && strstr(e.msg, "free");
+    checks++;
+    failures += !ok;
+    printf("  %-6s out of memory: %s\n", ok ? "ok" : "FAIL", rc ? e.msg : "(no error)");
+    if (!rc) gpu_exact_free(G);
+}
+
+// analyze --device gpu end to end against --device cpu: the report rows agree.
+static void check_analyze(void) {
+    const char *dump_p = "/tmp/gpu_test_analyze.h5", *rc_p = "/tmp/gpu_test_cpu.h5", *rg_p = "/tmp/gpu_test_gpu.h5";
+    synth_params sp = {.N = 4096, .layers = 1, .q_heads = 4, .kv_heads = 2, .d = 128, .theta = 5e5, .seed = 9, .f16 = 1};
+    skel_err e;
+    CHECK(!synth_write(dump_p, &sp, &e));
+    analyze_opts o;
+    analyze_opts_default(&o);
+    o.quiet = 1;
+    o.device = ANALYZE_DEVICE_CPU;
+    int r1 = analyze_run(dump_p, rc_p, &o, &e);
+    o.device = ANALYZE_DEVICE_GPU;
+    int r2 = r1 ? -1 : analyze_run(dump_p, rg_p, &o, &e);
+    checks++;
+    if (r1 || r2) {
+        failures++;
+        printf("  FAIL   analyze: %s\n", e.msg);
+        return;
+    }
+    // compare the CSVs column by column (timings excepted)
+    FILE *a = fopen("/tmp/gpu_test_cpu.csv", "r"), *b = fopen("/tmp/gpu_test_gpu.csv", "r");
+    CHECK(a && b);
+    char la[4096], lb[4096];
+    int rows = 0, bad = 0;
+    CHECK(fgets(la, sizeof la, a) && fgets(lb, sizeof lb, b));
+    while (fgets(la, sizeof la, a) && fgets(lb, sizeof lb, b)) {
+        double va[19], vb[19];
+        char *pa = la, *pb = lb;
+        for (int x = 0; x < 19; x++) va[x] = strtod(pa, &pa), vb[x] = strtod(pb, &pb), pa++, pb++;
+        for (int x = 0; x < 16; x++)  // layer .. output_rel_error; sparsities and recalls within 0.1 points
+            if (!(fabs(va[x] - vb[x]) <= SPARSITY_PP) && !(isnan(va[x]) && isnan(vb[x]))) {
+                bad++;
+                printf("  FAIL   analyze: row %d column %d: cpu %g gpu %g\n", rows, x, va[x], vb[x]);
+            }
+        rows++;
+    }
+    fclose(a), fclose(b);
+    failures += bad || rows != 4;
+    printf("  %-6s analyze --device gpu: %d report rows agree with --device cpu (exact time cpu vs gpu in the CSVs)\n",
+           bad || rows != 4 ? "FAIL" : "ok", rows);
+    unlink(dump_p), unlink(rc_p), unlink(rg_p), unlink("/tmp/gpu_test_cpu.csv"), unlink("/tmp/gpu_test_gpu.csv");
+}
+
+int main(int argc, char **argv) {
+    int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    char name[256];
+    skel_err e;
+    if (!gpu_probe(name, sizeof name, &e)) {
+        printf("gpu_test: SKIPPED: %s\n", e.msg);
+        return 77;
+    }
+    printf("gpu_test on %s (%d CPU threads for the reference)%s\n", name, omp_get_max_threads(), quick ? ", quick" : "");
+    const int64_t Ns[] = {1000, 4096, 16384};
+    for (int a = 0; a < 3; a++) {
+        if (quick && Ns[a] > 4096) continue;
+        for (int d = 64; d <= 128; d *= 2)
+            for (int f16 = 0; f16 <= 1; f16++) run_dump(Ns[a], d, f16, 64, 1024, Ns[a] <= 4096 || d == 128);
+    }
+    // other block sizes (several block columns per warp; blocks spanning CTAs) and pooled images
+    // made from whole blocks (N / P a multiple of B)
+    run_dump(4096, 128, 1, 32, 1024, 0);
+    run_dump(4096, 64, 0, 128, 32, 0);
+    if (!quick) run_dump(16384, 128, 1, 64, 256, 0);
+    check_oom();
+    check_analyze();
+    printf("gpu_test: %d of %d checks failed\n", failures, checks);
+    return failures ? 1 : 0;
+}
