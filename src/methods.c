@@ -46,7 +46,7 @@ static void top_n(uint8_t *sel, const double *x, int64_t len, int64_t n) {
     scored *s = xmalloc(sizeof(scored) * len);
     for (int64_t i = 0; i < len; i++) s[i].x = x[i], s[i].i = i;
     qsort(s, len, sizeof(scored), cmp_scored_desc);
-    memset(sel, 0, len);
+    memset(sel, 0, (size_t)(len > 0 ? len : 0));
     for (int64_t t = 0; t < n && t < len; t++) sel[s[t].i] = 1;
     free(s);
 }
