@@ -4,7 +4,8 @@
 # them). With EXAMPLES=0 the copies are left alone.
 set -eu
 cd "$(dirname "$0")/.."
-for s in fig1_attention_panels fig2_sparsity_hist fig3_decomposition fig4_z_hist fig_overview_charts; do
+for s in fig1_attention_panels fig2_sparsity_hist fig3_decomposition fig4_z_hist fig_overview_charts \
+         fig6b_attention_cost; do
     echo "== $s"
     THUMB=${THUMB:-256} sh "notebooks-free/$s.sh"
 done
@@ -18,5 +19,7 @@ if [ "${EXAMPLES:-1}" = 1 ]; then
     # Fig. 3 of the most sparse head (one of the default three), as in fig1_attention_panels.sh.
     best=$(awk -F, 'NR > 1 && $5 > b { b = $5; lh = $1 "_" $2 } END { print lh }' "${RESULTS%.h5}.csv")
     cp "$OUT/charts/fig3_$best.png" plots/examples/fig3_decomposition.png
+    cp "$OUT/cost/attention_cost.png" plots/examples/fig6b_attention_cost.png
+    cp "$OUT"/cost/recall_density_*.png plots/examples/recall_density.png
     ls -l plots/examples
 fi

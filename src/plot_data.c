@@ -268,6 +268,74 @@ int plot_write_sweeps(const results_file *R, const plot_head *heads, int n_heads
     return out_close(&o, e);
 }
 
+int plot_write_cost(const char *const *paths, int n_paths, const char *dir, int *has_cost, skel_err *e) {
+    *has_cost = 0;
+    // per file: N and d from the root, the /methods rows of every analysed head
+    static const char *const order[] = {"dense", "skeleton", "vertical_slash", "xattention", "flexprefill",
+                                        "lambda", "trianglemix", "oracle"};
+    const int nm = (int)(sizeof order / sizeof order[0]);
+    double *pflop = xcalloc((size_t)n_paths * nm, sizeof(double));
+    int64_t *ns = xcalloc(n_paths, sizeof(int64_t));
+    for (int f = 0; f < n_paths; f++) {
+        results_file R;
+        if (results_open(&R, paths[f], e)) {
+            free(pflop), free(ns);
+            return -1;
+        }
+        ns[f] = R.n_tokens;
+        long long d = 0;
+        hid_t a = H5Aexists(R.file, "head_dim") > 0 ? H5Aopen(R.file, "head_dim", H5P_DEFAULT) : -1;
+        if (a >= 0) H5Aread(a, H5T_NATIVE_LLONG, &d), H5Aclose(a);
+        if (d <= 0 || H5Lexists(R.file, "/methods", H5P_DEFAULT) <= 0) {  // not from skel analyze: no chart
+            results_close(&R);
+            free(pflop), free(ns);
+            return 0;
+        }
+        hid_t ds = H5Dopen2(R.file, "/methods", H5P_DEFAULT), sp = H5Dget_space(ds), t = results_methods_type();
+        hssize_t n = H5Sget_simple_extent_npoints(sp);
+        method_row *rows = xcalloc(n > 0 ? (size_t)n : 1, sizeof(method_row));
+        int bad = n > 0 && H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0;
+        H5Tclose(t), H5Sclose(sp), H5Dclose(ds);
+        results_close(&R);
+        if (bad) {
+            free(rows), free(pflop), free(ns);
+            return skel_fail(e, "%s: /methods: cannot read", paths[f]);
+        }
+        // attention FLOPs of a head: QK^T and PV over the causal pairs kept, 2 flops a product each
+        const double dense = 4.0 * (double)d * (double)ns[f] * (double)(ns[f] + 1) / 2 / 1e15;
+        for (hssize_t x = 0; x < n; x++) {
+            for (int m = 1; m < nm; m++)
+                if (!strcmp(rows[x].method, order[m])) pflop[f * nm + m] += rows[x].compute_fraction * dense;
+            if (!strcmp(rows[x].method, "skeleton")) pflop[f * nm] += dense;  // one dense per head
+        }
+        free(rows);
+    }
+    out_file o;
+    if (out_open(&o, dir, "cost.dat", e)) {
+        free(pflop), free(ns);
+        return -1;
+    }
+    fprintf(o.f, "# attention PFLOP (QK^T and PV over the kept causal pairs, summed over the analysed heads)\n");
+    fprintf(o.f, "# one index per method:");
+    for (int m = 0; m < nm; m++) fprintf(o.f, " %s", order[m]);
+    fprintf(o.f, "\n# columns: n_tokens pflop\n");
+    int *by_n = xmalloc(sizeof(int) * n_paths);  // files in order of context length, for the lines
+    for (int f = 0; f < n_paths; f++) {
+        int x = f;
+        for (; x > 0 && ns[by_n[x - 1]] > ns[f]; x--) by_n[x] = by_n[x - 1];
+        by_n[x] = f;
+    }
+    for (int m = 0; m < nm; m++) {
+        for (int t = 0; t < n_paths; t++)
+            fprintf(o.f, "%lld %.6g\n", (long long)ns[by_n[t]], pflop[by_n[t] * nm + m]);
+        fprintf(o.f, "\n\n");
+    }
+    free(pflop), free(ns), free(by_n);
+    if (out_close(&o, e)) return -1;
+    *has_cost = 1;
+    return 0;
+}
+
 int plot_write_data(const results_file *R, const head_report *rows, int n_rows, const plot_head *heads,
                     int n_heads, const char *dir, skel_err *e) {
     if (n_rows < 1) return skel_fail(e, "%s: /report: no rows", R->path);

@@ -37,4 +37,9 @@ int plot_write_data(const results_file *R, const head_report *rows, int n_rows, 
 int plot_write_sweeps(const results_file *R, const plot_head *heads, int n_heads, const char *dir, int *has_sweep,
                       skel_err *e);
 
+// Fig. 6b: cost.dat, the attention PFLOP of each method's masks (and dense attention) summed over
+// the analysed heads of each results file (one context length per file), from their /methods.
+// has_cost = 0 (and nothing written) when a file has no /methods table.
+int plot_write_cost(const char *const *paths, int n_paths, const char *dir, int *has_cost, skel_err *e);
+
 #endif

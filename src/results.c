@@ -15,7 +15,7 @@ const char *const REPORT_CSV_HEADER =
 
 const char *const METHODS_CSV_HEADER = "layer,head,method,density,compute_fraction,recall,min_rowblock_recall,output_rel_error";
 
-static hid_t methods_type(void) {
+hid_t results_methods_type(void) {
     hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(method_row));
     hid_t st = H5Tcopy(H5T_C_S1);
     H5Tset_size(st, sizeof(((method_row *)0)->method));
@@ -237,7 +237,7 @@ int results_finish(results_writer *R, skel_err *e) {
     if (d >= 0) H5Dclose(d);
     H5Sclose(sp);
     H5Tclose(t);
-    t = methods_type();
+    t = results_methods_type();
     n[0] = (hsize_t)R->nmrows;
     sp = H5Screate_simple(1, n, NULL);
     d = H5Dcreate2(R->file, "/methods", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);

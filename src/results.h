@@ -57,6 +57,8 @@ typedef struct {
 } method_row;
 
 extern const char *const METHODS_CSV_HEADER;
+// The HDF5 compound type of method_row (caller closes it); reading with it matches fields by name.
+hid_t results_methods_type(void);
 
 // How a results file was made: stored as root attributes.
 typedef struct {

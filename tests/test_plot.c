@@ -117,12 +117,32 @@ static void test_plot_analyze_output(void **state) {
     int rc = run_cmd(cmd, err, sizeof err);
     if (rc != 0) fail_msg("skel plot failed (%d): %s", rc, err);
     static const char *charts[] = {"fig2_sparsity_hist.png", "fig4_z_hist.png", "predicted_vs_exact.png",
-                                   "heatmap_sparsity.png", "density_vs_recall.png", "recall_density_1_0.png"};
+                                   "heatmap_sparsity.png", "density_vs_recall.png", "recall_density_1_0.png",
+                                   "attention_cost.png"};
     for (size_t k = 0; k < sizeof charts / sizeof charts[0]; k++) {
         char p[600];
         snprintf(p, sizeof p, "%s/analyzed/%s", tmpdir, charts[k]);
         check_chart(p);
     }
+    // Fig. 6b's data: dense attention of 4 heads is 4 x 4 d N(N+1)/2 flops (QK^T and PV); every
+    // method's cost lies below it and above zero
+    char p[600], line[256];
+    snprintf(p, sizeof p, "%s/analyzed/cost.dat", tmpdir);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    long long n;
+    double pf, dense = -1;
+    int rows = 0;
+    while (fgets(line, sizeof line, f))
+        if (line[0] != '#' && sscanf(line, "%lld %lf", &n, &pf) == 2) {
+            if (dense < 0) dense = pf;
+            assert_int_equal(n, 1024);
+            assert_true(pf > 0 && pf <= dense * (1 + 1e-9));
+            rows++;
+        }
+    fclose(f);
+    assert_int_equal(rows, 8);
+    assert_true(fabs(dense - 4 * 4.0 * 64 * 1024 * 1025 / 2 / 1e15) < 1e-12);
 }
 
 static void test_plot_default_heads(void **state) {

@@ -18,16 +18,18 @@
 
 static const char *const SCRIPTS[] = {"fig2_sparsity_hist", "fig3_decomposition", "fig4_z_hist",
                                       "predicted_vs_exact", "heatmap_sparsity", "density_vs_recall",
-                                      "recall_density"};
+                                      "recall_density", "attention_cost"};
 #define N_SCRIPTS (sizeof SCRIPTS / sizeof SCRIPTS[0])
 
 static void plot_usage(FILE *f) {
     fprintf(f,
-            "usage: skel plot RESULTS.h5 -o DIR [--heads L:H,L:H,...] [--scripts PLOTS_DIR] [--quiet]\n"
+            "usage: skel plot RESULTS.h5 [MORE.h5 ...] -o DIR [--heads L:H,L:H,...] [--scripts PLOTS_DIR] [--quiet]\n"
             "  writes the data files, the gnuplot scripts and their PNGs into DIR:\n"
             "  fig2_sparsity_hist, fig3_<L>_<H>, fig4_z_hist, predicted_vs_exact, heatmap_sparsity,\n"
-            "  density_vs_recall, recall_density_<L>_<H> (heads analysed with --sweep). --heads picks the heads of Fig. 3 and 4 (default: the least, median and\n"
-            "  most sparse). Scripts come from --scripts, $SKEL_PLOTS, <skel>/../plots or ./plots.\n");
+            "  density_vs_recall, recall_density_<L>_<H> (heads analysed with --sweep), all from the first\n"
+            "  file, and attention_cost (Fig. 6b: attention PFLOP per method against context length, one\n"
+            "  length per file given). --heads picks the heads of Fig. 3 and 4 (default: the least, median and\n"
+"  most sparse). Scripts come from --scripts, $SKEL_PLOTS, <skel>/../plots or ./plots.\n");
 }
 
 // Full path of an executable named `name` on PATH into out, or -1.
@@ -125,6 +127,8 @@ static void last_log_error(const char *dir, char *out, size_t cap) {
 
 int cmd_plot(int argc, char **argv) {
     const char *in = NULL, *dir = NULL, *heads_arg = NULL, *scripts_arg = NULL;
+    const char *files[64];  // every results file given: the first for the per-head charts, all for the cost
+    int n_files = 0;
     int quiet = 0;
     for (int k = 1; k < argc; k++) {
         const char *a = argv[k];
@@ -146,10 +150,11 @@ int cmd_plot(int argc, char **argv) {
             fprintf(stderr, "skel plot: unknown option %s\n", a);
             plot_usage(stderr);
             return 2;
-        } else if (!in) {
-            in = a;
+        } else if (n_files < 64) {
+            files[n_files++] = a;
+            if (!in) in = a;
         } else {
-            fprintf(stderr, "skel plot: unexpected argument '%s'\n", a);
+            fprintf(stderr, "skel plot: too many results files (64 at most)\n");
             return 2;
         }
     }
@@ -200,9 +205,9 @@ int cmd_plot(int argc, char **argv) {
             fprintf(stderr, "skel plot: %s: /layers/%d/heads/%d: no such head\n", in, heads[k].layer, heads[k].head);
             goto done;
         }
-    int has_sweep[PLOT_MAX_HEADS];
+    int has_sweep[PLOT_MAX_HEADS], has_cost = 0;
     if (render_mkdir_p(dir, &e) || plot_write_data(&R, rows, n_rows, heads, n_heads, dir, &e) ||
-        plot_write_sweeps(&R, heads, n_heads, dir, has_sweep, &e)) {
+        plot_write_sweeps(&R, heads, n_heads, dir, has_sweep, &e) || plot_write_cost(files, n_files, dir, &has_cost, &e)) {
         fprintf(stderr, "skel plot: %s\n", e.msg);
         goto done;
     }
@@ -228,6 +233,7 @@ int cmd_plot(int argc, char **argv) {
     unlink(logp);
     for (size_t k = 0; k < N_SCRIPTS; k++) {
         char name[128];
+        if (!has_cost && !strcmp(SCRIPTS[k], "attention_cost")) continue;
         snprintf(name, sizeof name, "%s.gp", SCRIPTS[k]);
         int st = run_gnuplot(gnuplot, dir, name);
         if (st != 0) {
@@ -242,7 +248,8 @@ int cmd_plot(int argc, char **argv) {
     char outs[N_SCRIPTS + 2 * PLOT_MAX_HEADS][160];
     int n_out = 0;
     for (size_t k = 0; k < N_SCRIPTS; k++)
-        if (strcmp(SCRIPTS[k], "fig3_decomposition") && strcmp(SCRIPTS[k], "recall_density"))
+        if (strcmp(SCRIPTS[k], "fig3_decomposition") && strcmp(SCRIPTS[k], "recall_density") &&
+            (has_cost || strcmp(SCRIPTS[k], "attention_cost")))
             snprintf(outs[n_out++], 160, "%s.png", SCRIPTS[k]);
     for (int k = 0; k < n_heads; k++) snprintf(outs[n_out++], 160, "fig3_%d_%d.png", heads[k].layer, heads[k].head);
     for (int k = 0; k < n_heads; k++)
