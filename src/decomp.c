@@ -145,32 +145,32 @@ int decomp_compute(decomp *D, const float *q, const float *k, const double *inv_
     row_variances(D, q, k);
 
     // ---------------------------------------------------------------- Lambda-shape and short rows
-#pragma omp parallel for schedule(dynamic, 256)
-    for (int64_t i = 0; i < N; i++) {
-        if (decomp_n_interior(i, S, T) < 1) {
-            // No interior: the normaliser is exact over all of the row's keys.
-            double mx = -INFINITY, sum = 0;
-            for (int64_t j = 0; j <= i; j++) sum += c * dotf(q + i * d, k + j * d, d);
-            D->mu[i] = sum / (i + 1);
-            for (int64_t j = 0; j <= i; j++) {
-                double z = c * dotf(q + i * d, k + j * d, d) - D->mu[i];
-                mx = z > mx ? z : mx;
+#pragma omp parallel
+    {
+        double *z = xmalloc(sizeof(double) * (S + T));  // one row's Lambda-shape: sinks, then its last T keys
+#pragma omp for schedule(dynamic, 256)
+        for (int64_t i = 0; i < N; i++) {
+            if (decomp_n_interior(i, S, T) < 1) {
+                // No interior (i + 1 < S + T keys): the normaliser is exact over all of them.
+                double mx = -INFINITY, sum = 0, l = 0;
+                for (int64_t j = 0; j <= i; j++) z[j] = c * dotf(q + i * d, k + j * d, d), sum += z[j];
+                D->mu[i] = sum / (i + 1);
+                for (int64_t j = 0; j <= i; j++) mx = z[j] - D->mu[i] > mx ? z[j] - D->mu[i] : mx;
+                for (int64_t j = 0; j <= i; j++) l += exp(z[j] - D->mu[i] - mx);
+                D->log_lambda[i] = D->nu[i] = mx + log(l);
+                D->sigma2[i] = 0;
+                continue;
             }
-            double l = 0;
-            for (int64_t j = 0; j <= i; j++) l += exp(c * dotf(q + i * d, k + j * d, d) - D->mu[i] - mx);
-            D->log_lambda[i] = D->nu[i] = mx + log(l);
-            D->sigma2[i] = 0;
-            continue;
-        }
-        double mx = -INFINITY, l = 0;
-        for (int pass = 0; pass < 2; pass++)
+            double mx = -INFINITY, l = 0;
             for (int64_t t = 0; t < S + T; t++) {
                 int64_t j = t < S ? t : i - T + 1 + (t - S);
-                double z = c * dotf(q + i * d, k + j * d, d) - D->mu[i];
-                if (pass == 0) mx = z > mx ? z : mx;
-                else l += exp(z - mx);
+                z[t] = c * dotf(q + i * d, k + j * d, d) - D->mu[i];
+                mx = z[t] > mx ? z[t] : mx;
             }
-        D->log_lambda[i] = mx + log(l);
+            for (int64_t t = 0; t < S + T; t++) l += exp(z[t] - mx);
+            D->log_lambda[i] = mx + log(l);
+        }
+        free(z);
     }
 
     // ---------------------------------------------------------------- zeta: the last row's interior
