@@ -144,6 +144,19 @@ static void test_row_statistics(void **state) {
     assert_close("mu", gm, rm, n, 1e-9, STAT_RTOL);
     assert_close("sigma^2", gv, rv, n, 1e-9, STAT_RTOL);
     assert_close("log Lambda", gl, rl, n, 1e-9, STAT_RTOL);
+    // rows without an interior: mu is the mean over all keys and nu = lse - mu exactly
+    for (int64_t i = 0; i < S + T - 1; i++) {
+        double c = 1 / sqrt((double)d), zs[64], mean = 0, mx = -INFINITY, l = 0;
+        for (int64_t j = 0; j <= i; j++) {
+            double s = 0;
+            for (int x = 0; x < d; x++) s += (double)q[i * d + x] * k[j * d + x];
+            zs[j] = c * s, mean += zs[j] / (i + 1), mx = fmax(mx, zs[j]);
+        }
+        for (int64_t j = 0; j <= i; j++) l += exp(zs[j] - mx);
+        assert_near("mu, no interior", D.mu[i], mean, 1e-6 * (1 + fabs(mean)));
+        assert_near("nu = lse - mu, no interior", D.nu[i], mx + log(l) - mean, 1e-5);
+        assert_near("h = -nu, no interior", D.h[i], -D.nu[i], 1e-5);
+    }
     free(gm), free(rm), free(gv), free(rv), free(gl), free(rl);
     decomp_free(&D);
     free(q), free(k), free(freq), free(pos);
