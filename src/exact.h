@@ -5,7 +5,9 @@
 //   pass 2: with lse known, A_ij = exp(z_ij - lse_i) is visited once more to accumulate the block
 //           mass W and block max X on a B x B grid, the count of A_ij < eps/N, a per-row log-domain
 //           histogram for the exact sparsity, the z histogram and moments, and the pooled images.
-// The QK^T tiles go through single-threaded sgemm; row tiles are spread over OpenMP threads.
+// The QK^T tiles come from an AVX-512 kernel over keys repacked once per head (single-threaded
+// sgemm where the CPU lacks AVX-512, or when SKEL_NO_AVX512 is set: the tests use it to check that
+// path); row tiles are spread over OpenMP threads.
 #ifndef SKEL_EXACT_H
 #define SKEL_EXACT_H
 
