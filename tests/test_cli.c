@@ -262,11 +262,42 @@ static void test_bad_input(void **state) {
     assert_int_equal(before.st_mtime, after.st_mtime);
 }
 
+// Progress goes to stderr per head with an ETA when stderr is a terminal (here a pseudo-terminal
+// from script(1)), and --quiet silences it; into a pipe nothing is printed.
+static void test_progress_on_terminal(void **state) {
+    if (system("command -v script >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "    script(1) not installed: progress on a terminal not checked\n");
+        skip();
+    }
+    char cmd[1500], log[300], err[4096];
+    snprintf(log, sizeof log, "%s/pty.log", dir);
+    const char *flags[2] = {"", "--quiet"};
+    for (int t = 0; t < 2; t++) {
+        snprintf(cmd, sizeof cmd,
+                 "script -qec \"%s analyze data/sample-smollm2-austen-1792.h5 -o %s/pty.h5 --layers 9 --heads 0-2 "
+                 "--no-methods %s\" %s > /dev/null",
+                 skel, dir, flags[t], log);
+        assert_int_equal(system(cmd), 0);
+        FILE *f = fopen(log, "r");
+        assert_non_null(f);
+        size_t n = fread(err, 1, sizeof err - 1, f);
+        err[n] = 0;
+        fclose(f);
+        int shown = strstr(err, "[1/3] layer 9 head 0") && strstr(err, "ETA") && strstr(err, "[3/3] done in");
+        assert_int_equal(shown, t == 0);
+    }
+    snprintf(cmd, sizeof cmd, "%s analyze data/sample-smollm2-austen-1792.h5 -o %s/pipe.h5 --layers 9 --heads 0 --no-methods",
+             skel, dir);
+    assert_int_equal(run(cmd, err, sizeof err), 0);
+    assert_string_equal(err, "");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reader_f16_f32_gqa),
         cmocka_unit_test(test_end_to_end_planted),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_progress_on_terminal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
