@@ -58,12 +58,13 @@ NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/de
 CUDA_SRC := $(wildcard cuda/*.cu)
 CUDA_OBJ := $(CUDA_SRC:cuda/%.cu=build/cuda/%.o)
 NVCCFLAGS ?= -O3 -arch=sm_90 -std=c++17 -Isrc
-# With nvcc the CUDA objects go into the library and every binary links the static CUDA runtime
-# (it runs on machines without a GPU, where the GPU entry points report that none is usable).
+# With nvcc the CUDA objects go into the library and every binary links the static CUDA runtime and
+# cuBLAS from the toolkit (it runs on machines without a GPU, where the GPU entry points report that
+# none is usable).
 ifneq ($(NVCC),)
 CUDA_LIBDIR := $(abspath $(dir $(NVCC))/../lib64)
 CFLAGS    += -DSKEL_HAVE_CUDA
-CUDA_LIBS := -L$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lpthread -lstdc++
+CUDA_LIBS := -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcusolver -lcudart_static -ldl -lrt -lpthread -lstdc++
 endif
 
 # Fragments for optional parts (model download, corpus) live in mk/.

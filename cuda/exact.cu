@@ -1,14 +1,20 @@
 // exact.cu: GPU twin of src/exact.c, the two streaming passes of SPEC section 2 over z = c Q K^T.
 //   inputs: q, k (N, d) float32 rows on the host, converted to float16 on the device (d in {64, 128});
-//   pass 1: lse (N) and the range and sum of z over causal pairs;
+//   pass 1: lse (N) and the range of z over causal pairs;
 //   pass 2: block mass W and block max X (nb, nb) on the B grid, the count of A < eps/N, the z
 //           histogram and moments, a per-row log-domain histogram per row giving the exact sparsity,
 //           and the pooled images (element by element when pixel cells are not whole blocks).
-// Tiling: a CTA of 8 warps owns 64 query rows; keys stream through shared memory in tiles of 128
-// (cp.async, two buffers); warp w multiplies rows 16 (w % 4) .. +16 by keys 64 (w / 4) .. +64 of the
-// tile with mma.sync m16n8k16 (f16 in, f32 accumulate). Softmax arithmetic in f32 and base 2.
+// Tiling (both passes): a CTA of 8 warps owns 128 query rows, warp w rows 16 w .. +16; keys stream
+// through shared memory in tiles of 64 (cp.async, two buffers) and every warp multiplies its rows by
+// the whole tile with mma.sync m16n8k16 (f16 in, f32 accumulate), so a row lives in one warp and the
+// keys are read from L2 once per 128 rows. Softmax arithmetic in f32 and base 2. Two CTAs per SM.
+// Per element, pass 2 spends one SFU op (ex2); histogram bins and fixed-point masses come from
+// float adds against a magic constant instead of float-to-int conversions (which share the SFU's
+// quarter rate).
 #include <math.h>
 #include <string.h>
+
+#include <type_traits>
 
 #include "gpu_common.cuh"
 
@@ -19,23 +25,25 @@ extern "C" {
 
 namespace {
 
-constexpr int BM = 64;        // query rows per CTA
-constexpr int BN = 128;       // keys per shared-memory tile
+constexpr int BM = 128;       // query rows per CTA: 8 warps of 16
+constexpr int BN = 64;        // keys per shared-memory tile
 constexpr int NWARPS = 8;
 constexpr int THREADS = 32 * NWARPS;
-constexpr int RH = 256;       // bins of the per-row histogram (plus bin 0: the underflow)
-constexpr int RHS = RH + 1;
+constexpr int RH = 64;        // bins of the per-row histogram over [log2(eps/(i+1)), 0]
+constexpr int RHS = RH + 2;   // entry 0 unused (the underflow is derived), RH + 1 catches log2 A > 0 by rounding
+constexpr int HSZ = BM * RHS + 32;  // one of the row-histogram arrays: its entries, then a dummy per lane
 constexpr int ZB = EXACT_ZHIST_BINS;
+constexpr int ZBS = ZB + 2;   // z histogram with a guard entry on each side (rounding at zlo and zhi)
 constexpr float LN2 = 0.693147180559945309f;
 constexpr float LOG2E = 1.44269504088896341f;
-// Per-row histogram entries pack a count (high 22 bits, up to 4M elements) and a mass in fixed
-// point (low 42 bits, units of 2^-41: a row's mass is at most 1, rounding adds at most 2^-42 per
-// element, 2.4e-7 over a million keys) so that one 64-bit shared atomic adds both. (A version with
-// two 32-bit shared atomics per element faulted with "illegal instruction" on the H100; not yet
-// understood.)
-constexpr int CNT_SHIFT = 42;
-constexpr float MASS_ONE = 2199023255552.0f;  // 2^41
-constexpr unsigned long long MASS_MASK = (1ull << CNT_SHIFT) - 1;
+// x + MAGIC (|x| < 2^22) holds round(x) in the low mantissa bits: bits = MAGIC_BITS + round(x).
+constexpr float MAGIC = 12582912.0f;  // 1.5 * 2^23
+constexpr uint32_t MAGIC_BITS = 0x4B400000u;
+// Per-row histogram: a 32-bit count and a 32-bit mass in fixed point per entry (units of 2^-22,
+// from the mantissa of p / 2 + 1: rounding to nearest, at most 1.2e-7 per element and unbiased, so
+// ~3e-5 over a million keys), each added by a native 32-bit shared reduction. (A 64-bit packed add
+// compiles to a compare-and-swap loop on sm_90: ATOMS.CAST.SPIN.64.)
+constexpr double MASS_ONE = 4194304.0;  // 2^22
 
 template <int D>
 __host__ __device__ constexpr int ldk() { return D + 8; }  // padded shared row (halfs): ldmatrix rows hit distinct banks
@@ -75,6 +83,7 @@ struct pass_args {
 template <int D>
 __device__ __forceinline__ void load_k_tile(__half *Ks, const __half *k, int64_t N, int64_t c0) {
     constexpr int CH = D / 8;  // 16-byte chunks per key
+#pragma unroll
     for (int x = threadIdx.x; x < BN * CH; x += THREADS) {
         int r = x / CH, cc = x % CH;
         int64_t j = c0 + r;
@@ -139,24 +148,38 @@ __device__ __forceinline__ float warp_min(float x) {
     return x;
 }
 
+// Shared-memory reductions at a 32-bit shared address (no return value: RED, not ATOM).
+__device__ __forceinline__ void red_shared_u32(uint32_t addr, uint32_t v) {
+    asm volatile("red.shared.add.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+}
+// The row-histogram pair: count += 1 at addr, mass += m at addr + moff. Elements under a row's
+// histogram go to a per-lane dummy entry instead: a select. (Predicated adds compiled to branches,
+// and measured 2.3 ms slower at 128K although they touch shared memory for ~30% of the elements.)
+template <uint32_t moff>
+__device__ __forceinline__ void red_shared_pair(uint32_t addr, uint32_t one, uint32_t m) {
+    asm volatile("red.shared.add.u32 [%0], %1;\n red.shared.add.u32 [%0+%3], %2;\n" ::"r"(addr), "r"(one), "r"(m),
+                 "n"(moff)
+                 : "memory");
+}
+
 // ---------------------------------------------------------------------------- pass 1: lse
 
-// Each thread keeps its own running (max, sum) for its two rows over its own columns; the 8
-// partial sums of a row (4 lanes x 2 column halves) are merged at the end.
+// Each thread keeps its own running (max, sum) for its two rows over its own columns; the 4 partial
+// sums of a row (its 4 lanes) are merged at the end.
 template <int D>
 __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
     extern __shared__ uint4 smem_u4[];
     __half *Ks = (__half *)smem_u4;
-    __shared__ float red_m[2][BM], red_l[2][BM];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int wr = warp & 3, wc = warp >> 2;
     const int64_t N = a.N, r0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * BM;  // longest rows first
-    const int64_t rw = r0 + wr * 16, rowA = rw + g, rowB = rowA + 8;
+    const int64_t rw = r0 + warp * 16, rowA = rw + g, rowB = rowA + 8;
     uint32_t qf[D / 16][4];
     load_q_frags<D>(qf, a.q, N, rowA);
     const int64_t cols = r0 + BM < N ? r0 + BM : N;
     const int nt = (int)((cols + BN - 1) / BN);
-    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f, zmn = INFINITY;
+    const int64_t rlast = rw + 15 < N - 1 ? rw + 15 : N - 1;
+    const float scale2 = a.scale2;
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f, tmn = INFINITY;
     load_k_tile<D>(Ks, a.k, N, 0);
     for (int it = 0; it < nt; it++) {
         if (it + 1 < nt) {
@@ -166,47 +189,46 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
             cp_async_wait<0>();
         }
         __syncthreads();
-        const int64_t cw = (int64_t)it * BN + wc * 64;
-        const int64_t rlast = rw + 15 < N - 1 ? rw + 15 : N - 1;
+        const int64_t cw = (int64_t)it * BN;
         if (cw <= rlast) {
             float acc[8][4];
-            qk_tile<D>(acc, qf, Ks + (it & 1) * BN * ldk<D>() + wc * 64 * ldk<D>());
-            const bool masked = cw + 63 > rw || rw + 15 >= N;
+            qk_tile<D>(acc, qf, Ks + (it & 1) * BN * ldk<D>());
             // max and min on the raw products (scale2 > 0); masked elements become -inf
-            float tA = -INFINITY, tB = -INFINITY, tmn = INFINITY;
+            float tA = -INFINITY, tB = -INFINITY;
+            if (cw + BN - 1 > rw || rw + 15 >= N) {
 #pragma unroll
-            for (int n = 0; n < 8; n++)
+                for (int n = 0; n < 8; n++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    if (masked) {
+                    for (int e = 0; e < 4; e++) {
                         int64_t row = e < 2 ? rowA : rowB, col = cw + n * 8 + 2 * t + (e & 1);
-                        if (!(col <= row && row < N)) {
-                            acc[n][e] = -INFINITY;
-                            continue;
-                        }
+                        if (!(col <= row && row < N)) acc[n][e] = -INFINITY;
+                        else tmn = fminf(tmn, acc[n][e]);
                     }
-                    tmn = fminf(tmn, acc[n][e]);
-                    if (e < 2) tA = fmaxf(tA, acc[n][e]);
-                    else tB = fmaxf(tB, acc[n][e]);
-                }
-            zmn = fminf(zmn, tmn * a.scale2);
-            tA *= a.scale2, tB *= a.scale2;
+            } else {
+#pragma unroll
+                for (int n = 0; n < 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) tmn = fminf(tmn, acc[n][e]);
+            }
+#pragma unroll
+            for (int n = 0; n < 8; n++) tA = fmaxf(tA, fmaxf(acc[n][0], acc[n][1])), tB = fmaxf(tB, fmaxf(acc[n][2], acc[n][3]));
+            tA *= scale2, tB *= scale2;
             if (tA > mA) lA *= fast_exp2(mA - tA), mA = tA;
             if (tB > mB) lB *= fast_exp2(mB - tB), mB = tB;
             // a thread with no valid element in a row yet has m = -inf: subtract 0 instead (its
             // masked elements are -inf, and -inf - -inf would be NaN)
-            const float oA = mA == -INFINITY ? 0.f : mA, oB = mB == -INFINITY ? 0.f : mB;
+            const float oA = mA == -INFINITY ? 0.f : -mA, oB = mB == -INFINITY ? 0.f : -mB;
             float sA = 0.f, sB = 0.f;
 #pragma unroll
             for (int n = 0; n < 8; n++) {
-                sA += fast_exp2(fmaf(acc[n][0], a.scale2, -oA)) + fast_exp2(fmaf(acc[n][1], a.scale2, -oA));
-                sB += fast_exp2(fmaf(acc[n][2], a.scale2, -oB)) + fast_exp2(fmaf(acc[n][3], a.scale2, -oB));
+                sA += fast_exp2(fmaf(acc[n][0], scale2, oA)) + fast_exp2(fmaf(acc[n][1], scale2, oA));
+                sB += fast_exp2(fmaf(acc[n][2], scale2, oB)) + fast_exp2(fmaf(acc[n][3], scale2, oB));
             }
             lA += sA, lB += sB;
         }
         __syncthreads();
     }
-    // merge the 4 lanes of a row, then the two column halves
+    // merge the 4 lanes of a row
 #pragma unroll
     for (int o = 1; o <= 2; o <<= 1) {
         float m2 = __shfl_xor_sync(0xffffffffu, mA, o), l2 = __shfl_xor_sync(0xffffffffu, lA, o);
@@ -217,20 +239,14 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
         lB = mx == -INFINITY ? 0.f : lB * fast_exp2(mB - mx) + l2 * fast_exp2(m2 - mx), mB = mx;
     }
     if (t == 0) {
-        red_m[wc][wr * 16 + g] = mA, red_l[wc][wr * 16 + g] = lA;
-        red_m[wc][wr * 16 + g + 8] = mB, red_l[wc][wr * 16 + g + 8] = lB;
+        if (rowA < N) a.lse[rowA] = (mA + log2f(lA)) * LN2;
+        if (rowB < N) a.lse[rowB] = (mB + log2f(lB)) * LN2;
     }
-    zmn = warp_min(zmn);
+    const float zmn = warp_min(tmn * scale2);
     const float zmx = warp_max(fmaxf(mA, mB));  // the largest z is the largest row max
-    if (lane == 0) {
+    if (lane == 0 && rw < N) {
         atomicMin(&a.acc->zmin, float_to_ordered(zmn));
         atomicMax(&a.acc->zmax, float_to_ordered(zmx));
-    }
-    __syncthreads();
-    if (threadIdx.x < BM && r0 + threadIdx.x < N) {
-        float m0 = red_m[0][threadIdx.x], m1 = red_m[1][threadIdx.x], mx = fmaxf(m0, m1);
-        float l = red_l[0][threadIdx.x] * fast_exp2(m0 - mx) + red_l[1][threadIdx.x] * fast_exp2(m1 - mx);
-        a.lse[r0 + threadIdx.x] = (mx + log2f(l)) * LN2;
     }
 }
 
@@ -238,8 +254,9 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
 
 // Row i's histogram covers log2 A in [ulo_i, 0] with ulo_i just below log2(eps / (i+1)): the
 // elements under it are always dropped (at most i+1 of them, each < eps/(i+1), so their mass is
-// < eps), so they only need a count and a mass (bin 0). Bins of width |ulo_i| / 256, about 0.05
-// nats at 128K tokens.
+// < eps), so they need only a count and a mass, both derived at the end (row length minus the
+// histogram's count; row mass minus the histogram's mass). Bins of width |ulo_i| / 64, about 0.19
+// nats at 128K tokens; the boundary bin is resolved as the CPU does (its elements taken as equal).
 __device__ __forceinline__ void row_hist_params(int64_t i, double eps, float *ulo, float *invw) {
     float u = (float)log2(eps / (double)(i + 1)) - 1e-3f;
     *ulo = u;
@@ -247,17 +264,18 @@ __device__ __forceinline__ void row_hist_params(int64_t i, double eps, float *ul
 }
 
 template <int D, bool IMG>
-__global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
+__global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
     extern __shared__ uint4 smem_u4[];
     __half *Ks = (__half *)smem_u4;
-    unsigned long long *H = (unsigned long long *)(Ks + 2 * BN * ldk<D>());  // (BM, RHS)
-    unsigned *zh = (unsigned *)(H + BM * RHS);                                  // (ZB)
+    // (BM, RHS) counts and 32 dummies, then (BM, RHS) masses and 32 dummies, then the z histogram
+    unsigned *H = (unsigned *)(Ks + 2 * BN * ldk<D>());
+    unsigned *zh = H + 2 * HSZ;  // (ZBS)
+    __shared__ float rowtot[BM];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int wr = warp & 3, wc = warp >> 2;
     const int64_t N = a.N, r0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * BM;
-    const int64_t rw = r0 + wr * 16, rowA = rw + g, rowB = rowA + 8;
-    for (int x = threadIdx.x; x < BM * RHS; x += THREADS) H[x] = 0ull;
-    for (int x = threadIdx.x; x < ZB; x += THREADS) zh[x] = 0u;
+    const int64_t rw = r0 + warp * 16, rowA = rw + g, rowB = rowA + 8;
+    for (int x = threadIdx.x; x < 2 * HSZ; x += THREADS) H[x] = 0u;
+    for (int x = threadIdx.x; x < ZBS; x += THREADS) zh[x] = 0u;
 
     // head-wide constants from pass 1
     const float zlo = ordered_to_float(a.acc->zmin);
@@ -265,6 +283,10 @@ __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
     if (zhi <= zlo) zhi = zlo + LOG2E;  // a constant head: one non-empty bin (the CPU's zmin + 1)
     const float zc = 0.5f * (zlo + zhi);  // the moments' centre (any value near the mean will do)
     const float zbinv = (float)(ZB / ((double)zhi - zlo) * (1 - 1e-6));
+    const float zlo2 = zlo + 0.5f / zbinv;  // (z - zlo2) zbinv rounds to floor((z - zlo) zbinv)
+    // z histogram entry of z: bits(fmaf(z - zlo2, zbinv, MAGIC + 1)) - MAGIC_BITS = bin + 1
+    const uint32_t zbase = smem_addr(zh) - (MAGIC_BITS << 2);
+    const uint32_t one = a.N > 0;  // the increment in a register (see NOTES.md: ATOMS.POPC.INC)
 
     uint32_t qf[D / 16][4];
     load_q_frags<D>(qf, a.q, N, rowA);
@@ -272,16 +294,22 @@ __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
     int pA = 0, pB = 0;
     if (rowA < N) lA = a.lse[rowA] * LOG2E, row_hist_params(rowA, a.eps, &uloA, &iwA);
     if (rowB < N) lB = a.lse[rowB] * LOG2E, row_hist_params(rowB, a.eps, &uloB, &iwB);
+    // (u - ulo2) iw rounds to floor((u - ulo) iw); the row's entry is that plus 1
+    const float ulo2A = uloA + 0.5f / iwA, ulo2B = uloB + 0.5f / iwB;
+    const uint32_t hbA = smem_addr(H + (rowA - r0) * RHS) - (MAGIC_BITS << 2);
+    const uint32_t hbB = smem_addr(H + (rowB - r0) * RHS) - (MAGIC_BITS << 2);
+    const uint32_t hdummy = smem_addr(H + BM * RHS + lane);
     if (IMG) pA = rowA < N ? a.cellof[rowA] : 0, pB = rowB < N ? a.cellof[rowB] : 0;
-    const float thA = lA + a.logthr2, thB = lB + a.logthr2;
-    unsigned ucA = 0, ucB = 0, below = 0;
-    float umA = 0.f, umB = 0.f;
+    const float logthr2 = a.logthr2;
+    unsigned below = 0;
+    float sA = 0.f, sB = 0.f;  // the rows' mass over this thread's columns
     double m1 = 0, m2 = 0, m3 = 0, m4 = 0;
-    const int gsz = a.B >= 64 ? 8 : a.B / 8;  // n-tiles (8 keys each) per block column in a tile
+    const int gmask = (a.B >= 64 ? 8 : a.B / 8) - 1;  // n-tiles (8 keys each) per block column in a tile, less 1
     const int64_t I = rw / a.B;
 
     const int64_t cols = r0 + BM < N ? r0 + BM : N;
     const int nt = (int)((cols + BN - 1) / BN);
+    const int64_t rlast = rw + 15 < N - 1 ? rw + 15 : N - 1;
     load_k_tile<D>(Ks, a.k, N, 0);
     __syncthreads();  // H and zh cleared before anyone adds
     for (int it = 0; it < nt; it++) {
@@ -292,101 +320,104 @@ __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
             cp_async_wait<0>();
         }
         __syncthreads();
-        const int64_t cw = (int64_t)it * BN + wc * 64;
-        const int64_t rlast = rw + 15 < N - 1 ? rw + 15 : N - 1;
+        const int64_t cw = (int64_t)it * BN;
         if (cw <= rlast) {
             float acc[8][4];
-            qk_tile<D>(acc, qf, Ks + (it & 1) * BN * ldk<D>() + wc * 64 * ldk<D>());
-            const bool masked = cw + 63 > rw || rw + 15 >= N;
-            float s1 = 0.f, s2 = 0.f, s3 = 0.f, s4 = 0.f, bs = 0.f, bx = 0.f;
-            int curA = -1, curB = -1;  // image runs: the pixel column being accumulated
-            float isA = 0.f, ixA = 0.f, isB = 0.f, ixB = 0.f;
+            qk_tile<D>(acc, qf, Ks + (it & 1) * BN * ldk<D>());
+            // The element loop, with the causal/row-range test compiled only into tiles that need it.
+            auto body = [&](auto masked_tag) {
+                constexpr bool MASKED = decltype(masked_tag)::value;
+                float s1 = 0.f, s2 = 0.f, s3 = 0.f, s4 = 0.f, bsA = 0.f, bsB = 0.f, bx = -INFINITY;
+                int curA = -1, curB = -1;  // image runs: the pixel column being accumulated
+                float isA = 0.f, ixA = 0.f, isB = 0.f, ixB = 0.f;
 #pragma unroll
-            for (int n = 0; n < 8; n++) {
+                for (int n = 0; n < 8; n++) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const bool rb = e >= 2;
-                    const int64_t row = rb ? rowB : rowA, col = cw + n * 8 + 2 * t + (e & 1);
-                    if (masked && !(col <= row && row < N)) acc[n][e] = NAN;  // skipped below
-                }
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    if (isnan(acc[n][e])) continue;
-                    const bool rb = e >= 2;
-                    const int64_t row = rb ? rowB : rowA, col = cw + n * 8 + 2 * t + (e & 1);
-                    const float z = acc[n][e] * a.scale2, u = z - (rb ? lB : lA);
-                    const float p = fast_exp2(u);
-                    below += z < (rb ? thB : thA);
-                    bs += p, bx = fmaxf(bx, p);
-                    const float y = z - zc, y2 = y * y;
-                    s1 += y, s2 += y2, s3 = fmaf(y2, y, s3), s4 = fmaf(y2, y2, s4);
-                    int zb = (int)((z - zlo) * zbinv);
-                    zb = zb < 0 ? 0 : (zb >= ZB ? ZB - 1 : zb);
-                    atomicAdd(&zh[zb], 1u);
-                    const float v = (u - (rb ? uloB : uloA)) * (rb ? iwB : iwA);
-                    const bool under = v < 0.f;
-                    if (rb) ucB += under, umB += under ? p : 0.f;
-                    else ucA += under, umA += under ? p : 0.f;
-                    if (!under) {
-                        const int hb = 1 + (int)fminf(v, (float)(RH - 1));
-                        atomicAdd(&H[(int)(row - r0) * RHS + hb], (1ull << CNT_SHIFT) + __float2ull_rn(p * MASS_ONE));
-                    }
-                    if (IMG) {
-                        const int pc = a.cellof[col];
-                        int &cur = rb ? curB : curA;
-                        float &is = rb ? isB : isA, &ix = rb ? ixB : ixA;
-                        if (pc != cur) {
-                            if (cur >= 0) {
-                                const int64_t o = (int64_t)(rb ? pB : pA) * a.P + cur;
-                                atomicAdd(&a.img_sum[o], is);
-                                atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ix));
-                            }
-                            cur = pc, is = 0.f, ix = 0.f;
+                    for (int e = 0; e < 4; e++) {
+                        const bool rb = e >= 2;
+                        const int64_t row = rb ? rowB : rowA, col = cw + n * 8 + 2 * t + (e & 1);
+                        if (MASKED && !(col <= row && row < N)) continue;
+                        const float z = acc[n][e] * a.scale2, u = z - (rb ? lB : lA);
+                        const float p = fast_exp2(u);
+                        if (rb) bsB += p;
+                        else bsA += p;
+                        bx = fmaxf(bx, u);
+                        below += u < logthr2;
+                        const float y = z - zc, y2 = y * y;
+                        s1 += y, s2 += y2, s3 = fmaf(y2, y, s3), s4 = fmaf(y2, y2, s4);
+                        red_shared_u32(zbase + (__float_as_uint(fmaf(z - zlo2, zbinv, MAGIC + 1.f)) << 2), one);
+                        {  // the row histogram, for elements at or above ulo
+                            const uint32_t hb = __float_as_uint(fmaf(u - (rb ? ulo2B : ulo2A), rb ? iwB : iwA, MAGIC + 1.f));
+                            const uint32_t m = __float_as_uint(fmaf(p, 0.5f, 1.f)) & 0x7fffffu;
+                            const uint32_t ad = u >= (rb ? uloB : uloA) ? (rb ? hbB : hbA) + (hb << 2) : hdummy;
+                            red_shared_pair<HSZ * 4>(ad, one, m);
                         }
-                        is += p, ix = fmaxf(ix, p);
+                        if (IMG) {
+                            const int pc = a.cellof[col];
+                            int &cur = rb ? curB : curA;
+                            float &is = rb ? isB : isA, &ix = rb ? ixB : ixA;
+                            if (pc != cur) {
+                                if (cur >= 0) {
+                                    const int64_t o = (int64_t)(rb ? pB : pA) * a.P + cur;
+                                    atomicAdd(&a.img_sum[o], is);
+                                    atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ix));
+                                }
+                                cur = pc, is = 0.f, ix = 0.f;
+                            }
+                            is += p, ix = fmaxf(ix, p);
+                        }
+                    }
+                    if (((n + 1) & gmask) == 0) {  // end of a block column: the warp's 16 rows are one block row
+                        const int64_t J = (cw + (n - gmask) * 8) / a.B;
+                        const float ws = warp_sum(bsA + bsB), wx = warp_max(bx);
+                        if (lane == 0 && J <= I && ws > 0.f) {
+                            atomicAdd(&a.W[I * a.nb + J], ws);
+                            atomicMax((unsigned *)&a.X[I * a.nb + J], __float_as_uint(fast_exp2(wx)));
+                        }
+                        sA += bsA, sB += bsB;
+                        bsA = bsB = 0.f, bx = -INFINITY;
                     }
                 }
-                __syncwarp();
-                if ((n + 1) % gsz == 0) {  // end of a block column: the warp's 16 rows are one block row
-                    const int64_t J = (cw + (n + 1 - gsz) * 8) / a.B;
-                    const float ws = warp_sum(bs), wx = warp_max(bx);
-                    if (lane == 0 && J <= I && ws > 0.f) {
-                        atomicAdd(&a.W[I * a.nb + J], ws);
-                        atomicMax((unsigned *)&a.X[I * a.nb + J], __float_as_uint(wx));
+                if (IMG) {
+                    if (curA >= 0) {
+                        const int64_t o = (int64_t)pA * a.P + curA;
+                        atomicAdd(&a.img_sum[o], isA);
+                        atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ixA));
                     }
-                    bs = 0.f, bx = 0.f;
+                    if (curB >= 0) {
+                        const int64_t o = (int64_t)pB * a.P + curB;
+                        atomicAdd(&a.img_sum[o], isB);
+                        atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ixB));
+                    }
                 }
-            }
-            if (IMG) {
-                if (curA >= 0) {
-                    const int64_t o = (int64_t)pA * a.P + curA;
-                    atomicAdd(&a.img_sum[o], isA);
-                    atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ixA));
-                }
-                if (curB >= 0) {
-                    const int64_t o = (int64_t)pB * a.P + curB;
-                    atomicAdd(&a.img_sum[o], isB);
-                    atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ixB));
-                }
-            }
-            m1 += s1, m2 += s2, m3 += s3, m4 += s4;
+                m1 += s1, m2 += s2, m3 += s3, m4 += s4;
+            };
+            if (cw + BN - 1 > rw || rw + 15 >= N) body(std::true_type{});
+            else body(std::false_type{});
         }
         __syncthreads();
     }
-    // underflow of each row into its bin 0, then one thread per row walks its histogram
-    if (rowA < N && ucA) atomicAdd(&H[(rowA - r0) * RHS], ((unsigned long long)ucA << CNT_SHIFT) + __float2ull_rn(umA * MASS_ONE));
-    if (rowB < N && ucB) atomicAdd(&H[(rowB - r0) * RHS], ((unsigned long long)ucB << CNT_SHIFT) + __float2ull_rn(umB * MASS_ONE));
+    // the rows' total mass (4 lanes each), then one thread per row walks its histogram
+    sA += __shfl_xor_sync(0xffffffffu, sA, 1), sA += __shfl_xor_sync(0xffffffffu, sA, 2);
+    sB += __shfl_xor_sync(0xffffffffu, sB, 1), sB += __shfl_xor_sync(0xffffffffu, sB, 2);
+    if (t == 0) rowtot[warp * 16 + g] = sA, rowtot[warp * 16 + g + 8] = sB;
     __syncthreads();
     unsigned long long dropped = 0;
     if (threadIdx.x < BM && r0 + threadIdx.x < N) {
-        const unsigned long long *h = H + threadIdx.x * RHS;
+        const unsigned *hcnt = H + threadIdx.x * RHS, *hmass = hcnt + HSZ;
         const double eps = a.eps;
-        double cm = 0;
-        for (int b = 0; b < RHS; b++) {
-            const unsigned long long c = h[b] >> CNT_SHIFT;
+        unsigned long long hc = 0, hm = 0;
+        for (int b = 1; b < RHS; b++) hc += hcnt[b], hm += hmass[b];
+        // the underflow (always dropped whole): what the histogram did not take of the row
+        const double um = rowtot[threadIdx.x] - (double)hm / MASS_ONE;
+        double cm = um > 0 ? um : 0;
+        dropped = (unsigned long long)(r0 + threadIdx.x + 1) - hc;
+        for (int b = 1; b <= RH; b++) {
+            // log2 A rounded above 0 belongs to the top bin
+            const unsigned c = hcnt[b] + (b == RH ? hcnt[RH + 1] : 0u);
             if (!c) continue;
-            const double m = (double)(h[b] & MASS_MASK) / MASS_ONE;
-            if (b == 0 || cm + m < eps) {  // the underflow bin is always dropped whole
+            const double m = (double)(hmass[b] + (b == RH ? hmass[RH + 1] : 0u)) / MASS_ONE;
+            if (cm + m < eps) {
                 cm += m, dropped += c;
                 continue;
             }
@@ -398,8 +429,11 @@ __global__ void __launch_bounds__(THREADS, 1) exact_pass2_kernel(pass_args a) {
             break;
         }
     }
-    for (int x = threadIdx.x; x < ZB; x += THREADS)
-        if (zh[x]) atomicAdd(&a.acc->zhist[x], (unsigned long long)zh[x]);
+    // z histogram: the guard entries fold into the end bins
+    for (int x = threadIdx.x; x < ZB; x += THREADS) {
+        unsigned c = zh[x + 1] + (x == 0 ? zh[0] : 0u) + (x == ZB - 1 ? zh[ZB + 1] : 0u);
+        if (c) atomicAdd(&a.acc->zhist[x], (unsigned long long)c);
+    }
     // per-warp totals
     unsigned long long bl = below;
 #pragma unroll
@@ -461,7 +495,7 @@ __global__ void image_from_blocks_kernel(const float *W, const float *X, int64_t
 }
 
 template <int D>
-size_t pass2_smem() { return 2 * ktile_bytes<D>() + sizeof(unsigned long long) * BM * RHS + sizeof(unsigned) * ZB; }
+size_t pass2_smem() { return 2 * ktile_bytes<D>() + 2 * sizeof(unsigned) * HSZ + sizeof(unsigned) * ZBS; }
 
 }  // namespace
 

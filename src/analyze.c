@@ -94,10 +94,18 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
             skel_fail(e, "--device gpu: %s", ge.msg);
             goto fail_dump;
         }
-        if (use_gpu && !o->quiet) fprintf(stderr, "analyze: exact statistics on %s\n", name);
+        if (use_gpu && !o->quiet) fprintf(stderr, "analyze: exact statistics, decomposition and mask on %s\n", name);
     }
     gpu_exact *G = NULL;
+    gpu_decomp *GD = NULL;
     if (use_gpu && gpu_exact_init(&G, N, d, o->block, o->image_size, o->eps, e)) goto fail_dump;
+    if (use_gpu) {
+        decomp_params dp = {.S = o->sink, .T = o->local, .M = o->samples, .ridge = o->ridge, .seed = o->seed};
+        if (gpu_decomp_init(&GD, N, d, &dp, o->block, e)) {
+            gpu_exact_free(G);
+            goto fail_dump;
+        }
+    }
 
     results_params rp = {.block = o->block, .sink = o->sink, .local = o->local, .samples = o->samples ? o->samples : 80 * d,
                          .image_size = o->image_size, .eps = o->eps, .budget = o->budget, .ridge = o->ridge,
@@ -105,6 +113,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     results_writer R;
     if (results_create(&R, out_path, &D, &rp, e)) {
         gpu_exact_free(G);
+        gpu_decomp_free(GD);
         goto fail_dump;
     }
 
@@ -120,7 +129,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     int done = 0;
     for (int a = 0; a < nl; a++) {
         int L = o->layers ? o->layers[a] : D.present[a];
-        int loaded_kv = -1, loaded_v = -1, k_changed = 1;
+        int loaded_kv = -1, loaded_v = -1, k_changed = 1, dk_changed = 1;  // keys new to the exact pass / the decomposition
         for (int b = 0; b < nh; b++) {
             int h = o->heads ? o->heads[b] : b, kvh = h / group;
             if (progress) {
@@ -135,7 +144,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
             if (kvh != loaded_kv) {  // GQA: a key head serves `group` query heads
                 if (dump_read_head(&D, L, 'k', kvh, k, e)) goto fail_all;
                 loaded_kv = kvh;
-                k_changed = 1;
+                k_changed = dk_changed = 1;
             }
             if (D.has_values && kvh != loaded_v) {
                 if (dump_read_head(&D, L, 'v', kvh, vbuf, e)) goto fail_all;
@@ -148,17 +157,35 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
             decomp dc;
             decomp_params dp = {.S = o->sink, .T = o->local, .M = o->samples, .ridge = o->ridge, .seed = o->seed};
             decomp_init(&dc, N, d, &dp);
-            if (decomp_compute(&dc, q, k, D.inv_freq, D.positions, m->layout, e)) {
-                char msg[sizeof e->msg];
-                snprintf(msg, sizeof msg, "%s", e->msg);
-                skel_fail(e, "%s: /layers/%d head %d: %s", dump_path, L, h, msg);
-                decomp_free(&dc);
-                goto fail_all;
-            }
-            double t1 = skel_now();
             mask_params mp = {.B = o->block, .S = o->sink, .T = o->local, .eps = o->eps, .budget = o->budget};
-            rep.predicted_block_sparsity = mask_skeleton(mask, dc.s, dc.v, dc.h, N, &mp);
-            double t2 = skel_now();
+            double t1, t2;
+            if (GD) {  // decomposition and threshold mask on the device; budget selection on the host
+                gpu_decomp_times dt;
+                if (gpu_decomp_compute(GD, &dc, q, k, dk_changed, D.inv_freq, D.positions, m->layout, &mp,
+                                       o->budget > 0 ? NULL : mask, &rep.predicted_block_sparsity, &dt, e)) {
+                    char msg[sizeof e->msg];
+                    snprintf(msg, sizeof msg, "%s", e->msg);
+                    skel_fail(e, "%s: /layers/%d head %d: %s", dump_path, L, h, msg);
+                    decomp_free(&dc);
+                    goto fail_all;
+                }
+                dk_changed = 0;
+                const double tb = skel_now();
+                if (o->budget > 0) rep.predicted_block_sparsity = mask_skeleton(mask, dc.s, dc.v, dc.h, N, &mp);
+                t2 = skel_now();
+                t1 = o->budget > 0 ? tb : t2 - 1e-3 * dt.mask_ms;  // the device's mask time out of the call
+            } else {
+                if (decomp_compute(&dc, q, k, D.inv_freq, D.positions, m->layout, e)) {
+                    char msg[sizeof e->msg];
+                    snprintf(msg, sizeof msg, "%s", e->msg);
+                    skel_fail(e, "%s: /layers/%d head %d: %s", dump_path, L, h, msg);
+                    decomp_free(&dc);
+                    goto fail_all;
+                }
+                t1 = skel_now();
+                rep.predicted_block_sparsity = mask_skeleton(mask, dc.s, dc.v, dc.h, N, &mp);
+                t2 = skel_now();
+            }
             // the compared methods' masks (SPEC section 7), on the same grid
             int nm = 1;
             if (o->methods) {
@@ -247,6 +274,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     free(q), free(k), free(vbuf), free(mask), free(oracle);
     for (int x = 1; x < N_MEASURED; x++) free(mmask[x]);
     gpu_exact_free(G);
+    gpu_decomp_free(GD);
     dump_close(&D);
     return results_finish(&R, e);
 fail_all:
@@ -254,6 +282,7 @@ fail_all:
     free(q), free(k), free(vbuf), free(mask), free(oracle);
     for (int x = 1; x < N_MEASURED; x++) free(mmask[x]);
     gpu_exact_free(G);
+    gpu_decomp_free(GD);
     results_abort(&R);
 fail_dump:
     dump_close(&D);

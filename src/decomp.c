@@ -54,19 +54,6 @@ void decomp_rope_mean(double *rbar, const double *inv_freq, int d, int64_t m0, i
     }
 }
 
-int ridge_solve(const double *A, const double *b, int64_t m, int n, double eps_r, double *x) {
-    double *G = xcalloc((size_t)n * n, sizeof(double));
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)m, 1.0, A, n, 0.0, G, n);
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)m, n, 1.0, A, n, b, 1, 0.0, x, 1);
-    double fro2 = 0;
-    for (int c = 0; c < n; c++) fro2 += G[(size_t)c * n + c];  // trace(A^T A) = ||A||_F^2
-    double lam = eps_r * sqrt(fro2) / 2;
-    for (int c = 0; c < n; c++) G[(size_t)c * n + c] += lam * lam;
-    int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'U', n, 1, G, n, x, 1);
-    free(G);
-    return info == 0 ? 0 : -1;
-}
-
 // splitmix64: the sampling generator (seeded, platform independent).
 static inline uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
@@ -74,6 +61,36 @@ static inline uint64_t splitmix(uint64_t *s) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
+
+int ridge_solve_normal(double *G, double *x, int n, double eps_r) {
+    double fro2 = 0;
+    for (int c = 0; c < n; c++) fro2 += G[(size_t)c * n + c];  // trace(A^T A) = ||A||_F^2
+    double lam = eps_r * sqrt(fro2) / 2;
+    for (int c = 0; c < n; c++) G[(size_t)c * n + c] += lam * lam;
+    int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'U', n, 1, G, n, x, 1);
+    return info == 0 ? 0 : -1;
+}
+
+int ridge_solve(const double *A, const double *b, int64_t m, int n, double eps_r, double *x) {
+    double *G = xcalloc((size_t)n * n, sizeof(double));
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)m, 1.0, A, n, 0.0, G, n);
+    cblas_dgemv(CblasRowMajor, CblasTrans, (int)m, n, 1.0, A, n, b, 1, 0.0, x, 1);
+    int rc = ridge_solve_normal(G, x, n, eps_r);
+    free(G);
+    return rc;
+}
+
+uint64_t decomp_draw_samples(int64_t *I, int64_t *J, int64_t ns, int64_t N, int S, int T, uint64_t seed) {
+    const int64_t span = N - S - T;
+    uint64_t st = seed ^ 0x5ca1ab1e0ddba11ULL;
+    for (int64_t t = 0; t < ns; t++) {
+        int64_t X = 1 + (int64_t)(splitmix(&st) % (uint64_t)span), Y = 1 + (int64_t)(splitmix(&st) % (uint64_t)span);
+        I[t] = S + T - 1 + (X > Y ? X : Y);
+        J[t] = S - 1 + (X < Y ? X : Y);
+    }
+    return st;
+}
+
 
 typedef struct {
     int64_t I, J;
@@ -190,14 +207,13 @@ int decomp_compute(decomp *D, const float *q, const float *k, const double *inv_
 
     // ---------------------------------------------------------------- samples and the ridge fit
     // 2M pairs: the first M fit, the second M are held out for R^2 and RMSE.
-    const int64_t ns = 2 * (int64_t)M, w = 2 * d, span = N - S - T;
+    const int64_t ns = 2 * (int64_t)M, w = 2 * d;
     sample *smp = xmalloc(sizeof(sample) * ns);
-    uint64_t st = D->prm.seed ^ 0x5ca1ab1e0ddba11ULL;
-    for (int64_t t = 0; t < ns; t++) {
-        int64_t X = 1 + (int64_t)(splitmix(&st) % (uint64_t)span), Y = 1 + (int64_t)(splitmix(&st) % (uint64_t)span);
-        smp[t].I = S + T - 1 + (X > Y ? X : Y);
-        smp[t].J = S - 1 + (X < Y ? X : Y);
-        smp[t].idx = t;
+    {
+        int64_t *sI = xmalloc(sizeof(int64_t) * ns), *sJ = xmalloc(sizeof(int64_t) * ns);
+        decomp_draw_samples(sI, sJ, ns, N, S, T, D->prm.seed);
+        for (int64_t t = 0; t < ns; t++) smp[t].I = sI[t], smp[t].J = sJ[t], smp[t].idx = t;
+        free(sI), free(sJ);
     }
     double *A = xmalloc(sizeof(double) * ns * w), *b = xmalloc(sizeof(double) * ns);
     {

@@ -56,5 +56,12 @@ void decomp_rope_mean(double *rbar, const double *inv_freq, int d, int64_t m0, i
 // Ridge regression: x (n) = argmin ||A x - b||^2 + lambda^2 ||x||^2, lambda = eps_r ||A||_F / 2,
 // by Cholesky on the normal equations. A (m, n) row-major, b (m). Returns 0 or -1 if singular.
 int ridge_solve(const double *A, const double *b, int64_t m, int n, double eps_r, double *x);
+// The same from the normal equations: G (n, n) = A^T A (upper triangle read, overwritten), x (n) =
+// A^T b on entry, the solution on return. Shared by the CPU and GPU paths.
+int ridge_solve_normal(double *G, double *x, int n, double eps_r);
+
+// The ns sampled interior pairs of decomp_compute (ns = 2 M: the first half fits, the second is held out):
+// rows I (ns), columns J (ns). Same seed, same pairs on every platform.
+uint64_t decomp_draw_samples(int64_t *rows, int64_t *cols, int64_t ns, int64_t N, int S, int T, uint64_t seed);
 
 #endif

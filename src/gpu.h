@@ -11,7 +11,9 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "decomp.h"
 #include "exact.h"
+#include "mask.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -44,6 +46,29 @@ typedef struct {
 // copying results back (benchmarks). Times (device events) into t when not NULL.
 int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, const float *k, int k_changed,
                       gpu_exact_times *t, skel_err *e);
+
+// ---------------------------------------------------------------------------- decomposition and mask
+// GPU twin of decomp_compute (SPEC section 3) and of mask_skeleton's threshold-mode block scan
+// (section 4), for one head shape; buffers reused across heads. B is the largest block size the
+// masks will use.
+typedef struct gpu_decomp gpu_decomp;
+
+int gpu_decomp_init(gpu_decomp **g, int64_t N, int d, const decomp_params *prm, int B, skel_err *e);
+void gpu_decomp_free(gpu_decomp *g);
+
+typedef struct {
+    double upload_ms;  // q (and k) to the device, the samples drawn
+    double decomp_ms;  // SPEC section 3 on the device, including the host's 2d x 2d Cholesky solve
+    double mask_ms;    // block vectors and the block scan
+} gpu_decomp_times;
+
+// q, k: (N, d) float32 post-RoPE rows; k_changed = 0 keeps the keys (and inv_freq, pos) of the last
+// call. Fills D (made by decomp_init with the same N, d and parameters) as decomp_compute does. With
+// mask (nb, nb) not NULL: the threshold-mode mask of mp (budget mode: only the forced blocks; the
+// caller selects with mask_skeleton) and the predicted block sparsity into *pbs.
+int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed,
+                       const double *inv_freq, const int32_t *pos, rope_layout layout, const mask_params *mp,
+                       uint8_t *mask, double *pbs, gpu_decomp_times *t, skel_err *e);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,43 @@
+#!/bin/sh
+# gpu_session.sh: one call on the GPU machine: build, gpu_test, (optionally) memcheck, gpu_bench and
+# ncu, logs under $OUT (the device tool's output folder; ./gpu-out elsewhere).
+#   bench/gpu_session.sh [test] [memcheck] [bench SIZES|full] [ncu N] [ncudec N] [nsys N] [sass]
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT" build && touch build/.deps
+make -j16 bin/skel build/gpu_test build/gpu_bench >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+export PATH=$PATH:/usr/local/cuda/bin
+while [ $# -gt 0 ]; do
+    case $1 in
+    test) ./build/gpu_test >"$OUT/gpu_test.log" 2>&1; echo "gpu_test rc=$?"
+          grep -E "FAIL|checks failed" "$OUT/gpu_test.log" | head -20 ;;
+    memcheck) compute-sanitizer --tool memcheck ./build/gpu_test --quick >"$OUT/sanitizer.log" 2>&1
+          echo "memcheck rc=$?"; grep -E "ERROR SUMMARY|checks failed" "$OUT/sanitizer.log" ;;
+    bench) shift
+          if [ "$1" = full ]; then ./build/gpu_bench >"$OUT/bench.log" 2>&1
+          else ./build/gpu_bench --sizes "$1" --no-e2e >"$OUT/bench.log" 2>&1; fi
+          echo "gpu_bench rc=$?"; grep -A12 "exact ms" "$OUT/bench.log"; grep "analyze --device" "$OUT/bench.log" ;;
+    ncu) shift
+          timeout 240 ncu --kernel-name regex:'pass|decomp|mask' --launch-skip 0 --launch-count 2 \
+              --section SpeedOfLight --section Occupancy --section WarpStateStats --section ComputeWorkloadAnalysis \
+              --section LaunchStats ./build/gpu_bench --sizes "$1" --no-e2e >"$OUT/ncu.log" 2>&1
+          echo "ncu rc=$?"; grep -E "exact_pass|decomp|mask_|Duration|Achieved Occupancy|Registers Per|Issue Slots Busy|Compute \(SM\) Throughput|L2 Cache Throughput|Memory Throughput" "$OUT/ncu.log" | head -60 ;;
+    ncudec) shift  # the decomposition's kernels, durations only (the warm-up call)
+          timeout 200 ncu --metrics gpu__time_duration.sum --launch-count 60 \
+              --kernel-name regex:'unrope|colsum|scan|row_stats|lambda|short|lse_reduce|sample|ridge|uk_|s_kernel|scalars|vh_|block_vectors|mask_kernel|gemm|gemv|potr|trsm|syrk|getrf|chol' \
+              ./build/gpu_bench --sizes "$1" --no-e2e >"$OUT/ncu_decomp.log" 2>&1
+          echo "ncudec rc=$?"; grep -E "^  [a-zA-Z_].*\(|gpu__time_duration" "$OUT/ncu_decomp.log" | sed 's/(.*//; s/ \+/ /g' | paste - - | head -40 ;;
+    nsys) shift
+          timeout 200 nsys profile -o /tmp/prof --force-overwrite true --stats=false ./build/gpu_bench --sizes "$1" --no-e2e >"$OUT/nsys_run.log" 2>&1
+          nsys stats --report cuda_gpu_kern_sum --format csv /tmp/prof.nsys-rep >"$OUT/nsys_kern.csv" 2>&1
+          echo "nsys rc=$?"; cut -d, -f1-3,9 "$OUT/nsys_kern.csv" | head -40 ;;
+    variant) shift  # rebuild with -D$1=1 (an experiment), then gpu_test, bench at $2, ncu and sass of it
+          touch cuda/exact.cu
+          make -j16 NVCCFLAGS="-O3 -arch=sm_90 -std=c++17 -Isrc -D$1=1" bin/skel build/gpu_test build/gpu_bench >"$OUT/build_$1.log" 2>&1 || { tail -20 "$OUT/build_$1.log"; exit 1; }
+          ./build/gpu_test >"$OUT/gpu_test_$1.log" 2>&1; echo "gpu_test ($1) rc=$?"; grep -E "FAIL|checks failed" "$OUT/gpu_test_$1.log" | head
+          ./build/gpu_bench --sizes "$2" --no-e2e >"$OUT/bench_$1.log" 2>&1; grep -A6 "exact ms" "$OUT/bench_$1.log"
+          cuobjdump -sass build/cuda/exact.o >"$OUT/exact_$1.sass" 2>&1; shift ;;
+    sass) cuobjdump -sass build/cuda/exact.o >"$OUT/exact.sass" 2>&1
+          echo "sass: $(grep -c 'LDL\|STL' "$OUT/exact.sass") local-memory instructions in exact.o" ;;
+    esac
+    shift
+done
