@@ -155,6 +155,7 @@ int method_flexprefill(uint8_t *mask, const float *q, const float *k, int64_t N,
     double *row = xmalloc(sizeof(double) * N);
     for (int64_t i = N - nq; i < N; i++) {
         double mx = -INFINITY, l = 0;
+#pragma omp parallel for reduction(max : mx)
         for (int64_t j = 0; j <= i; j++) {
             double s = 0;
             for (int t = 0; t < d; t++) s += (double)q[i * d + t] * k[j * d + t];
