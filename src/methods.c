@@ -90,37 +90,79 @@ static void blocks_from_lines(uint8_t *mask, const uint8_t *cols, const uint8_t 
     free(colhit);
 }
 
+// Column sums (vert, per key j) and diagonal sums (slash, per offset i - j) of the exact attention
+// A_ij = softmax_{j <= i}(c q_i . k_j) of the last nq query rows. Scores come in tiles of nq rows by
+// LC keys from single-threaded sgemm, the key tiles spread over threads: one pass for each row's
+// maximum and sum, one for the sums of A.
+#define LC 1024
+static void last_rows_lines(const float *q, const float *k, int64_t N, int d, int64_t nq, double *vert, double *slash) {
+    const int64_t i0 = N - nq, nch = (N + LC - 1) / LC;
+    const float c = 1.f / sqrtf((float)d);
+    double *cm = xmalloc(sizeof(double) * nch * nq), *cl = xmalloc(sizeof(double) * nch * nq);
+    double *lse = xmalloc(sizeof(double) * nq);
+    memset(vert, 0, sizeof(double) * N);
+    memset(slash, 0, sizeof(double) * N);
+    openblas_set_num_threads(1);
+    for (int pass = 0; pass < 2; pass++) {
+#pragma omp parallel
+        {
+            float *Z = xmalloc(sizeof(float) * nq * LC);
+            double *sl = pass ? xcalloc(N, sizeof(double)) : NULL;  // this thread's diagonal sums
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t ch = 0; ch < nch; ch++) {
+                int64_t j0 = ch * LC, j1 = j0 + LC < N ? j0 + LC : N;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)(j1 - j0), d, c, q + i0 * d, d,
+                            k + j0 * d, d, 0.f, Z, LC);
+                for (int64_t r = 0; r < nq; r++) {
+                    const float *z = Z + r * LC;
+                    int64_t jn = (i0 + r + 1 < j1 ? i0 + r + 1 : j1) - j0;
+                    if (!pass) {
+                        double mx = -INFINITY, l = 0;
+                        for (int64_t j = 0; j < jn; j++) mx = z[j] > mx ? z[j] : mx;
+                        for (int64_t j = 0; j < jn; j++) l += exp(z[j] - mx);
+                        cm[ch * nq + r] = mx, cl[ch * nq + r] = l;
+                        continue;
+                    }
+                    for (int64_t j = 0; j < jn; j++) {
+                        double a = exp(z[j] - lse[r]);
+                        vert[j0 + j] += a;  // this tile's columns are this thread's alone
+                        sl[i0 + r - (j0 + j)] += a;
+                    }
+                }
+            }
+            if (pass) {
+#pragma omp critical
+                for (int64_t m = 0; m < N; m++) slash[m] += sl[m];
+            }
+            free(Z);
+            free(sl);
+        }
+        if (!pass)
+            for (int64_t r = 0; r < nq; r++) {
+                double mx = -INFINITY, l = 0;
+                for (int64_t ch = 0; ch < nch; ch++) mx = cm[ch * nq + r] > mx ? cm[ch * nq + r] : mx;
+                for (int64_t ch = 0; ch < nch; ch++)
+                    if (cl[ch * nq + r] > 0) l += cl[ch * nq + r] * exp(cm[ch * nq + r] - mx);
+                lse[r] = mx + log(l);
+            }
+    }
+    free(cm), free(cl), free(lse);
+}
+
 void method_vertical_slash(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
                            const methods_params *p) {
     int64_t nv, ns;
     methods_vs_counts(p, N, &nv, &ns);
     const int64_t nq = p->vs_last_q < N ? p->vs_last_q : N;
-    const double c = 1 / sqrt((double)d);
-    double *vert = xcalloc(N, sizeof(double)), *slash = xcalloc(N, sizeof(double));
-    double *row = xmalloc(sizeof(double) * N);
-    for (int64_t i = N - nq; i < N; i++) {
-        double mx = -INFINITY, l = 0;
-#pragma omp parallel for reduction(max : mx)
-        for (int64_t j = 0; j <= i; j++) {
-            float s = 0;
-            for (int x = 0; x < d; x++) s += q[i * d + x] * k[j * d + x];
-            row[j] = c * s;
-            mx = row[j] > mx ? row[j] : mx;
-        }
-        for (int64_t j = 0; j <= i; j++) l += exp(row[j] - mx);
-        for (int64_t j = 0; j <= i; j++) {
-            double a = exp(row[j] - mx) / l;
-            vert[j] += a;
-            slash[i - j] += a;
-        }
-    }
+    double *vert = xmalloc(sizeof(double) * N), *slash = xmalloc(sizeof(double) * N);
+    last_rows_lines(q, k, N, d, nq, vert, slash);
     for (int64_t j = 0; j < 30 && j < N; j++) vert[j] = INFINITY;    // the first 30 keys
     for (int64_t m = 0; m < 100 && m < N; m++) slash[m] = INFINITY;  // the last 100 diagonals
     uint8_t *cols = xmalloc(N), *offs = xmalloc(N);
     top_n(cols, vert, N, nv);
     top_n(offs, slash, N, ns);
     blocks_from_lines(mask, cols, offs, N, B);
-    free(vert), free(slash), free(row), free(cols), free(offs);
+    free(vert), free(slash), free(cols), free(offs);
 }
 
 // Chooses the fewest entries (largest first) of x[0..len) whose sum reaches share of the total.
@@ -151,25 +193,9 @@ int method_flexprefill(uint8_t *mask, const float *q, const float *k, int64_t N,
     // pooled keys, and the last queries' attention: per key block (true) and per line
     double *kp = xmalloc(sizeof(double) * nbf * d), *qp = xmalloc(sizeof(double) * d);
     for (int64_t J = 0; J < nbf; J++) avgpool(kp + J * d, k, J * Bf, (J + 1) * Bf < N ? (J + 1) * Bf : N, d);
-    double *truth = xcalloc(nbf, sizeof(double)), *vert = xcalloc(N, sizeof(double)), *slash = xcalloc(N, sizeof(double));
-    double *row = xmalloc(sizeof(double) * N);
-    for (int64_t i = N - nq; i < N; i++) {
-        double mx = -INFINITY, l = 0;
-#pragma omp parallel for reduction(max : mx)
-        for (int64_t j = 0; j <= i; j++) {
-            double s = 0;
-            for (int t = 0; t < d; t++) s += (double)q[i * d + t] * k[j * d + t];
-            row[j] = c * s;
-            mx = row[j] > mx ? row[j] : mx;
-        }
-        for (int64_t j = 0; j <= i; j++) l += exp(row[j] - mx);
-        for (int64_t j = 0; j <= i; j++) {
-            double a = exp(row[j] - mx) / l / (double)nq;
-            truth[j / Bf] += a;
-            vert[j] += a;
-            slash[i - j] += a;
-        }
-    }
+    double *truth = xcalloc(nbf, sizeof(double)), *vert = xmalloc(sizeof(double) * N), *slash = xmalloc(sizeof(double) * N);
+    last_rows_lines(q, k, N, d, nq, vert, slash);
+    for (int64_t j = 0; j < N; j++) truth[j / Bf] += vert[j] / (double)nq;  // the true pooled distribution
     // the estimate for the last query block: softmax over the key blocks it can see
     avgpool(qp, q, N - nq, N, d);
     const int64_t Ilast = (N - 1) / Bf;
@@ -217,7 +243,7 @@ int method_flexprefill(uint8_t *mask, const float *q, const float *k, int64_t N,
         free(cols), free(offs);
     }
     for (int64_t I = 0; I < nb; I++) mask[I * nb] = mask[I * nb + I] = 1;  // first column, diagonal
-    free(kp), free(qp), free(truth), free(vert), free(slash), free(row), free(est), free(coarse);
+    free(kp), free(qp), free(truth), free(vert), free(slash), free(est), free(coarse);
     return query_aware;
 }
 
