@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -37,6 +38,7 @@ int analyze_check_opts(const analyze_opts *o, skel_err *e) {
     if (o->samples < 0) return skel_fail(e, "--samples %d: must be positive", o->samples);
     if (o->image_size < 16 || o->image_size > 8192) return skel_fail(e, "--image %d: must be in [16, 8192]", o->image_size);
     if (o->threads < 0) return skel_fail(e, "--threads %d: must be positive", o->threads);
+    if (o->workers < 0) return skel_fail(e, "--workers %d: must be positive", o->workers);
     if (!(o->ridge > 0)) return skel_fail(e, "--ridge %g: must be positive", o->ridge);
     return 0;
 }
@@ -54,6 +56,363 @@ static void fmt_time(char *buf, size_t n, double s) {
     snprintf(buf, n, "%02d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
 }
 
+// ---------------------------------------------------------------------------- the pipeline
+//
+// One head is one job, in a ring of `nslots` slots. Four kinds of thread work on them:
+//   reader:  q (and k, v when the key head changes) from the dump, ahead of the device stage, so
+//            the next head streams in while the current one computes;
+//   device (the calling thread), in head order: the decomposition and its mask, and the exact pass,
+//            on the GPU; on the CPU also the compared methods, whose masks the exact pass measures;
+//   workers: the host stage, in any order: the compared methods (GPU path), predicted sparsity, the
+//            mask metrics, the oracle and the sweep;
+//   writer:  the results file, in head order, and the progress line.
+// Every HDF5 call (dump reads, results writes) holds h5_mu: the library is not thread-safe. The
+// results do not depend on the number of workers (tests/test_cli.c checks it).
+
+enum { JOB_FREE, JOB_READ, JOB_DEVICE, JOB_HOST, JOB_DONE };
+
+typedef struct kvbuf {
+    float *k, *v;  // (N, d) each; v NULL without values
+    int L, kvh;
+    int refs;      // under mu
+} kvbuf;
+
+typedef struct {
+    int state;  // under mu
+    int64_t n;  // the head's place in the run
+    int L, h, kvh;
+    float *q;   // (N, d), owned by the slot
+    kvbuf *kv;
+    decomp dc;
+    exact_stats st;
+    int have_dc, have_st;
+    uint8_t *mmask[N_MEASURED], *oracle;  // (nb, nb) each, owned by the slot
+    int nm;
+    head_report rep;
+    method_row mrows[N_MEASURED + 1];
+    const char *dsets[N_MEASURED + 1];
+    const uint8_t *mptr[N_MEASURED + 1];
+    sweep_point pts[SWEEP_MAX_POINTS];
+    int np;
+} job;
+
+typedef struct {
+    // fixed for the run
+    const analyze_opts *o;
+    const char *dump_path;
+    dump *D;
+    results_writer *R;
+    int64_t N;
+    int d, group, nb, nl, nh, total, nslots, nworkers, worker_threads, use_gpu;
+    gpu_exact *G;
+    gpu_decomp *GD;
+    job *slots;
+    double t_start;
+    int progress;
+    // shared state, under mu
+    pthread_mutex_t mu, h5_mu;
+    pthread_cond_t cv;
+    int stop, failed, device_done;
+    skel_err err;
+} pipeline;
+
+static void head_at(const pipeline *P, int64_t n, int *L, int *h) {
+    const analyze_opts *o = P->o;
+    const int a = (int)(n / P->nh), b = (int)(n % P->nh);
+    *L = o->layers ? o->layers[a] : P->D->present[a];
+    *h = o->heads ? o->heads[b] : b;
+}
+
+// Records the first failure and stops every thread.
+static void pipe_fail(pipeline *P, const skel_err *e) {
+    pthread_mutex_lock(&P->mu);
+    if (!P->failed) P->failed = 1, P->err = *e;
+    P->stop = 1;
+    pthread_cond_broadcast(&P->cv);
+    pthread_mutex_unlock(&P->mu);
+}
+
+static void kv_release(pipeline *P, kvbuf *kv) {  // under mu
+    if (kv && --kv->refs == 0) free(kv->k), free(kv->v), free(kv);
+}
+
+// Waits until slot s is in `state` (returns 1) or the run stops (returns 0).
+static int wait_state(pipeline *P, job *j, int state) {
+    pthread_mutex_lock(&P->mu);
+    while (!P->stop && j->state != state) pthread_cond_wait(&P->cv, &P->mu);
+    int ok = !P->stop;
+    pthread_mutex_unlock(&P->mu);
+    return ok;
+}
+
+static void set_state(pipeline *P, job *j, int state) {
+    pthread_mutex_lock(&P->mu);
+    j->state = state;
+    pthread_cond_broadcast(&P->cv);
+    pthread_mutex_unlock(&P->mu);
+}
+
+static int read_head(pipeline *P, int L, char which, int h, float *out, skel_err *e) {
+    pthread_mutex_lock(&P->h5_mu);
+    int rc = dump_read_head(P->D, L, which, h, out, e);
+    pthread_mutex_unlock(&P->h5_mu);
+    return rc;
+}
+
+static void *reader_main(void *arg) {
+    pipeline *P = arg;
+    const size_t nd = (size_t)P->N * P->d;
+    kvbuf *cur = NULL;  // the reader's own reference to the newest key head
+    skel_err e;
+    for (int64_t n = 0; n < P->total; n++) {
+        job *j = &P->slots[n % P->nslots];
+        if (!wait_state(P, j, JOB_FREE)) break;
+        int L, h;
+        head_at(P, n, &L, &h);
+        const int kvh = h / P->group;
+        if (!cur || cur->L != L || cur->kvh != kvh) {  // GQA: a key head serves `group` query heads
+            kvbuf *kv = xcalloc(1, sizeof *kv);
+            kv->L = L, kv->kvh = kvh, kv->refs = 1;
+            kv->k = xmalloc(sizeof(float) * nd);
+            if (P->D->has_values) kv->v = xmalloc(sizeof(float) * nd);
+            if (read_head(P, L, 'k', kvh, kv->k, &e) || (kv->v && read_head(P, L, 'v', kvh, kv->v, &e))) {
+                free(kv->k), free(kv->v), free(kv);
+                pipe_fail(P, &e);
+                break;
+            }
+            pthread_mutex_lock(&P->mu);
+            kv_release(P, cur);
+            pthread_mutex_unlock(&P->mu);
+            cur = kv;
+        }
+        if (read_head(P, L, 'q', h, j->q, &e)) {
+            pipe_fail(P, &e);
+            break;
+        }
+        pthread_mutex_lock(&P->mu);
+        j->n = n, j->L = L, j->h = h, j->kvh = kvh;
+        j->kv = cur, cur->refs++;
+        j->state = JOB_READ;
+        pthread_cond_broadcast(&P->cv);
+        pthread_mutex_unlock(&P->mu);
+    }
+    pthread_mutex_lock(&P->mu);
+    kv_release(P, cur);
+    pthread_mutex_unlock(&P->mu);
+    return NULL;
+}
+
+// The compared methods' masks (SPEC section 7), on the same grid.
+static void run_methods(const pipeline *P, job *j) {
+    const analyze_opts *o = P->o;
+    j->nm = 1;
+    if (!o->methods) return;
+    const float *q = j->q, *k = j->kv->k;
+    method_vertical_slash(j->mmask[1], q, k, P->N, P->d, o->block, &o->mp);
+    method_xattention(j->mmask[2], q, k, P->N, P->d, o->block, &o->mp);
+    method_flexprefill(j->mmask[3], q, k, P->N, P->d, o->block, &o->mp);
+    method_lambda(j->mmask[4], P->N, o->block, &o->mp);
+    method_trianglemix(j->mmask[5], P->N, o->block, &o->mp);
+    j->nm = N_MEASURED;
+}
+
+// The device stage of one job (the calling thread, in head order). k_changed: the job's keys differ
+// from the last job's (the GPU keeps its converted keys otherwise).
+static int device_stage(pipeline *P, job *j, int k_changed, skel_err *e) {
+    const analyze_opts *o = P->o;
+    const dump *D = P->D;
+    const int64_t N = P->N;
+    const int d = P->d;
+    const float *q = j->q, *k = j->kv->k;
+    uint8_t *mask = j->mmask[0];
+    head_report *rep = &j->rep;
+    memset(rep, 0, sizeof *rep);
+    rep->layer = j->L, rep->head = j->h, rep->kv_head = j->kvh, rep->n_tokens = N, rep->output_rel_error = NAN;
+    char msg[sizeof e->msg];
+    // The decomposition and its mask come first: with values, the CPU's exact pass also measures
+    // the output error of that mask and of the compared methods'.
+    double t0 = skel_now();
+    decomp_params dp = {.S = o->sink, .T = o->local, .M = o->samples, .ridge = o->ridge, .seed = o->seed};
+    decomp_init(&j->dc, N, d, &dp);
+    j->have_dc = 1;
+    mask_params mp = {.B = o->block, .S = o->sink, .T = o->local, .eps = o->eps, .budget = o->budget};
+    double t1, t2;
+    if (P->GD) {  // decomposition and threshold mask on the device; budget selection on the host
+        gpu_decomp_times dt;
+        if (gpu_decomp_compute(P->GD, &j->dc, q, k, k_changed, D->inv_freq, D->positions, D->meta.layout, &mp,
+                               o->budget > 0 ? NULL : mask, &rep->predicted_block_sparsity, &dt, e))
+            goto fail;
+        const double tb = skel_now();
+        if (o->budget > 0) rep->predicted_block_sparsity = mask_skeleton(mask, j->dc.s, j->dc.v, j->dc.h, N, &mp);
+        t2 = skel_now();
+        t1 = o->budget > 0 ? tb : t2 - 1e-3 * dt.mask_ms;  // the device's mask time out of the call
+    } else {
+        if (decomp_compute(&j->dc, q, k, D->inv_freq, D->positions, D->meta.layout, e)) goto fail;
+        t1 = skel_now();
+        rep->predicted_block_sparsity = mask_skeleton(mask, j->dc.s, j->dc.v, j->dc.h, N, &mp);
+        t2 = skel_now();
+    }
+    if (!P->G) run_methods(P, j);
+    double t3 = skel_now();
+    exact_stats_init(&j->st, N, d, o->block, o->image_size, o->eps);
+    j->have_st = 1;
+    if (P->G) {  // the GPU pass measures no output error (yet): those stay NaN
+        if (gpu_exact_compute(P->G, &j->st, q, k, k_changed, NULL, e)) goto fail;
+        for (int x = 0; x < EXACT_MAX_MASKS; x++) j->st.output_rel_error[x] = NAN;
+    } else {
+        exact_compute(&j->st, q, k, j->kv->v, (const uint8_t *const *)j->mmask, j->kv->v ? j->nm : 0);
+    }
+    double t4 = skel_now();
+    rep->time_decomp_ms = 1e3 * (t1 - t0);
+    rep->time_mask_ms = 1e3 * (t2 - t1);
+    rep->time_exact_ms = 1e3 * (t4 - t3);
+    return 0;
+fail:
+    snprintf(msg, sizeof msg, "%s", e->msg);
+    return skel_fail(e, "%s: /layers/%d head %d: %s", P->dump_path, j->L, j->h, msg);
+}
+
+// The host stage of one job (a worker, any order): everything derived from W and the decomposition.
+static void host_stage(const pipeline *P, job *j) {
+    const analyze_opts *o = P->o;
+    const int64_t N = P->N;
+    if (P->G) run_methods(P, j);
+    head_report *rep = &j->rep;
+    const exact_stats *st = &j->st;
+    const decomp *dc = &j->dc;
+    rep->output_rel_error = st->output_rel_error[0];
+    rep->predicted_sparsity = mask_predict_sparsity(dc->s, dc->v, dc->h, N, o->eps, NULL, NULL);
+    mask_metrics mm, om;
+    mask_evaluate(j->mmask[0], st->block_mass, N, o->block, &mm);
+    mask_oracle(j->oracle, st->block_mass, N, o->block, mm.recall);
+    mask_evaluate(j->oracle, st->block_mass, N, o->block, &om);
+    rep->exact_sparsity = st->exact_sparsity;
+    rep->threshold_sparsity = st->threshold_sparsity;
+    rep->block_sparsity = st->block_sparsity;
+    rep->mask_density = mm.density;
+    rep->mask_recall = mm.recall;
+    rep->min_rowblock_recall = mm.min_rowblock_recall;
+    rep->oracle_density_at_same_recall = om.density;
+    rep->fit_r2 = dc->fit_r2;
+    rep->fit_rmse = dc->fit_rmse;
+    for (int x = 0; x <= j->nm; x++) {  // nm measured masks, then the oracle
+        const uint8_t *mk = x < j->nm ? j->mmask[x] : j->oracle;
+        mask_metrics me;
+        mask_evaluate(mk, st->block_mass, N, o->block, &me);
+        method_row *row = &j->mrows[x];
+        memset(row, 0, sizeof *row);
+        row->layer = j->L, row->head = j->h;
+        snprintf(row->method, sizeof row->method, "%s", METHOD_NAMES[x < j->nm ? x : N_MEASURED]);
+        row->density = me.density;
+        row->compute_fraction = me.compute_fraction;
+        row->recall = me.recall;
+        row->min_rowblock_recall = me.min_rowblock_recall;
+        row->output_rel_error = x < j->nm ? st->output_rel_error[x] : NAN;
+        j->dsets[x] = MASK_DSETS[x < j->nm ? x : N_MEASURED];
+        j->mptr[x] = mk;
+    }
+    j->np = 0;
+    if (o->sweep) {
+        sweep_input si = {.N = N, .d = P->d, .B = o->block, .S = o->sink, .T = o->local, .eps = o->eps,
+                          .q = j->q, .k = j->kv->k, .W = st->block_mass, .s = dc->s, .v = dc->v, .h = dc->h,
+                          .mp = o->mp};
+        j->np = sweep_head(&si, j->pts);
+    }
+}
+
+static void *worker_main(void *arg) {
+    pipeline *P = arg;
+    omp_set_num_threads(P->worker_threads);  // this thread's OpenMP teams (the methods, the sweep)
+    for (;;) {
+        job *j = NULL;
+        pthread_mutex_lock(&P->mu);
+        for (;;) {
+            if (P->stop) break;
+            int64_t best = -1;
+            for (int s = 0; s < P->nslots; s++)  // the oldest job waiting for the host stage
+                if (P->slots[s].state == JOB_DEVICE && (best < 0 || P->slots[s].n < P->slots[best].n)) best = s;
+            if (best >= 0) {
+                j = &P->slots[best];
+                j->state = JOB_HOST;
+                break;
+            }
+            if (P->device_done) break;
+            pthread_cond_wait(&P->cv, &P->mu);
+        }
+        pthread_mutex_unlock(&P->mu);
+        if (!j) return NULL;
+        host_stage(P, j);
+        set_state(P, j, JOB_DONE);
+    }
+}
+
+static void release_job(pipeline *P, job *j) {
+    if (j->have_st) exact_stats_free(&j->st);
+    if (j->have_dc) decomp_free(&j->dc);
+    j->have_st = j->have_dc = 0;
+    pthread_mutex_lock(&P->mu);
+    kv_release(P, j->kv);
+    j->kv = NULL;
+    j->state = JOB_FREE;
+    pthread_cond_broadcast(&P->cv);
+    pthread_mutex_unlock(&P->mu);
+}
+
+static void *writer_main(void *arg) {
+    pipeline *P = arg;
+    skel_err e;
+    for (int64_t n = 0; n < P->total; n++) {
+        job *j = &P->slots[n % P->nslots];
+        if (!wait_state(P, j, JOB_DONE)) break;
+        pthread_mutex_lock(&P->h5_mu);
+        int rc = results_put_head(P->R, &j->st, &j->dc, j->mmask[0], &j->rep, j->nm + 1, j->dsets, j->mptr,
+                                  j->mrows, &e);
+        if (!rc && P->o->sweep) rc = results_put_sweep(P->R, j->L, j->h, j->pts, j->np, &e);
+        pthread_mutex_unlock(&P->h5_mu);
+        if (rc) {
+            pipe_fail(P, &e);
+            break;
+        }
+        if (P->progress) {
+            char el[16], eta[16];
+            const double t = skel_now() - P->t_start;
+            fmt_time(el, sizeof el, t);
+            fmt_time(eta, sizeof eta, t / (n + 1) * (P->total - n - 1));
+            fprintf(stderr, "\r[%lld/%d] layer %d head %d  elapsed %s  ETA %s   ", (long long)n + 1, P->total, j->L,
+                    j->h, el, eta);
+        }
+        release_job(P, j);
+    }
+    return NULL;
+}
+
+// The device stage over every job, in head order (the calling thread).
+static void device_loop(pipeline *P) {
+    skel_err e;
+    int last_L = -1, last_kvh = -1;
+    for (int64_t n = 0; n < P->total; n++) {
+        job *j = &P->slots[n % P->nslots];
+        if (!wait_state(P, j, JOB_READ)) break;
+        const int k_changed = j->L != last_L || j->kvh != last_kvh;
+        last_L = j->L, last_kvh = j->kvh;
+        if (device_stage(P, j, k_changed, &e)) {
+            pipe_fail(P, &e);
+            break;
+        }
+        set_state(P, j, JOB_DEVICE);
+    }
+    pthread_mutex_lock(&P->mu);
+    P->device_done = 1;
+    pthread_cond_broadcast(&P->cv);
+    pthread_mutex_unlock(&P->mu);
+}
+
+// Host memory of one job in flight, to bound how many fit.
+static double job_bytes(int64_t N, int d, int B, int image_size, int has_values) {
+    const double nb = (double)((N + B - 1) / B), P = (double)(N < image_size ? N : image_size);
+    return 4.0 * N * d * (2 + has_values) + nb * nb * (8 + N_MEASURED + 1) + 20 * P * P + 64.0 * N;
+}
+
 int analyze_run(const char *dump_path, const char *out_path, const analyze_opts *o, skel_err *e) {
     if (analyze_check_opts(o, e)) return -1;
     if (o->threads > 0) omp_set_num_threads(o->threads);
@@ -61,7 +420,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     if (dump_open(&D, dump_path, e)) return -1;
     const dump_meta *m = &D.meta;
     const int64_t N = m->n_tokens;
-    const int d = m->head_dim, group = m->n_q_heads / m->n_kv_heads;
+    const int d = m->head_dim;
     if (N < (int64_t)o->sink + o->local + 2) {
         skel_fail(e, "%s: n_tokens = %lld is too small for --sink %d + --local %d (needs at least %d)", dump_path,
                   (long long)N, o->sink, o->local, o->sink + o->local + 2);
@@ -117,173 +476,70 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         goto fail_dump;
     }
 
-    float *q = xmalloc(sizeof(float) * N * d), *k = xmalloc(sizeof(float) * N * d);
-    float *vbuf = D.has_values ? xmalloc(sizeof(float) * N * d) : NULL;
-    const int64_t nb = (N + o->block - 1) / o->block;
-    uint8_t *mask = xmalloc((size_t)(nb * nb)), *oracle = xmalloc((size_t)(nb * nb));
-    uint8_t *mmask[N_MEASURED] = {mask};  // the skeleton, then the compared methods
-    for (int x = 1; x < N_MEASURED; x++) mmask[x] = xmalloc((size_t)(nb * nb));
-    const int progress = !o->quiet && isatty(2);
-    const int total = nl * nh;
-    const double t_start = skel_now();
-    int done = 0;
-    for (int a = 0; a < nl; a++) {
-        int L = o->layers ? o->layers[a] : D.present[a];
-        int loaded_kv = -1, loaded_v = -1, k_changed = 1, dk_changed = 1;  // keys new to the exact pass / the decomposition
-        for (int b = 0; b < nh; b++) {
-            int h = o->heads ? o->heads[b] : b, kvh = h / group;
-            if (progress) {
-                char el[16], eta[16];
-                double t = skel_now() - t_start;
-                fmt_time(el, sizeof el, t);
-                fmt_time(eta, sizeof eta, done ? t / done * (total - done) : 0);
-                fprintf(stderr, "\r[%d/%d] layer %d head %d  elapsed %s  ETA %s   ", done + 1, total, L, h, el,
-                        done ? eta : "--:--:--");
-            }
-            if (dump_read_head(&D, L, 'q', h, q, e)) goto fail_all;
-            if (kvh != loaded_kv) {  // GQA: a key head serves `group` query heads
-                if (dump_read_head(&D, L, 'k', kvh, k, e)) goto fail_all;
-                loaded_kv = kvh;
-                k_changed = dk_changed = 1;
-            }
-            if (D.has_values && kvh != loaded_v) {
-                if (dump_read_head(&D, L, 'v', kvh, vbuf, e)) goto fail_all;
-                loaded_v = kvh;
-            }
-            head_report rep = {.layer = L, .head = h, .kv_head = kvh, .n_tokens = N, .output_rel_error = NAN};
-            // The decomposition and its mask come first: with values, the exact pass also measures
-            // the output error of that mask.
-            double t0 = skel_now();
-            decomp dc;
-            decomp_params dp = {.S = o->sink, .T = o->local, .M = o->samples, .ridge = o->ridge, .seed = o->seed};
-            decomp_init(&dc, N, d, &dp);
-            mask_params mp = {.B = o->block, .S = o->sink, .T = o->local, .eps = o->eps, .budget = o->budget};
-            double t1, t2;
-            if (GD) {  // decomposition and threshold mask on the device; budget selection on the host
-                gpu_decomp_times dt;
-                if (gpu_decomp_compute(GD, &dc, q, k, dk_changed, D.inv_freq, D.positions, m->layout, &mp,
-                                       o->budget > 0 ? NULL : mask, &rep.predicted_block_sparsity, &dt, e)) {
-                    char msg[sizeof e->msg];
-                    snprintf(msg, sizeof msg, "%s", e->msg);
-                    skel_fail(e, "%s: /layers/%d head %d: %s", dump_path, L, h, msg);
-                    decomp_free(&dc);
-                    goto fail_all;
-                }
-                dk_changed = 0;
-                const double tb = skel_now();
-                if (o->budget > 0) rep.predicted_block_sparsity = mask_skeleton(mask, dc.s, dc.v, dc.h, N, &mp);
-                t2 = skel_now();
-                t1 = o->budget > 0 ? tb : t2 - 1e-3 * dt.mask_ms;  // the device's mask time out of the call
-            } else {
-                if (decomp_compute(&dc, q, k, D.inv_freq, D.positions, m->layout, e)) {
-                    char msg[sizeof e->msg];
-                    snprintf(msg, sizeof msg, "%s", e->msg);
-                    skel_fail(e, "%s: /layers/%d head %d: %s", dump_path, L, h, msg);
-                    decomp_free(&dc);
-                    goto fail_all;
-                }
-                t1 = skel_now();
-                rep.predicted_block_sparsity = mask_skeleton(mask, dc.s, dc.v, dc.h, N, &mp);
-                t2 = skel_now();
-            }
-            // the compared methods' masks (SPEC section 7), on the same grid
-            int nm = 1;
-            if (o->methods) {
-                method_vertical_slash(mmask[1], q, k, N, d, o->block, &o->mp);
-                method_xattention(mmask[2], q, k, N, d, o->block, &o->mp);
-                method_flexprefill(mmask[3], q, k, N, d, o->block, &o->mp);
-                method_lambda(mmask[4], N, o->block, &o->mp);
-                method_trianglemix(mmask[5], N, o->block, &o->mp);
-                nm = N_MEASURED;
-            }
-            double t3 = skel_now();
-            exact_stats st;
-            exact_stats_init(&st, N, d, o->block, o->image_size, o->eps);
-            if (G) {  // the GPU pass measures no output error (yet): those stay NaN
-                if (gpu_exact_compute(G, &st, q, k, k_changed, NULL, e)) {
-                    char msg[sizeof e->msg];
-                    snprintf(msg, sizeof msg, "%s", e->msg);
-                    skel_fail(e, "%s: /layers/%d head %d: %s", dump_path, L, h, msg);
-                    exact_stats_free(&st);
-                    decomp_free(&dc);
-                    goto fail_all;
-                }
-                k_changed = 0;
-                for (int x = 0; x < EXACT_MAX_MASKS; x++) st.output_rel_error[x] = NAN;
-            } else {
-                exact_compute(&st, q, k, D.has_values ? vbuf : NULL, (const uint8_t *const *)mmask,
-                              D.has_values ? nm : 0);
-            }
-            double t4 = skel_now();
-            rep.output_rel_error = st.output_rel_error[0];
-            rep.predicted_sparsity = mask_predict_sparsity(dc.s, dc.v, dc.h, N, o->eps, NULL, NULL);
-            mask_metrics mm, om;
-            mask_evaluate(mask, st.block_mass, N, o->block, &mm);
-            mask_oracle(oracle, st.block_mass, N, o->block, mm.recall);
-            mask_evaluate(oracle, st.block_mass, N, o->block, &om);
-            rep.exact_sparsity = st.exact_sparsity;
-            rep.threshold_sparsity = st.threshold_sparsity;
-            rep.block_sparsity = st.block_sparsity;
-            rep.mask_density = mm.density;
-            rep.mask_recall = mm.recall;
-            rep.min_rowblock_recall = mm.min_rowblock_recall;
-            rep.oracle_density_at_same_recall = om.density;
-            rep.fit_r2 = dc.fit_r2;
-            rep.fit_rmse = dc.fit_rmse;
-            rep.time_decomp_ms = 1e3 * (t1 - t0);
-            rep.time_mask_ms = 1e3 * (t2 - t1);
-            rep.time_exact_ms = 1e3 * (t4 - t3);
-            method_row mrows[N_MEASURED + 1];
-            const char *dsets[N_MEASURED + 1];
-            const uint8_t *mptr[N_MEASURED + 1];
-            for (int x = 0; x <= nm; x++) {  // nm measured masks, then the oracle
-                const uint8_t *mk = x < nm ? mmask[x] : oracle;
-                mask_metrics me;
-                mask_evaluate(mk, st.block_mass, N, o->block, &me);
-                method_row *row = &mrows[x];
-                memset(row, 0, sizeof *row);
-                row->layer = L, row->head = h;
-                snprintf(row->method, sizeof row->method, "%s", METHOD_NAMES[x < nm ? x : N_MEASURED]);
-                row->density = me.density;
-                row->compute_fraction = me.compute_fraction;
-                row->recall = me.recall;
-                row->min_rowblock_recall = me.min_rowblock_recall;
-                row->output_rel_error = x < nm ? st.output_rel_error[x] : NAN;
-                dsets[x] = MASK_DSETS[x < nm ? x : N_MEASURED];
-                mptr[x] = mk;
-            }
-            int rc = results_put_head(&R, &st, &dc, mask, &rep, nm + 1, dsets, mptr, mrows, e);
-            if (!rc && o->sweep) {
-                sweep_input si = {.N = N, .d = d, .B = o->block, .S = o->sink, .T = o->local, .eps = o->eps, .q = q,
-                                  .k = k, .W = st.block_mass, .s = dc.s, .v = dc.v, .h = dc.h, .mp = o->mp};
-                sweep_point pts[SWEEP_MAX_POINTS];
-                int np = sweep_head(&si, pts);
-                rc = results_put_sweep(&R, L, h, pts, np, e);
-            }
-            exact_stats_free(&st);
-            decomp_free(&dc);
-            if (rc) goto fail_all;
-            done++;
-        }
+    // How many heads are in flight: the workers plus the reader's, the device's and the writer's
+    // heads, within a third of physical memory.
+    const int cores = omp_get_max_threads();
+    pipeline P = {.o = o, .dump_path = dump_path, .D = &D, .R = &R, .N = N, .d = d,
+                  .group = m->n_q_heads / m->n_kv_heads, .nl = nl, .nh = nh, .total = nl * nh, .use_gpu = use_gpu,
+                  .G = G, .GD = GD, .progress = !o->quiet && isatty(2)};
+    P.nb = (int)((N + o->block - 1) / o->block);
+    P.nworkers = o->workers > 0 ? o->workers : (cores / 4 < 1 ? 1 : cores / 4 > 8 ? 8 : cores / 4);
+    P.worker_threads = cores / P.nworkers < 1 ? 1 : cores / P.nworkers;
+    const double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE) / 3;
+    const double jb = job_bytes(N, d, o->block, o->image_size, D.has_values);
+    int fit = (int)(mem / jb);
+    P.nslots = P.nworkers + 3;
+    if (P.nslots > fit) P.nslots = fit < 1 ? 1 : fit;
+    if (P.nslots > P.total) P.nslots = P.total;
+    P.slots = xcalloc((size_t)P.nslots, sizeof(job));
+    for (int s = 0; s < P.nslots; s++) {
+        job *j = &P.slots[s];
+        j->q = xmalloc(sizeof(float) * N * d);
+        for (int x = 0; x < N_MEASURED; x++) j->mmask[x] = xmalloc((size_t)P.nb * P.nb);
+        j->oracle = xmalloc((size_t)P.nb * P.nb);
     }
-    if (progress) {
+    pthread_mutex_init(&P.mu, NULL);
+    pthread_mutex_init(&P.h5_mu, NULL);
+    pthread_cond_init(&P.cv, NULL);
+    P.t_start = skel_now();
+
+    pthread_t reader, writer, *workers = xmalloc(sizeof(pthread_t) * P.nworkers);
+    CHECK(!pthread_create(&reader, NULL, reader_main, &P));
+    CHECK(!pthread_create(&writer, NULL, writer_main, &P));
+    for (int w = 0; w < P.nworkers; w++) CHECK(!pthread_create(&workers[w], NULL, worker_main, &P));
+    device_loop(&P);
+    pthread_join(reader, NULL);
+    for (int w = 0; w < P.nworkers; w++) pthread_join(workers[w], NULL);
+    pthread_join(writer, NULL);
+    free(workers);
+
+    if (P.progress) {
         char el[16];
-        fmt_time(el, sizeof el, skel_now() - t_start);
-        fprintf(stderr, "\r[%d/%d] done in %s%30s\n", done, total, el, "");
+        fmt_time(el, sizeof el, skel_now() - P.t_start);
+        if (P.failed) fprintf(stderr, "\n");
+        else fprintf(stderr, "\r[%d/%d] done in %s%30s\n", P.total, P.total, el, "");
     }
-    free(q), free(k), free(vbuf), free(mask), free(oracle);
-    for (int x = 1; x < N_MEASURED; x++) free(mmask[x]);
+    for (int s = 0; s < P.nslots; s++) {
+        job *j = &P.slots[s];
+        if (j->have_st) exact_stats_free(&j->st);
+        if (j->have_dc) decomp_free(&j->dc);
+        kv_release(&P, j->kv);
+        free(j->q), free(j->oracle);
+        for (int x = 0; x < N_MEASURED; x++) free(j->mmask[x]);
+    }
+    free(P.slots);
+    pthread_mutex_destroy(&P.mu);
+    pthread_mutex_destroy(&P.h5_mu);
+    pthread_cond_destroy(&P.cv);
     gpu_exact_free(G);
     gpu_decomp_free(GD);
     dump_close(&D);
+    if (P.failed) {
+        *e = P.err;
+        results_abort(&R);
+        return -1;
+    }
     return results_finish(&R, e);
-fail_all:
-    if (progress) fprintf(stderr, "\n");
-    free(q), free(k), free(vbuf), free(mask), free(oracle);
-    for (int x = 1; x < N_MEASURED; x++) free(mmask[x]);
-    gpu_exact_free(G);
-    gpu_decomp_free(GD);
-    results_abort(&R);
 fail_dump:
     dump_close(&D);
     return -1;

@@ -18,6 +18,7 @@ typedef struct {
     uint64_t seed;
     int image_size;   // pooled image side (default 1024)
     int threads;      // 0 = all
+    int workers;      // host worker threads for the per-head host stage (0 = cores / 4, in [1, 8])
     int quiet;
     int methods;        // also the compared methods' masks (default 1)
     int sweep;          // also each method's recall-density sweep (default 0)

@@ -2,6 +2,7 @@
 // the results file against the planted structure, and every bad-input case of the core pipeline:
 // a one-line error naming the file and dataset, and a non-zero exit.
 #include <hdf5.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -157,6 +158,67 @@ static void test_end_to_end_planted(void **state) {
 }
 
 // Writes a valid dump then edits it with the HDF5 API into one bad case.
+// Compares two CSV files field by field: the same rows and text, numbers within 2e-6 (the printed
+// precision); the last `skip_tail` columns (timings) are not compared.
+static void expect_same_csv(const char *a, const char *b, int skip_tail) {
+    FILE *fa = fopen(a, "r"), *fb = fopen(b, "r");
+    assert_non_null(fa);
+    assert_non_null(fb);
+    char la[2048], lb[2048];
+    int rows = 0;
+    for (;;) {
+        char *ra = fgets(la, sizeof la, fa), *rb = fgets(lb, sizeof lb, fb);
+        assert_true((ra == NULL) == (rb == NULL));
+        if (!ra) break;
+        rows++;
+        int nf = 1;
+        for (char *c = la; *c; c++) nf += *c == ',';
+        char *sa, *sb, *ta = strtok_r(la, ",\n", &sa), *tb = strtok_r(lb, ",\n", &sb);
+        for (int c = 0; c < nf - skip_tail; c++) {
+            assert_non_null(ta);
+            assert_non_null(tb);
+            char *ea, *eb;
+            double xa = strtod(ta, &ea), xb = strtod(tb, &eb);
+            if (*ea || *eb || ea == ta) assert_string_equal(ta, tb);
+            else if (!(isnan(xa) && isnan(xb)) && fabs(xa - xb) > 2e-6) {
+                fprintf(stderr, "%s row %d column %d: %s vs %s\n", a, rows, c + 1, ta, tb);
+                fail();
+            }
+            ta = strtok_r(NULL, ",\n", &sa), tb = strtok_r(NULL, ",\n", &sb);
+        }
+    }
+    fclose(fa), fclose(fb);
+    assert_true(rows > 1);
+}
+
+// The pipeline (reader, device stage, host workers, writer) gives the same results with one host
+// worker and with four: every report column but the timings, and the methods table, over two
+// layers of GQA heads with values and sweeps.
+static void test_workers_same_results(void **state) {
+    char dump_p[300], cmd[1200], err[4096], a[300], b[300];
+    snprintf(dump_p, sizeof dump_p, "%s/workers.h5", dir);
+    synth_params p = {.N = 1500, .layers = 2, .q_heads = 4, .kv_heads = 2, .d = 64, .theta = 5e5, .seed = 5, .values = 1};
+    skel_err e;
+    assert_int_equal(synth_write(dump_p, &p, &e), 0);
+    for (int w = 0; w < 2; w++) {
+        snprintf(cmd, sizeof cmd, "%s analyze %s -o %s/workers-%d.h5 --block 32 --sweep --quiet --workers %d", skel,
+                 dump_p, dir, w, w ? 4 : 1);
+        assert_int_equal(run(cmd, err, sizeof err), 0);
+    }
+    snprintf(a, sizeof a, "%s/workers-0.csv", dir);
+    snprintf(b, sizeof b, "%s/workers-1.csv", dir);
+    expect_same_csv(a, b, 3);
+    snprintf(a, sizeof a, "%s/workers-0_methods.csv", dir);
+    snprintf(b, sizeof b, "%s/workers-1_methods.csv", dir);
+    expect_same_csv(a, b, 0);
+    // 2 layers x 4 heads: 8 report rows
+    FILE *f = fopen(a, "r");
+    int lines = 0;
+    for (int c; (c = fgetc(f)) != EOF;) lines += c == '\n';
+    fclose(f);
+    assert_int_equal(lines, 1 + 8 * 7);
+}
+
 static void make_bad(const char *path, const char *what) {
     make_synth(path, 300, 32, 2, 1, 0);
     hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -297,6 +359,7 @@ int main(void) {
         cmocka_unit_test(test_reader_f16_f32_gqa),
         cmocka_unit_test(test_end_to_end_planted),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_workers_same_results),
         cmocka_unit_test(test_progress_on_terminal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

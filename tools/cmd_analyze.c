@@ -28,6 +28,8 @@ static void help(FILE *f) {
             "  --seed S       sampling seed (default 1)\n"
             "  --image P      pooled image side in pixels (default 1024)\n"
             "  --threads T    OpenMP threads (default: all cores)\n"
+            "  --workers W    heads processed at once by the host stage (compared methods, metrics,\n"
+            "                 sweep) while the next head reads and computes (default: cores / 4, 1 to 8)\n"
             "  --device DEV   cpu, gpu or auto: where the exact statistics run (default auto: the GPU when\n"
             "                 one is usable and the shape is supported, d = 64 or 128)\n"
             "  --quiet        no progress on stderr\n\n"
@@ -148,6 +150,9 @@ int cmd_analyze(int argc, char **argv) {
         } else if (!strcmp(a, "--threads")) {
             if (arg_int(a, v, 1, 4096, &x)) goto done;
             o.threads = (int)x;
+        } else if (!strcmp(a, "--workers")) {
+            if (arg_int(a, v, 1, 256, &x)) goto done;
+            o.workers = (int)x;
         } else {
             fprintf(stderr, "skel analyze: unknown option '%s' (see skel analyze --help)\n", a);
             goto done;
