@@ -51,7 +51,7 @@ BLAS_LIBS   = -llapacke -lopenblas
 PNG_LIBS    = $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng)
 
 ALL_CFLAGS = $(CFLAGS) $(HDF5_CFLAGS)
-ALL_LIBS   = $(HDF5_LIBS) $(BLAS_LIBS) $(PNG_LIBS) $(CUDA_LIBS) $(LDLIBS)
+ALL_LIBS   = $(HDF5_LIBS) $(BLAS_LIBS) $(PNG_LIBS) -lz $(CUDA_LIBS) $(LDLIBS)
 
 # ---------------------------------------------------------------- CUDA (optional)
 NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)

@@ -94,6 +94,7 @@ typedef struct {
     const uint8_t *mptr[N_MEASURED + 1];
     sweep_point pts[SWEEP_MAX_POINTS];
     int np;
+    results_packed pk;  // the 2-D arrays, compressed by the worker for the writer
 } job;
 
 typedef struct {
@@ -114,7 +115,15 @@ typedef struct {
     pthread_cond_t cv;
     int stop, failed, device_done;
     skel_err err;
+    double t_read, t_device, t_host, t_write;  // seconds spent in each stage, summed over heads
 } pipeline;
+
+static void add_time(pipeline *P, double *acc, double t0) {
+    const double t = skel_now() - t0;
+    pthread_mutex_lock(&P->mu);
+    *acc += t;
+    pthread_mutex_unlock(&P->mu);
+}
 
 static void head_at(const pipeline *P, int64_t n, int *L, int *h) {
     const analyze_opts *o = P->o;
@@ -170,6 +179,7 @@ static void *reader_main(void *arg) {
         int L, h;
         head_at(P, n, &L, &h);
         const int kvh = h / P->group;
+        const double t0 = skel_now();
         if (!cur || cur->L != L || cur->kvh != kvh) {  // GQA: a key head serves `group` query heads
             kvbuf *kv = xcalloc(1, sizeof *kv);
             kv->L = L, kv->kvh = kvh, kv->refs = 1;
@@ -189,6 +199,7 @@ static void *reader_main(void *arg) {
             pipe_fail(P, &e);
             break;
         }
+        add_time(P, &P->t_read, t0);
         pthread_mutex_lock(&P->mu);
         j->n = n, j->L = L, j->h = h, j->kvh = kvh;
         j->kv = cur, cur->refs++;
@@ -311,6 +322,7 @@ static void host_stage(const pipeline *P, job *j) {
         j->dsets[x] = MASK_DSETS[x < j->nm ? x : N_MEASURED];
         j->mptr[x] = mk;
     }
+    results_pack_head(&j->pk, st, j->mmask[0], j->nm + 1, j->mptr);
     j->np = 0;
     if (o->sweep) {
         sweep_input si = {.N = N, .d = P->d, .B = o->block, .S = o->sink, .T = o->local, .eps = o->eps,
@@ -341,7 +353,9 @@ static void *worker_main(void *arg) {
         }
         pthread_mutex_unlock(&P->mu);
         if (!j) return NULL;
+        const double t0 = skel_now();
         host_stage(P, j);
+        add_time(P, &P->t_host, t0);
         set_state(P, j, JOB_DONE);
     }
 }
@@ -350,6 +364,7 @@ static void release_job(pipeline *P, job *j) {
     if (j->have_st) exact_stats_free(&j->st);
     if (j->have_dc) decomp_free(&j->dc);
     j->have_st = j->have_dc = 0;
+    results_packed_free(&j->pk);
     pthread_mutex_lock(&P->mu);
     kv_release(P, j->kv);
     j->kv = NULL;
@@ -364,15 +379,17 @@ static void *writer_main(void *arg) {
     for (int64_t n = 0; n < P->total; n++) {
         job *j = &P->slots[n % P->nslots];
         if (!wait_state(P, j, JOB_DONE)) break;
+        const double t0 = skel_now();
         pthread_mutex_lock(&P->h5_mu);
         int rc = results_put_head(P->R, &j->st, &j->dc, j->mmask[0], &j->rep, j->nm + 1, j->dsets, j->mptr,
-                                  j->mrows, &e);
+                                  j->mrows, &j->pk, &e);
         if (!rc && P->o->sweep) rc = results_put_sweep(P->R, j->L, j->h, j->pts, j->np, &e);
         pthread_mutex_unlock(&P->h5_mu);
         if (rc) {
             pipe_fail(P, &e);
             break;
         }
+        add_time(P, &P->t_write, t0);
         if (P->progress) {
             char el[16], eta[16];
             const double t = skel_now() - P->t_start;
@@ -395,10 +412,12 @@ static void device_loop(pipeline *P) {
         if (!wait_state(P, j, JOB_READ)) break;
         const int k_changed = j->L != last_L || j->kvh != last_kvh;
         last_L = j->L, last_kvh = j->kvh;
+        const double t0 = skel_now();
         if (device_stage(P, j, k_changed, &e)) {
             pipe_fail(P, &e);
             break;
         }
+        add_time(P, &P->t_device, t0);
         set_state(P, j, JOB_DEVICE);
     }
     pthread_mutex_lock(&P->mu);
@@ -519,10 +538,18 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         if (P.failed) fprintf(stderr, "\n");
         else fprintf(stderr, "\r[%d/%d] done in %s%30s\n", P.total, P.total, el, "");
     }
+    // where the time went: the stages overlap, so the wall time is about the largest of them
+    if (!o->quiet && !P.failed)
+        fprintf(stderr,
+                "analyze: %d heads in %.2f s; stage totals: reading %.2f s, %s %.2f s, host stage %.2f s (%d workers x %d "
+                "threads), writing %.2f s\n",
+                P.total, skel_now() - P.t_start, P.t_read, use_gpu ? "GPU" : "exact+decomposition", P.t_device,
+                P.t_host, P.nworkers, P.worker_threads, P.t_write);
     for (int s = 0; s < P.nslots; s++) {
         job *j = &P.slots[s];
         if (j->have_st) exact_stats_free(&j->st);
         if (j->have_dc) decomp_free(&j->dc);
+        results_packed_free(&j->pk);
         kv_release(&P, j->kv);
         free(j->q), free(j->oracle);
         for (int x = 0; x < N_MEASURED; x++) free(j->mmask[x]);

@@ -11,4 +11,25 @@ void h5_attr_put_i64(hid_t obj, const char *name, int64_t v);
 void h5_attr_put_f64(hid_t obj, const char *name, double v);
 void h5_attr_put_str(hid_t obj, const char *name, const char *s);
 
+// A 2-D array compressed ahead of writing: deflate level 1 over chunks of at most 256 x 256, the
+// bytes HDF5's own deflate filter would store. Compressing is the slow part of writing a results
+// file (about 60 MB/s of float32 on one core), so the pipeline packs in its worker threads and the
+// HDF5 writer only copies the chunks (H5Dwrite_chunk). Elements are stored little-endian as in
+// memory (x86-64 and arm64 hosts).
+typedef struct {
+    hsize_t dims[2], chunk[2];
+    size_t elem;          // bytes per element
+    int nch;              // chunks, row-major over the chunk grid
+    unsigned char **buf;  // (nch) compressed chunks
+    size_t *len;          // (nch) their sizes
+} h5_packed;
+
+// Packs data (rows, cols) of elem-byte elements; the chunks are compressed in parallel (OpenMP).
+void h5_pack2d(h5_packed *p, const void *data, size_t elem, hsize_t rows, hsize_t cols);
+void h5_packed_free(h5_packed *p);
+// Creates dataset `name` in g (file type ft, memory type mt, dims) chunked and deflate-compressed,
+// from pk when given (its dims must match), else compressing `data` through HDF5. Small arrays
+// (under 4096 elements) are stored contiguous and uncompressed, from `data`. Returns 0 or -1.
+int h5_put2d(hid_t g, const char *name, hid_t ft, hid_t mt, const hsize_t dims[2], const void *data, const h5_packed *pk);
+
 #endif

@@ -105,26 +105,51 @@ int results_create(results_writer *R, const char *path, const dump *D, const res
 }
 
 static int put_array(hid_t g, const char *name, hid_t ft, hid_t mt, int rank, const hsize_t *dims, const void *data) {
+    if (rank == 2) return h5_put2d(g, name, ft, mt, dims, data, NULL);
     hid_t sp = H5Screate_simple(rank, dims, NULL);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hsize_t total = 1;
-    for (int r = 0; r < rank; r++) total *= dims[r];
-    if (rank == 2 && total >= 4096) {  // block matrices compress well: half of them is zero
-        hsize_t chunk[2] = {dims[0] < 256 ? dims[0] : 256, dims[1] < 256 ? dims[1] : 256};
-        H5Pset_chunk(dcpl, 2, chunk);
-        H5Pset_deflate(dcpl, 1);
-    }
-    hid_t d = H5Dcreate2(g, name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    hid_t d = H5Dcreate2(g, name, ft, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int rc = (d < 0 || H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) ? -1 : 0;
     if (d >= 0) H5Dclose(d);
-    H5Pclose(dcpl);
     H5Sclose(sp);
     return rc;
 }
 
+// A 2-D array, from its packed form when pk holds one.
+static int put_2d(hid_t g, const char *name, hid_t ft, hid_t mt, const hsize_t *dims, const void *data,
+                  const results_packed *pk) {
+    for (int x = 0; pk && x < pk->n; x++)
+        if (pk->src[x] == data) return h5_put2d(g, name, ft, mt, dims, data, &pk->a[x]);
+    return h5_put2d(g, name, ft, mt, dims, data, NULL);
+}
+
+void results_pack_head(results_packed *pk, const exact_stats *st, const uint8_t *mask, int nmethods,
+                       const uint8_t *const *mmasks) {
+    memset(pk, 0, sizeof *pk);
+    const hsize_t nb = (hsize_t)st->nb, P = (hsize_t)st->P;
+    const void *f32[4] = {st->block_mass, st->block_max, st->image_max, st->image_mean};
+    for (int x = 0; x < 4; x++) {
+        const hsize_t n = x < 2 ? nb : P;
+        if (n * n < 4096) continue;  // stored contiguous
+        pk->src[pk->n] = f32[x];
+        h5_pack2d(&pk->a[pk->n++], f32[x], sizeof(float), n, n);
+    }
+    if (nb * nb < 4096) return;
+    for (int m = -1; m < nmethods && pk->n < RESULTS_MAX_PACKED; m++) {
+        const uint8_t *mk = m < 0 ? mask : mmasks[m];
+        if (!mk || (m >= 0 && mk == mask)) continue;
+        pk->src[pk->n] = mk;
+        h5_pack2d(&pk->a[pk->n++], mk, 1, nb, nb);
+    }
+}
+
+void results_packed_free(results_packed *pk) {
+    for (int x = 0; x < pk->n; x++) h5_packed_free(&pk->a[x]);
+    pk->n = 0;
+}
+
 int results_put_head(results_writer *R, const exact_stats *st, const decomp *dc, const uint8_t *mask,
                      const head_report *rep, int nmethods, const char *const *dset, const uint8_t *const *mmasks,
-                     const method_row *mrows, skel_err *e) {
+                     const method_row *mrows, const results_packed *pk, skel_err *e) {
     char name[96];
     snprintf(name, sizeof name, "/layers/%d", rep->layer);
     if (H5Lexists(R->file, name, H5P_DEFAULT) <= 0) H5Gclose(H5Gcreate2(R->file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
@@ -137,19 +162,19 @@ int results_put_head(results_writer *R, const exact_stats *st, const decomp *dc,
     hsize_t d1[1] = {(hsize_t)dc->d}, zb[1] = {EXACT_ZHIST_BINS};
     int rc = 0;
     rc |= put_array(g, "lse", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, n1, st->lse);
-    rc |= put_array(g, "block_mass", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, nb2, st->block_mass);
-    rc |= put_array(g, "block_max", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, nb2, st->block_max);
-    rc |= put_array(g, "image_max", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, p2, st->image_max);
-    rc |= put_array(g, "image_mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, p2, st->image_mean);
+    rc |= put_2d(g, "block_mass", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, nb2, st->block_mass, pk);
+    rc |= put_2d(g, "block_max", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, nb2, st->block_max, pk);
+    rc |= put_2d(g, "image_max", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, p2, st->image_max, pk);
+    rc |= put_2d(g, "image_mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, p2, st->image_mean, pk);
     rc |= put_array(g, "s", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, n1, dc->s);
     rc |= put_array(g, "v", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, n1, dc->v);
     rc |= put_array(g, "h", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, n1, dc->h);
     rc |= put_array(g, "alpha", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, d1, dc->alpha);
     rc |= put_array(g, "kappa", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, d1, dc->kappa);
-    rc |= put_array(g, "mask", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, nb2, mask);
+    rc |= put_2d(g, "mask", H5T_STD_U8LE, H5T_NATIVE_UINT8, nb2, mask, pk);
     rc |= put_array(g, "z_hist", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, zb, st->zhist);
     for (int m = 0; m < nmethods; m++)
-        if (dset[m]) rc |= put_array(g, dset[m], H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, nb2, mmasks[m]);
+        if (dset[m]) rc |= put_2d(g, dset[m], H5T_STD_U8LE, H5T_NATIVE_UINT8, nb2, mmasks[m], pk);
     if (!rc) {
         hid_t z = H5Dopen2(g, "z_hist", H5P_DEFAULT);
         h5_attr_put_f64(z, "lo", st->zlo);

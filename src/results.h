@@ -29,6 +29,7 @@
 #include "decomp.h"
 #include "dump.h"
 #include "exact.h"
+#include "h5util.h"
 #include "sweep.h"
 
 #define RESULTS_VERSION 2  // 2: the compared methods (<method>_mask datasets, /methods)
@@ -81,12 +82,28 @@ typedef struct {
     int nmrows, mcap;
 } results_writer;
 
+// A head's 2-D arrays (block mass and max, images, the masks) compressed as results_put_head would
+// store them (h5util.h, h5_pack2d), so that a pipeline compresses in its workers.
+#define RESULTS_MAX_PACKED 16
+typedef struct results_packed {
+    int n;
+    const void *src[RESULTS_MAX_PACKED];  // the arrays packed, matched by address when writing
+    h5_packed a[RESULTS_MAX_PACKED];
+} results_packed;
+void results_pack_head(results_packed *pk, const exact_stats *st, const uint8_t *mask, int nmethods,
+                       const uint8_t *const *mmasks);
+void results_packed_free(results_packed *pk);
+
 int results_create(results_writer *R, const char *path, const dump *D, const results_params *p, skel_err *e);
 // One head's arrays and report (mask (nb, nb), 1 = kept), and the compared methods: for each,
 // its mask is stored as <dset[m]> and its row goes into /methods.
+// pk: the head's 2-D arrays packed ahead by results_pack_head (any thread), or NULL to compress
+// them here.
 int results_put_head(results_writer *R, const exact_stats *st, const decomp *dc, const uint8_t *mask,
                      const head_report *rep, int nmethods, const char *const *dset, const uint8_t *const *mmasks,
-                     const method_row *mrows, skel_err *e);
+                     const method_row *mrows, const results_packed *pk, skel_err *e);
+
+
 // A head's recall-density sweep, as /layers/L/heads/H/sweep (compound: method, knob, density,
 // compute_fraction, recall, min_rowblock_recall).
 // The HDF5 compound type of sweep_point (caller closes it).
