@@ -539,7 +539,11 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         else fprintf(stderr, "\r[%d/%d] done in %s%30s\n", P.total, P.total, el, "");
     }
     // where the time went: the stages overlap, so the wall time is about the largest of them
-    if (!o->quiet && !P.failed)
+    if (o->stage_times) {
+        double *t = o->stage_times;
+        t[0] = skel_now() - P.t_start, t[1] = P.t_read, t[2] = P.t_device, t[3] = P.t_host, t[4] = P.t_write;
+    }
+    if (P.progress && !P.failed)
         fprintf(stderr,
                 "analyze: %d heads in %.2f s; stage totals: reading %.2f s, %s %.2f s, host stage %.2f s (%d workers x %d "
                 "threads), writing %.2f s\n",

@@ -28,6 +28,8 @@ typedef struct {
     int n_layers;
     const int *heads;   // selection or NULL for every query head
     int n_heads;
+    double *stage_times;  // NULL, or 5 doubles filled at the end: wall, then the stage totals (reading,
+                          // device stage, host stage, writing), in seconds
 } analyze_opts;
 
 void analyze_opts_default(analyze_opts *o);

@@ -209,30 +209,42 @@ int main(int argc, char **argv) {
         double a = skel_now();
         CHECK(!synth_write(dump_p, &sp, &e));
         double b = skel_now();
-        analyze_opts o;
-        analyze_opts_default(&o);
-        o.quiet = 1;
-        o.device = ANALYZE_DEVICE_GPU;
-        if (analyze_run(dump_p, res_p, &o, &e)) {
-            printf("gpu_bench: analyze: %s\n", e.msg);
-            return 1;
+        // the pipeline as shipped, then with one host worker, then without the compared methods
+        const struct {
+            const char *what;
+            int workers, methods;
+        } runs[3] = {{"default workers", 0, 1}, {"1 host worker", 1, 1}, {"--no-methods", 0, 0}};
+        for (int r = 0; r < 3; r++) {
+            analyze_opts o;
+            analyze_opts_default(&o);
+            o.quiet = 1;
+            o.device = ANALYZE_DEVICE_GPU;
+            o.workers = runs[r].workers;
+            o.methods = runs[r].methods;
+            double tt[5];
+            o.stage_times = tt;
+            double c0 = skel_now();
+            if (analyze_run(dump_p, res_p, &o, &e)) {
+                printf("gpu_bench: analyze: %s\n", e.msg);
+                return 1;
+            }
+            double c = skel_now();
+            double tex = 0, tdc = 0, tmk = 0;
+            FILE *f = fopen("/tmp/gpu_bench_layer_results.csv", "r");
+            CHECK(f);
+            CHECK(fgets(line, sizeof line, f));
+            while (fgets(line, sizeof line, f)) {
+                double v[19];
+                char *s = line;
+                for (int x = 0; x < 19; x++) v[x] = strtod(s, &s), s++;
+                tex += v[16], tdc += v[17], tmk += v[18];
+            }
+            fclose(f);
+            printf("\nanalyze --device gpu (%s), 32 heads (8 key heads) x 32768 tokens, d = 128: %.2f s end to end "
+                   "(exact incl. transfers %.2f s, decomposition %.2f s, mask %.2f s); stage totals, overlapping: "
+                   "reading %.2f s, device %.2f s, host stage %.2f s, writing %.2f s; synth dump written in %.1f s\n",
+                   runs[r].what, c - c0, tex / 1e3, tdc / 1e3, tmk / 1e3, tt[1], tt[2], tt[3], tt[4], b - a);
         }
-        double c = skel_now();
-        double tex = 0, tdc = 0, tmk = 0;
-        FILE *f = fopen("/tmp/gpu_bench_layer_results.csv", "r");
-        CHECK(f);
-        CHECK(fgets(line, sizeof line, f));
-        while (fgets(line, sizeof line, f)) {
-            double v[19];
-            char *s = line;
-            for (int x = 0; x < 19; x++) v[x] = strtod(s, &s), s++;
-            tex += v[16], tdc += v[17], tmk += v[18];
-        }
-        fclose(f);
-        printf("\nanalyze --device gpu, 32 heads (8 key heads) x 32768 tokens, d = 128: %.2f s end to end "
-               "(exact incl. transfers %.2f s, decomposition %.2f s, mask %.2f s, the rest: reading, metrics, "
-               "writing); synth dump written in %.1f s\n",
-               c - b, tex / 1e3, tdc / 1e3, tmk / 1e3, b - a);
         unlink(dump_p), unlink(res_p), unlink("/tmp/gpu_bench_layer_results.csv");
     }
     return 0;
