@@ -734,3 +734,7 @@ extern "C" int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, 
     }
     return 0;
 }
+
+extern "C" void gpu_exact_device_qk(const gpu_exact *g, const void **q, const void **k, int64_t *N, int *d) {
+    *q = g->q, *k = g->k, *N = g->N, *d = g->d;
+}

@@ -87,6 +87,7 @@ typedef struct {
     exact_stats st;
     int have_dc, have_st;
     uint8_t *mmask[N_MEASURED], *oracle;  // (nb, nb) each, owned by the slot
+    double *xa_score;                     // XAttention's block scores from the GPU, or NULL
     int nm;
     head_report rep;
     method_row mrows[N_MEASURED + 1];
@@ -107,6 +108,7 @@ typedef struct {
     int d, group, nb, nl, nh, total, nslots, nworkers, worker_threads, use_gpu;
     gpu_exact *G;
     gpu_decomp *GD;
+    gpu_methods *GM;
     job *slots;
     double t_start;
     int progress;
@@ -220,7 +222,8 @@ static void run_methods(const pipeline *P, job *j) {
     if (!o->methods) return;
     const float *q = j->q, *k = j->kv->k;
     method_vertical_slash(j->mmask[1], q, k, P->N, P->d, o->block, &o->mp);
-    method_xattention(j->mmask[2], q, k, P->N, P->d, o->block, &o->mp);
+    if (j->xa_score) xattention_select(j->mmask[2], j->xa_score, P->N, o->block, &o->mp);  // scores from the GPU
+    else method_xattention(j->mmask[2], q, k, P->N, P->d, o->block, &o->mp);
     method_flexprefill(j->mmask[3], q, k, P->N, P->d, o->block, &o->mp);
     method_lambda(j->mmask[4], P->N, o->block, &o->mp);
     method_trianglemix(j->mmask[5], P->N, o->block, &o->mp);
@@ -270,6 +273,8 @@ static int device_stage(pipeline *P, job *j, int k_changed, skel_err *e) {
     if (P->G) {  // the GPU pass measures no output error (yet): those stay NaN
         if (gpu_exact_compute(P->G, &j->st, q, k, k_changed, NULL, e)) goto fail;
         for (int x = 0; x < EXACT_MAX_MASKS; x++) j->st.output_rel_error[x] = NAN;
+        // XAttention's quadratic scoring, on the float16 q and k the exact pass left on the device
+        if (P->GM && gpu_xattention_scores(P->GM, P->G, j->xa_score, e)) goto fail;
     } else {
         exact_compute(&j->st, q, k, j->kv->v, (const uint8_t *const *)j->mmask, j->kv->v ? j->nm : 0);
     }
@@ -477,10 +482,13 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     gpu_exact *G = NULL;
     gpu_decomp *GD = NULL;
     if (use_gpu && gpu_exact_init(&G, N, d, o->block, o->image_size, o->eps, e)) goto fail_dump;
+    gpu_methods *GM = NULL;
     if (use_gpu) {
         decomp_params dp = {.S = o->sink, .T = o->local, .M = o->samples, .ridge = o->ridge, .seed = o->seed};
-        if (gpu_decomp_init(&GD, N, d, &dp, o->block, e)) {
+        if (gpu_decomp_init(&GD, N, d, &dp, o->block, e) ||
+            (o->methods && gpu_methods_init(&GM, N, d, &o->mp, e))) {
             gpu_exact_free(G);
+            gpu_decomp_free(GD);
             goto fail_dump;
         }
     }
@@ -492,6 +500,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     if (results_create(&R, out_path, &D, &rp, e)) {
         gpu_exact_free(G);
         gpu_decomp_free(GD);
+        gpu_methods_free(GM);
         goto fail_dump;
     }
 
@@ -500,12 +509,13 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     const int cores = omp_get_max_threads();
     pipeline P = {.o = o, .dump_path = dump_path, .D = &D, .R = &R, .N = N, .d = d,
                   .group = m->n_q_heads / m->n_kv_heads, .nl = nl, .nh = nh, .total = nl * nh, .use_gpu = use_gpu,
-                  .G = G, .GD = GD, .progress = !o->quiet && isatty(2)};
+                  .G = G, .GD = GD, .GM = GM, .progress = !o->quiet && isatty(2)};
     P.nb = (int)((N + o->block - 1) / o->block);
     P.nworkers = o->workers > 0 ? o->workers : (cores / 4 < 1 ? 1 : cores / 4 > 8 ? 8 : cores / 4);
     P.worker_threads = cores / P.nworkers < 1 ? 1 : cores / P.nworkers;
     const double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE) / 3;
-    const double jb = job_bytes(N, d, o->block, o->image_size, D.has_values);
+    const int64_t nbx = xattention_blocks(N, &o->mp);
+    const double jb = job_bytes(N, d, o->block, o->image_size, D.has_values) + (GM ? 8.0 * nbx * nbx : 0);
     int fit = (int)(mem / jb);
     P.nslots = P.nworkers + 3;
     if (P.nslots > fit) P.nslots = fit < 1 ? 1 : fit;
@@ -516,6 +526,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         j->q = xmalloc(sizeof(float) * N * d);
         for (int x = 0; x < N_MEASURED; x++) j->mmask[x] = xmalloc((size_t)P.nb * P.nb);
         j->oracle = xmalloc((size_t)P.nb * P.nb);
+        if (GM) j->xa_score = xmalloc(sizeof(double) * nbx * nbx);
     }
     pthread_mutex_init(&P.mu, NULL);
     pthread_mutex_init(&P.h5_mu, NULL);
@@ -555,7 +566,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         if (j->have_dc) decomp_free(&j->dc);
         results_packed_free(&j->pk);
         kv_release(&P, j->kv);
-        free(j->q), free(j->oracle);
+        free(j->q), free(j->oracle), free(j->xa_score);
         for (int x = 0; x < N_MEASURED; x++) free(j->mmask[x]);
     }
     free(P.slots);
@@ -564,6 +575,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     pthread_cond_destroy(&P.cv);
     gpu_exact_free(G);
     gpu_decomp_free(GD);
+    gpu_methods_free(GM);
     dump_close(&D);
     if (P.failed) {
         *e = P.err;

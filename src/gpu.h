@@ -14,6 +14,7 @@
 #include "decomp.h"
 #include "exact.h"
 #include "mask.h"
+#include "methods.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,6 +48,9 @@ typedef struct {
 int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, const float *k, int k_changed,
                       gpu_exact_times *t, skel_err *e);
 
+// The device copies (float16, (N, d) rows) of the q and k that the last gpu_exact_compute used.
+void gpu_exact_device_qk(const gpu_exact *g, const void **q, const void **k, int64_t *N, int *d);
+
 // ---------------------------------------------------------------------------- decomposition and mask
 // GPU twin of decomp_compute (SPEC section 3) and of mask_skeleton's threshold-mode block scan
 // (section 4), for one head shape; buffers reused across heads. B is the largest block size the
@@ -69,6 +73,17 @@ typedef struct {
 int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed,
                        const double *inv_freq, const int32_t *pos, rope_layout layout, const mask_params *mp,
                        uint8_t *mask, double *pbs, gpu_decomp_times *t, skel_err *e);
+
+// ---------------------------------------------------------------------------- compared methods
+// XAttention's block scores (xattention_scores in methods.h) on the device, for heads of N tokens:
+// the quadratic step of the compared methods. The selection (xattention_select) stays on the host.
+typedef struct gpu_methods gpu_methods;
+
+int gpu_methods_init(gpu_methods **g, int64_t N, int d, const methods_params *p, skel_err *e);
+void gpu_methods_free(gpu_methods *g);
+// From the q and k that gpu_exact_compute last ran on (x): score (nbx, nbx) on the host,
+// nbx = xattention_blocks(N, p).
+int gpu_xattention_scores(gpu_methods *g, const gpu_exact *x, double *score, skel_err *e);
 
 #ifdef __cplusplus
 }

@@ -37,4 +37,19 @@ int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k,
     return skel_fail(e, NO_CUDA);
 }
 
+void gpu_exact_device_qk(const gpu_exact *g, const void **q, const void **k, int64_t *N, int *d) {
+    *q = *k = NULL, *N = 0, *d = 0;
+}
+
+int gpu_methods_init(gpu_methods **g, int64_t N, int d, const methods_params *p, skel_err *e) {
+    *g = NULL;
+    return skel_fail(e, NO_CUDA);
+}
+
+void gpu_methods_free(gpu_methods *g) {}
+
+int gpu_xattention_scores(gpu_methods *g, const gpu_exact *x, double *score, skel_err *e) {
+    return skel_fail(e, NO_CUDA);
+}
+
 #endif

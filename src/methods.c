@@ -266,8 +266,9 @@ void method_trianglemix(uint8_t *mask, int64_t N, int B, const methods_params *p
     free(cols), free(offs);
 }
 
-void method_xattention(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
-                       const methods_params *p) {
+int64_t xattention_blocks(int64_t N, const methods_params *p) { return (N + p->xa_block - 1) / p->xa_block; }
+
+void xattention_scores(double *score, const float *q, const float *k, int64_t N, int d, const methods_params *p) {
     const int S = p->xa_stride, Bx = p->xa_block;
     const int64_t ns = N / S;  // strided rows: query group a = rows [aS, aS + S) reversed
     const int64_t nbx = (N + Bx - 1) / Bx, per = Bx / S, w = (int64_t)S * d;
@@ -281,7 +282,7 @@ void method_xattention(uint8_t *mask, const float *q, const float *k, int64_t N,
             memcpy(Qr + a * w + (int64_t)t * d, q + (a * S + S - 1 - t) * d, sizeof(float) * d);
             memcpy(Kr + a * w + (int64_t)t * d, k + (a * S + t) * d, sizeof(float) * d);
         }
-    double *score = xcalloc((size_t)(nbx * nbx), sizeof(double));
+    memset(score, 0, sizeof(double) * nbx * nbx);
     const int64_t RT = 64;  // strided rows per GEMM
     openblas_set_num_threads(1);
 #pragma omp parallel
@@ -314,6 +315,11 @@ void method_xattention(uint8_t *mask, const float *q, const float *k, int64_t N,
     }
     free(Qr);
     free(Kr);
+}
+
+void xattention_select(uint8_t *mask, const double *score, int64_t N, int B, const methods_params *p) {
+    const int Bx = p->xa_block;
+    const int64_t nbx = (N + Bx - 1) / Bx;
     // per block row: the best blocks until their share of the row's score reaches tau
     uint8_t *coarse = xcalloc((size_t)(nbx * nbx), 1);
     scored *s = xmalloc(sizeof(scored) * nbx);
@@ -329,5 +335,14 @@ void method_xattention(uint8_t *mask, const float *q, const float *k, int64_t N,
         coarse[I * nbx] = coarse[I * nbx + I] = 1;  // sink column and diagonal
     }
     coarse_to_grid(mask, coarse, N, Bx, B);
-    free(score), free(coarse), free(s);
+    free(coarse), free(s);
+}
+
+void method_xattention(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
+                       const methods_params *p) {
+    const int64_t nbx = xattention_blocks(N, p);
+    double *score = xmalloc(sizeof(double) * nbx * nbx);
+    xattention_scores(score, q, k, N, d, p);
+    xattention_select(mask, score, N, B, p);
+    free(score);
 }

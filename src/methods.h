@@ -46,6 +46,11 @@ void method_vertical_slash(uint8_t *mask, const float *q, const float *k, int64_
                            const methods_params *p);
 void method_xattention(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
                        const methods_params *p);
+// XAttention in two steps (method_xattention is both): the block scores (nbx, nbx), nbx =
+// xattention_blocks, then the selection from them (the GPU computes the scores: gpu.h).
+int64_t xattention_blocks(int64_t N, const methods_params *p);
+void xattention_scores(double *score, const float *q, const float *k, int64_t N, int d, const methods_params *p);
+void xattention_select(uint8_t *mask, const double *score, int64_t N, int B, const methods_params *p);
 // Returns 1 when the head was judged query-aware (block selection), 0 for vertical-slash.
 int method_flexprefill(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
                        const methods_params *p);

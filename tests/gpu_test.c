@@ -21,6 +21,7 @@
 #include "exact.h"
 #include "gpu.h"
 #include "mask.h"
+#include "methods.h"
 #include "synth.h"
 
 // ---------------------------------------------------------------------------- tolerances
@@ -56,6 +57,13 @@
 // (~1e-7 relative) by its condition number; measured on the H100: at most 1e-5 on these heads.
 #define SVH_ATOL 2e-4
 #define SVH_RTOL 1e-4
+// XAttention's block scores (sums of at most per^2 = 256 softmax probabilities): float16 dumps give
+// the GPU the same inputs, so only the GEMM's summation order (float32, S d = 1024 or 512 terms,
+// relative ~1e-6 of z) and double sums in another order differ; float32 dumps are rounded to
+// float16 on the GPU (2^-11 relative per input), which moves z by ~1e-3 and a probability by as much.
+#define XA_ATOL 1e-6
+#define XA_RTOL_F16 1e-4
+#define XA_RTOL_F32 2e-2
 #define FIT_ATOL 1e-3       // R^2 and RMSE of the held-out sample
 
 static int failures = 0, checks = 0;
@@ -266,6 +274,39 @@ out:
     decomp_free(&gpu);
 }
 
+// XAttention's scores on the GPU (from the float16 q, k the exact pass holds) against the CPU's
+// xattention_scores, and the masks selected from each.
+static void check_xattention(gpu_methods *GM, gpu_exact *G, const float *q, const float *k, int64_t N, int d, int B,
+                             int f16) {
+    methods_params mp;
+    methods_params_default(&mp);
+    const int64_t nbx = xattention_blocks(N, &mp), nb = (N + B - 1) / B;
+    double *sc = malloc(sizeof(double) * nbx * nbx), *sg = malloc(sizeof(double) * nbx * nbx);
+    skel_err e;
+    checks++;
+    if (gpu_xattention_scores(GM, G, sg, &e)) {
+        printf("    FAIL   gpu_xattention_scores: %s\n", e.msg);
+        failures++;
+        free(sc), free(sg);
+        return;
+    }
+    xattention_scores(sc, q, k, N, d, &mp);
+    check_close_d("xa_score", sg, sc, nbx * nbx, XA_ATOL, f16 ? XA_RTOL_F16 : XA_RTOL_F32);
+    uint8_t *mc = malloc((size_t)(nb * nb)), *mg = malloc((size_t)(nb * nb));
+    xattention_select(mc, sc, N, B, &mp);
+    xattention_select(mg, sg, N, B, &mp);
+    int64_t same = 0, tot = 0;
+    for (int64_t I = 0; I < nb; I++)
+        for (int64_t J = 0; J <= I; J++) same += mc[I * nb + J] == mg[I * nb + J], tot++;
+    const double agree = (double)same / (double)tot;
+    checks++;
+    const int bad = f16 && agree < MASK_AGREE;  // float32 dumps: reported (inputs rounded to float16)
+    failures += bad;
+    printf("    %-6s xa_mask      %.5f of %lld causal blocks agree%s\n", bad ? "FAIL" : "ok", agree, (long long)tot,
+           f16 ? "" : " (float32 dump: reported)");
+    free(sc), free(sg), free(mc), free(mg);
+}
+
 static void run_dump(int64_t N, int d, int f16, int B, int image, int with_truth) {
     char path[256];
     snprintf(path, sizeof path, "/tmp/gpu_test_%d_%lld_%d_%d.h5", (int)getpid(), (long long)N, d, f16);
@@ -298,6 +339,14 @@ static void run_dump(int64_t N, int d, int f16, int B, int image, int with_truth
         dump_close(&D);
         return;
     }
+    gpu_methods *GM;
+    methods_params mp;
+    methods_params_default(&mp);
+    if (gpu_methods_init(&GM, N, d, &mp, &e)) {
+        printf("FAIL gpu_methods_init: %s\n", e.msg);
+        failures++;
+        GM = NULL;
+    }
     float *q = malloc(sizeof(float) * N * d), *k = malloc(sizeof(float) * N * d);
     const int heads[] = {0, 1, 3};  // 0 and 1 share key head 0: the second reuses the GPU's keys
     int loaded = -1;
@@ -311,8 +360,10 @@ static void run_dump(int64_t N, int d, int f16, int B, int image, int with_truth
             loaded = kvh;
         }
         check_head(G, q, k, changed, N, d, B, image, f16, with_truth && x != 1);
+        if (GM && x != 1) check_xattention(GM, G, q, k, N, d, B, f16);
         check_decomp(GD, &D, q, k, changed, N, d, B);
     }
+    gpu_methods_free(GM);
     free(q), free(k);
     gpu_exact_free(G);
     gpu_decomp_free(GD);
@@ -372,6 +423,36 @@ static void check_analyze(void) {
     failures += bad || rows != 4;
     printf("  %-6s analyze --device gpu: %d report rows agree with --device cpu (exact time cpu vs gpu in the CSVs)\n",
            bad || rows != 4 ? "FAIL" : "ok", rows);
+    // the methods table (XAttention's scores come from the GPU): density, compute fraction, recall
+    // and worst row-block recall within 0.1 points
+    a = fopen("/tmp/gpu_test_cpu_methods.csv", "r"), b = fopen("/tmp/gpu_test_gpu_methods.csv", "r");
+    CHECK(a && b);
+    int mrows = 0, mbad = 0;
+    CHECK(fgets(la, sizeof la, a) && fgets(lb, sizeof lb, b));
+    while (fgets(la, sizeof la, a) && fgets(lb, sizeof lb, b)) {
+        char *pa = strchr(strchr(la, ',') + 1, ','), *pb = strchr(strchr(lb, ',') + 1, ',');  // after layer, head
+        char *ca = strchr(pa + 1, ','), *cb = strchr(pb + 1, ',');                             // after the method
+        if (ca - pa != cb - pb || strncmp(pa, pb, (size_t)(ca - pa))) {
+            mbad++;
+            continue;
+        }
+        pa = ca + 1, pb = cb + 1;
+        for (int x = 0; x < 4; x++) {
+            double va = strtod(pa, &pa), vb = strtod(pb, &pb);
+            pa++, pb++;
+            if (!(fabs(va - vb) <= SPARSITY_PP)) {
+                mbad++;
+                printf("  FAIL   analyze methods row %d column %d: cpu %g gpu %g\n", mrows, x, va, vb);
+            }
+        }
+        mrows++;
+    }
+    fclose(a), fclose(b);
+    checks++;
+    failures += mbad || mrows != 4 * 7;
+    printf("  %-6s analyze --device gpu: %d methods rows agree with --device cpu\n", mbad || mrows != 28 ? "FAIL" : "ok",
+           mrows);
+    unlink("/tmp/gpu_test_cpu_methods.csv"), unlink("/tmp/gpu_test_gpu_methods.csv");
     unlink(dump_p), unlink(rc_p), unlink(rg_p), unlink("/tmp/gpu_test_cpu.csv"), unlink("/tmp/gpu_test_gpu.csv");
 }
 
