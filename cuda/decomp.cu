@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "gpu_common.cuh"
+#include "mask_budget.cuh"
 
 extern "C" {
 #include "decomp.h"
@@ -524,6 +525,7 @@ struct gpu_decomp {
     float *Mb, *vB, *hB; // (nb) for the largest block count asked for (B >= 16)
     uint8_t *mask;       // (nb, nb)
     unsigned long long *below;
+    void *budget;        // the budget selection's scratch (mask_budget.cuh)
     int64_t nb_cap;
     cudaEvent_t ev[4];
 };
@@ -543,7 +545,7 @@ extern "C" void gpu_decomp_free(gpu_decomp *g) {
     void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->KP, g->UP, g->G, g->Y, g->Z, g->Zs, g->Zl, g->zlast,
                     g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x, g->pred,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
-                    g->work, g->info, g->rbarN, g->sc, g->tiles};
+                    g->budget, g->work, g->info, g->rbarN, g->sc, g->tiles};
     for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
         if (bufs[x]) CUDA_CHECK(cudaFree(bufs[x]));
     if (g->blas) CUBLAS_CHECK(cublasDestroy(g->blas));
@@ -615,6 +617,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->vB, sizeof(float) * g->nb_cap, &total);
     bad |= dev_alloc((void **)&g->hB, sizeof(float) * g->nb_cap, &total);
     bad |= dev_alloc((void **)&g->mask, (size_t)g->nb_cap * g->nb_cap, &total);
+    bad |= dev_alloc(&g->budget, gpu_mask_budget_scratch_bytes(g->nb_cap), &total);
     bad |= dev_alloc((void **)&g->below, sizeof(unsigned long long), &total);
     bad |= dev_alloc((void **)&g->info, sizeof(int), &total);
     bad |= dev_alloc((void **)&g->rbarN, sizeof(double) * d, &total);
@@ -761,9 +764,22 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
         CUDA_CHECK_LAUNCH();
         CUDA_CHECK(cudaMemsetAsync(g->below, 0, sizeof(unsigned long long)));
         dim3 gr(blocks_for(nb < 4096 ? nb : 4096, 256), (unsigned)(nb < 65535 ? nb : 65535));
+        const int64_t sink_cols = (mp->S + B - 1) / B, band = (mp->T + B - 1) / B;
         mask_kernel<<<gr, 256>>>(g->mask, g->below, g->Mb, g->vB, g->hB, nb, (float)log(mp->eps * B / (double)N),
-                                 (mp->S + B - 1) / B, (mp->T + B - 1) / B, mp->budget <= 0);
+                                 sink_cols, band, mp->budget <= 0);
         CUDA_CHECK_LAUNCH();
+        if (mp->budget > 0) {  // after the forced blocks, the best others until rho of the causal blocks
+            const int64_t ncausal = nb * (nb + 1) / 2;
+            int64_t forced = 0;
+            for (int64_t I = 0; I < nb; I++) {  // J < sink_cols or I - J <= band, J <= I
+                const int64_t a = sink_cols < I + 1 ? sink_cols : I + 1, b = band + 1 < I + 1 ? band + 1 : I + 1;
+                const int64_t lo = I - band > 0 ? I - band : 0, both = a - lo > 0 ? a - lo : 0;
+                forced += a + b - both;
+            }
+            int64_t want = (int64_t)ceil(mp->budget * ncausal) - forced;
+            if (want > ncausal - forced) want = ncausal - forced;
+            gpu_mask_budget(g->mask, g->Mb, g->vB, g->hB, nb, want, g->budget);
+        }
     }
     CUDA_CHECK(cudaEventRecord(g->ev[3]));
     // ------------------------------------------------------------ results back

@@ -251,15 +251,13 @@ static int device_stage(pipeline *P, job *j, int k_changed, skel_err *e) {
     j->have_dc = 1;
     mask_params mp = {.B = o->block, .S = o->sink, .T = o->local, .eps = o->eps, .budget = o->budget};
     double t1, t2;
-    if (P->GD) {  // decomposition and threshold mask on the device; budget selection on the host
+    if (P->GD) {  // decomposition and mask (threshold or budget mode) on the device
         gpu_decomp_times dt;
-        if (gpu_decomp_compute(P->GD, &j->dc, q, k, k_changed, D->inv_freq, D->positions, D->meta.layout, &mp,
-                               o->budget > 0 ? NULL : mask, &rep->predicted_block_sparsity, &dt, e))
+        if (gpu_decomp_compute(P->GD, &j->dc, q, k, k_changed, D->inv_freq, D->positions, D->meta.layout, &mp, mask,
+                               &rep->predicted_block_sparsity, &dt, e))
             goto fail;
-        const double tb = skel_now();
-        if (o->budget > 0) rep->predicted_block_sparsity = mask_skeleton(mask, j->dc.s, j->dc.v, j->dc.h, N, &mp);
         t2 = skel_now();
-        t1 = o->budget > 0 ? tb : t2 - 1e-3 * dt.mask_ms;  // the device's mask time out of the call
+        t1 = t2 - 1e-3 * dt.mask_ms;  // the device's mask time out of the call
     } else {
         if (decomp_compute(&j->dc, q, k, D->inv_freq, D->positions, D->meta.layout, e)) goto fail;
         t1 = skel_now();

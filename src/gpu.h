@@ -68,8 +68,8 @@ typedef struct {
 
 // q, k: (N, d) float32 post-RoPE rows; k_changed = 0 keeps the keys (and inv_freq, pos) of the last
 // call. Fills D (made by decomp_init with the same N, d and parameters) as decomp_compute does. With
-// mask (nb, nb) not NULL: the threshold-mode mask of mp (budget mode: only the forced blocks; the
-// caller selects with mask_skeleton) and the predicted block sparsity into *pbs.
+// mask (nb, nb) not NULL: the mask of mp, threshold or budget mode (a radix selection on the device,
+// the same kept set as mask_skeleton), and the predicted block sparsity into *pbs.
 int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed,
                        const double *inv_freq, const int32_t *pos, rope_layout layout, const mask_params *mp,
                        uint8_t *mask, double *pbs, gpu_decomp_times *t, skel_err *e);

@@ -268,6 +268,30 @@ static void check_decomp(gpu_decomp *GD, const dump *D, const float *q, const fl
         printf("    %-6s %-12s %.5f of %lld blocks agree (need %.3f)\n", frac < MASK_AGREE ? "FAIL" : "ok", "skel_mask",
                frac, (long long)(nb * nb), MASK_AGREE);
     }
+    // budget mode: the device's radix selection against mask_skeleton's quickselect on the same
+    // s, v, h (the GPU's): the same kept set, block for block, and the same count as asked for
+    for (int r = 0; r < 3; r++) {
+        const double rho[3] = {0.05, 0.3, 0.9};
+        mask_params bp = mp;
+        bp.budget = rho[r];
+        decomp g2;
+        decomp_init(&g2, N, d, &dp);
+        double pb = -1;
+        if (gpu_decomp_compute(GD, &g2, q, k, 0, D->inv_freq, D->positions, D->meta.layout, &bp, mg, &pb, &tm, &e)) {
+            printf("    FAIL   gpu_decomp_compute (budget): %s\n", e.msg);
+            failures++;
+            decomp_free(&g2);
+            break;
+        }
+        mask_skeleton(mc, g2.s, g2.v, g2.h, N, &bp);
+        int64_t diff = 0, kept = 0;
+        for (int64_t x = 0; x < nb * nb; x++) diff += mc[x] != mg[x], kept += mg[x];
+        checks++;
+        failures += diff != 0;
+        printf("    %-6s budget %.2f  %lld blocks differ from mask_skeleton; kept %lld of %lld causal (budget mode on the GPU: %.3f ms)\n",
+               diff ? "FAIL" : "ok", rho[r], (long long)diff, (long long)kept, (long long)(nb * (nb + 1) / 2), tm.mask_ms);
+        decomp_free(&g2);
+    }
 out:
     free(mc), free(mg);
     decomp_free(&cpu);
