@@ -69,7 +69,9 @@ static void fmt_time(char *buf, size_t n, double s) {
 // Every HDF5 call (dump reads, results writes) holds h5_mu: the library is not thread-safe. The
 // results do not depend on the number of workers (tests/test_cli.c checks it).
 
-enum { JOB_FREE, JOB_READ, JOB_DEVICE, JOB_HOST, JOB_DONE };
+// A job's states, in order; JOB_OUTPUT only on the GPU path with values, where the output error of
+// every mask (the compared methods' come from the host stage) is measured on the device last.
+enum { JOB_FREE, JOB_READ, JOB_DEVICE, JOB_HOST, JOB_OUTPUT, JOB_DONE };
 
 typedef struct kvbuf {
     float *k, *v;  // (N, d) each; v NULL without values
@@ -109,6 +111,7 @@ typedef struct {
     gpu_exact *G;
     gpu_decomp *GD;
     gpu_methods *GM;
+    gpu_output *GO;  // the output error on the device (GPU path with values), or NULL
     job *slots;
     double t_start;
     int progress;
@@ -268,7 +271,7 @@ static int device_stage(pipeline *P, job *j, int k_changed, skel_err *e) {
     double t3 = skel_now();
     exact_stats_init(&j->st, N, d, o->block, o->image_size, o->eps);
     j->have_st = 1;
-    if (P->G) {  // the GPU pass measures no output error (yet): those stay NaN
+    if (P->G) {  // with values, the output error comes after the host stage (output_stage)
         if (gpu_exact_compute(P->G, &j->st, q, k, k_changed, NULL, e)) goto fail;
         for (int x = 0; x < EXACT_MAX_MASKS; x++) j->st.output_rel_error[x] = NAN;
         // XAttention's quadratic scoring, on the float16 q and k the exact pass left on the device
@@ -359,7 +362,7 @@ static void *worker_main(void *arg) {
         const double t0 = skel_now();
         host_stage(P, j);
         add_time(P, &P->t_host, t0);
-        set_state(P, j, JOB_DONE);
+        set_state(P, j, P->GO ? JOB_OUTPUT : JOB_DONE);
     }
 }
 
@@ -406,22 +409,74 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
-// The device stage over every job, in head order (the calling thread).
+// The output error of every mask of a job on the device (after its host stage made the compared
+// methods' masks), into the report and the methods table.
+static int output_stage(pipeline *P, job *j, int kv_changed, skel_err *e) {
+    double err[N_MEASURED + 1];
+    if (gpu_output_error(P->GO, j->q, j->kv->k, j->kv->v, kv_changed, j->st.lse, j->mptr, j->nm, err, e)) {
+        char msg[sizeof e->msg];
+        snprintf(msg, sizeof msg, "%s", e->msg);
+        return skel_fail(e, "%s: /layers/%d head %d: %s", P->dump_path, j->L, j->h, msg);
+    }
+    for (int x = 0; x < j->nm; x++) j->st.output_rel_error[x] = err[x], j->mrows[x].output_rel_error = err[x];
+    j->rep.output_rel_error = err[0];
+    return 0;
+}
+
+// The device's work over every job (the calling thread): the device stage in head order, and on the
+// GPU path with values the output stage of jobs whose host stage is done, oldest first.
 static void device_loop(pipeline *P) {
     skel_err e;
-    int last_L = -1, last_kvh = -1;
-    for (int64_t n = 0; n < P->total; n++) {
-        job *j = &P->slots[n % P->nslots];
-        if (!wait_state(P, j, JOB_READ)) break;
-        const int k_changed = j->L != last_L || j->kvh != last_kvh;
-        last_L = j->L, last_kvh = j->kvh;
-        const double t0 = skel_now();
-        if (device_stage(P, j, k_changed, &e)) {
-            pipe_fail(P, &e);
-            break;
+    int last_L = -1, last_kvh = -1, out_L = -1, out_kvh = -1;
+    int64_t next = 0, outputs = 0;
+    while (next < P->total || (P->GO && outputs < P->total)) {
+        job *j = NULL;
+        int stage = 0;
+        pthread_mutex_lock(&P->mu);
+        for (;;) {
+            if (P->stop) break;
+            int64_t best = -1;
+            for (int s = 0; P->GO && s < P->nslots; s++)
+                if (P->slots[s].state == JOB_OUTPUT && (best < 0 || P->slots[s].n < P->slots[best].n)) best = s;
+            if (best >= 0) {
+                j = &P->slots[best], stage = 2;
+                break;
+            }
+            if (next < P->total && P->slots[next % P->nslots].state == JOB_READ) {
+                j = &P->slots[next % P->nslots], stage = 1;
+                break;
+            }
+            pthread_cond_wait(&P->cv, &P->mu);
         }
-        add_time(P, &P->t_device, t0);
-        set_state(P, j, JOB_DEVICE);
+        pthread_mutex_unlock(&P->mu);
+        if (!j) break;
+        const double t0 = skel_now();
+        if (stage == 1) {
+            const int k_changed = j->L != last_L || j->kvh != last_kvh;
+            last_L = j->L, last_kvh = j->kvh;
+            if (device_stage(P, j, k_changed, &e)) {
+                pipe_fail(P, &e);
+                break;
+            }
+            next++;
+            if (next == P->total) {  // no more device stages: idle workers may leave
+                pthread_mutex_lock(&P->mu);
+                P->device_done = 1;
+                pthread_mutex_unlock(&P->mu);
+            }
+            add_time(P, &P->t_device, t0);
+            set_state(P, j, JOB_DEVICE);
+        } else {
+            const int kv_changed = j->L != out_L || j->kvh != out_kvh;
+            out_L = j->L, out_kvh = j->kvh;
+            if (output_stage(P, j, kv_changed, &e)) {
+                pipe_fail(P, &e);
+                break;
+            }
+            outputs++;
+            add_time(P, &P->t_device, t0);
+            set_state(P, j, JOB_DONE);
+        }
     }
     pthread_mutex_lock(&P->mu);
     P->device_done = 1;
@@ -481,12 +536,15 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     gpu_decomp *GD = NULL;
     if (use_gpu && gpu_exact_init(&G, N, d, o->block, o->image_size, o->eps, e)) goto fail_dump;
     gpu_methods *GM = NULL;
+    gpu_output *GO = NULL;
     if (use_gpu) {
         decomp_params dp = {.S = o->sink, .T = o->local, .M = o->samples, .ridge = o->ridge, .seed = o->seed};
         if (gpu_decomp_init(&GD, N, d, &dp, o->block, e) ||
-            (o->methods && gpu_methods_init(&GM, N, d, &o->mp, e))) {
+            (o->methods && gpu_methods_init(&GM, N, d, &o->mp, e)) ||
+            (D.has_values && gpu_output_init(&GO, N, d, o->block, e))) {
             gpu_exact_free(G);
             gpu_decomp_free(GD);
+            gpu_methods_free(GM);
             goto fail_dump;
         }
     }
@@ -499,6 +557,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         gpu_exact_free(G);
         gpu_decomp_free(GD);
         gpu_methods_free(GM);
+        gpu_output_free(GO);
         goto fail_dump;
     }
 
@@ -507,7 +566,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     const int cores = omp_get_max_threads();
     pipeline P = {.o = o, .dump_path = dump_path, .D = &D, .R = &R, .N = N, .d = d,
                   .group = m->n_q_heads / m->n_kv_heads, .nl = nl, .nh = nh, .total = nl * nh, .use_gpu = use_gpu,
-                  .G = G, .GD = GD, .GM = GM, .progress = !o->quiet && isatty(2)};
+                  .G = G, .GD = GD, .GM = GM, .GO = GO, .progress = !o->quiet && isatty(2)};
     P.nb = (int)((N + o->block - 1) / o->block);
     P.nworkers = o->workers > 0 ? o->workers : (cores / 4 < 1 ? 1 : cores / 4 > 8 ? 8 : cores / 4);
     P.worker_threads = cores / P.nworkers < 1 ? 1 : cores / P.nworkers;
@@ -574,6 +633,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     gpu_exact_free(G);
     gpu_decomp_free(GD);
     gpu_methods_free(GM);
+    gpu_output_free(GO);
     dump_close(&D);
     if (P.failed) {
         *e = P.err;

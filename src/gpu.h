@@ -85,6 +85,18 @@ void gpu_methods_free(gpu_methods *g);
 // nbx = xattention_blocks(N, p).
 int gpu_xattention_scores(gpu_methods *g, const gpu_exact *x, double *score, skel_err *e);
 
+// ---------------------------------------------------------------------------- output error
+// The relative output error ||O - O'||_F / ||O||_F of block masks (SPEC section 2, with values), the
+// GPU twin of exact_compute's: flash-style passes over the kept blocks, float16 in, float32 sums.
+typedef struct gpu_output gpu_output;
+
+int gpu_output_init(gpu_output **g, int64_t N, int d, int B, skel_err *e);
+void gpu_output_free(gpu_output *g);
+// q, k, v (N, d) float32 rows (kv_changed = 0 keeps the last call's k and v), lse (N) from the exact
+// statistics, masks[m] (nb, nb): err[m] for m < nmasks.
+int gpu_output_error(gpu_output *g, const float *q, const float *k, const float *v, int kv_changed,
+                     const float *lse, const uint8_t *const *masks, int nmasks, double *err, skel_err *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -52,4 +52,16 @@ int gpu_xattention_scores(gpu_methods *g, const gpu_exact *x, double *score, ske
     return skel_fail(e, NO_CUDA);
 }
 
+int gpu_output_init(gpu_output **g, int64_t N, int d, int B, skel_err *e) {
+    *g = NULL;
+    return skel_fail(e, NO_CUDA);
+}
+
+void gpu_output_free(gpu_output *g) {}
+
+int gpu_output_error(gpu_output *g, const float *q, const float *k, const float *v, int kv_changed,
+                     const float *lse, const uint8_t *const *masks, int nmasks, double *err, skel_err *e) {
+    return skel_fail(e, NO_CUDA);
+}
+
 #endif
