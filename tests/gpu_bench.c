@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "analyze.h"
+#include "methods.h"
 #include "decomp.h"
 #include "exact.h"
 #include "gpu.h"
@@ -97,6 +98,23 @@ static void bench_one(bench_row *r, const char *dir) {
     CHECK(!gpu_exact_compute(G, &st, q, k, 0, &tm, &e));
     printf("  N=%lld d=%d: exact sparsity %.4f, threshold %.4f, block %.4f (download %.1f ms)\n", (long long)N, d,
            st.exact_sparsity, st.threshold_sparsity, st.block_sparsity, tm.download_ms);
+    {  // XAttention's block scores (the compared methods' quadratic step), wall time with the download
+        methods_params xp;
+        methods_params_default(&xp);
+        gpu_methods *GM;
+        CHECK(!gpu_methods_init(&GM, N, d, &xp, &e));
+        const int64_t nbx = xattention_blocks(N, &xp);
+        double *sc = malloc(sizeof(double) * nbx * nbx), tx[16];
+        CHECK(!gpu_xattention_scores(GM, G, sc, &e));
+        for (int x = 0; x < 3; x++) {
+            double a = skel_now();
+            CHECK(!gpu_xattention_scores(GM, G, sc, &e));
+            tx[x] = 1e3 * (skel_now() - a);
+        }
+        printf("  N=%lld d=%d: XAttention scores on the GPU %.2f ms (wall, download included)\n", (long long)N, d, median(tx, 3));
+        free(sc);
+        gpu_methods_free(GM);
+    }
     gpu_exact_free(G);
 
     // decomposition and mask (positions 0..N-1, theta 5e5, "half" layout): on the GPU (device events,
@@ -133,6 +151,24 @@ static void bench_one(bench_row *r, const char *dir) {
         CHECK(!decomp_compute(&dc, q, k, inv_freq, pos, ROPE_HALF, &e));
         mask_skeleton(mask, dc.s, dc.v, dc.h, N, &mp);
         r->host_ms = 1e3 * (skel_now() - a);
+    }
+    {  // the output error: O, then the skeleton mask against it (wall: q upload, mask upload, both passes)
+        gpu_output *GO;
+        CHECK(!gpu_output_init(&GO, N, d, 64, &e));
+        double err, to[16], dens = 0;
+        const uint8_t *mk[1] = {mask};
+        for (int64_t I = 0; I < nb; I++)
+            for (int64_t J = 0; J <= I; J++) dens += mask[I * nb + J];
+        dens /= (double)nb * (nb + 1) / 2;
+        CHECK(!gpu_output_error(GO, q, k, v, 1, st.lse, mk, 1, &err, &e));
+        for (int x = 0; x < 3; x++) {
+            double a = skel_now();
+            CHECK(!gpu_output_error(GO, q, k, v, 0, st.lse, mk, 1, &err, &e));
+            to[x] = 1e3 * (skel_now() - a);
+        }
+        printf("  N=%lld d=%d: output error on the GPU: O and one mask (density %.3f, error %.4f) in %.2f ms (wall)\n",
+               (long long)N, d, dens, err, median(to, 3));
+        gpu_output_free(GO);
     }
     free(mask), free(inv_freq), free(pos);
     decomp_free(&dc);
