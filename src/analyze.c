@@ -89,7 +89,8 @@ typedef struct {
     exact_stats st;
     int have_dc, have_st;
     uint8_t *mmask[N_MEASURED], *oracle;  // (nb, nb) each, owned by the slot
-    double *xa_score;                     // XAttention's block scores from the GPU, or NULL
+    double *xa_score;                     // XAttention's block scores (nbx, nbx), or NULL without methods or sweep
+    int xa_have;                          // xa_score holds this head's (from the GPU, or the host's methods)
     int nm;
     head_report rep;
     method_row mrows[N_MEASURED + 1];
@@ -225,8 +226,8 @@ static void run_methods(const pipeline *P, job *j) {
     if (!o->methods) return;
     const float *q = j->q, *k = j->kv->k;
     method_vertical_slash(j->mmask[1], q, k, P->N, P->d, o->block, &o->mp);
-    if (j->xa_score) xattention_select(j->mmask[2], j->xa_score, P->N, o->block, &o->mp);  // scores from the GPU
-    else method_xattention(j->mmask[2], q, k, P->N, P->d, o->block, &o->mp);
+    if (!j->xa_have) xattention_scores(j->xa_score, q, k, P->N, P->d, &o->mp), j->xa_have = 1;  // else from the GPU
+    xattention_select(j->mmask[2], j->xa_score, P->N, o->block, &o->mp);
     method_flexprefill(j->mmask[3], q, k, P->N, P->d, o->block, &o->mp);
     method_lambda(j->mmask[4], P->N, o->block, &o->mp);
     method_trianglemix(j->mmask[5], P->N, o->block, &o->mp);
@@ -275,7 +276,10 @@ static int device_stage(pipeline *P, job *j, int k_changed, skel_err *e) {
         if (gpu_exact_compute(P->G, &j->st, q, k, k_changed, NULL, e)) goto fail;
         for (int x = 0; x < EXACT_MAX_MASKS; x++) j->st.output_rel_error[x] = NAN;
         // XAttention's quadratic scoring, on the float16 q and k the exact pass left on the device
-        if (P->GM && gpu_xattention_scores(P->GM, P->G, j->xa_score, e)) goto fail;
+        if (P->GM) {
+            if (gpu_xattention_scores(P->GM, P->G, j->xa_score, e)) goto fail;
+            j->xa_have = 1;
+        }
     } else {
         exact_compute(&j->st, q, k, j->kv->v, (const uint8_t *const *)j->mmask, j->kv->v ? j->nm : 0);
     }
@@ -333,7 +337,7 @@ static void host_stage(const pipeline *P, job *j) {
     if (o->sweep) {
         sweep_input si = {.N = N, .d = P->d, .B = o->block, .S = o->sink, .T = o->local, .eps = o->eps,
                           .q = j->q, .k = j->kv->k, .W = st->block_mass, .s = dc->s, .v = dc->v, .h = dc->h,
-                          .mp = o->mp};
+                          .mp = o->mp, .xa_score = j->xa_have ? j->xa_score : NULL};
         j->np = sweep_head(&si, j->pts);
     }
 }
@@ -370,6 +374,7 @@ static void release_job(pipeline *P, job *j) {
     if (j->have_st) exact_stats_free(&j->st);
     if (j->have_dc) decomp_free(&j->dc);
     j->have_st = j->have_dc = 0;
+    j->xa_have = 0;
     results_packed_free(&j->pk);
     pthread_mutex_lock(&P->mu);
     kv_release(P, j->kv);
@@ -540,7 +545,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     if (use_gpu) {
         decomp_params dp = {.S = o->sink, .T = o->local, .M = o->samples, .ridge = o->ridge, .seed = o->seed};
         if (gpu_decomp_init(&GD, N, d, &dp, o->block, e) ||
-            (o->methods && gpu_methods_init(&GM, N, d, &o->mp, e)) ||
+            ((o->methods || o->sweep) && gpu_methods_init(&GM, N, d, &o->mp, e)) ||
             (D.has_values && gpu_output_init(&GO, N, d, o->block, e))) {
             gpu_exact_free(G);
             gpu_decomp_free(GD);
@@ -572,7 +577,8 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     P.worker_threads = cores / P.nworkers < 1 ? 1 : cores / P.nworkers;
     const double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE) / 3;
     const int64_t nbx = xattention_blocks(N, &o->mp);
-    const double jb = job_bytes(N, d, o->block, o->image_size, D.has_values) + (GM ? 8.0 * nbx * nbx : 0);
+    const int want_xa = o->methods || o->sweep;
+    const double jb = job_bytes(N, d, o->block, o->image_size, D.has_values) + (want_xa ? 8.0 * nbx * nbx : 0);
     int fit = (int)(mem / jb);
     P.nslots = P.nworkers + 3;
     if (P.nslots > fit) P.nslots = fit < 1 ? 1 : fit;
@@ -583,7 +589,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         j->q = xmalloc(sizeof(float) * N * d);
         for (int x = 0; x < N_MEASURED; x++) j->mmask[x] = xmalloc((size_t)P.nb * P.nb);
         j->oracle = xmalloc((size_t)P.nb * P.nb);
-        if (GM) j->xa_score = xmalloc(sizeof(double) * nbx * nbx);
+        if (want_xa) j->xa_score = xmalloc(sizeof(double) * nbx * nbx);
     }
     pthread_mutex_init(&P.mu, NULL);
     pthread_mutex_init(&P.h5_mu, NULL);

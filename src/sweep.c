@@ -50,13 +50,21 @@ int sweep_head(const sweep_input *in, sweep_point *pts) {
         method_vertical_slash(mask, in->q, in->k, N, in->d, in->B, &mp);
         add(pts, &n, "vertical_slash", scale[t], mask, in);
     }
+    // XAttention's scores do not depend on tau: computed once (or given), selected per tau
     static const double tau[] = {0.5, 0.7, 0.8, 0.9, 0.95, 0.99};
+    const int64_t nbx = xattention_blocks(N, &in->mp);
+    double *xs = (double *)in->xa_score;
+    if (!xs) {
+        xs = xmalloc(sizeof(double) * nbx * nbx);
+        xattention_scores(xs, in->q, in->k, N, in->d, &in->mp);
+    }
     for (size_t t = 0; t < sizeof tau / sizeof tau[0]; t++) {
         methods_params mp = in->mp;
         mp.xa_tau = tau[t];
-        method_xattention(mask, in->q, in->k, N, in->d, in->B, &mp);
+        xattention_select(mask, xs, N, in->B, &mp);
         add(pts, &n, "xattention", tau[t], mask, in);
     }
+    if (xs != in->xa_score) free(xs);
     static const double gamma[] = {0.5, 0.7, 0.8, 0.9, 0.95, 0.99};
     for (size_t t = 0; t < sizeof gamma / sizeof gamma[0]; t++) {
         methods_params mp = in->mp;

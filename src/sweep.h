@@ -28,6 +28,7 @@ typedef struct {
     const float *W;            // (nb, nb) exact block mass
     const float *s, *v, *h;    // (N) the decomposition
     methods_params mp;         // the defaults the sweeps scale
+    const double *xa_score;    // XAttention's block scores for mp (xattention_scores), or NULL to compute them
 } sweep_input;
 
 // Fills pts (at most SWEEP_MAX_POINTS) and returns their number.
