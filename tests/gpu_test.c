@@ -451,13 +451,14 @@ static void check_output(int64_t N, int d, int B) {
             snprintf(what, sizeof what, "out_err %s", names[x]);
             check_near(what, err[x], st.output_rel_error[x], OUT_ATOL + OUT_RTOL * st.output_rel_error[x]);
         }
-        // the same head again with the keys and values kept on the device
-        double again[NM];
+        // the same head again with the keys and values kept on the device: the same errors, up to the
+        // order of the double atomic sums over warps
+        double again[NM], worst = 0;
         CHECK(!gpu_output_error(G, q, k, v, 0, st.lse, (const uint8_t *const *)m, NM, again, &e));
+        for (int x = 0; x < NM; x++) worst = fmax(worst, fabs(again[x] - err[x]) / fmax(err[x], 1e-6));
         checks++;
-        failures += memcmp(again, err, sizeof err) != 0;
-        printf("    %-6s out_err with k, v kept: %s\n", memcmp(again, err, sizeof err) ? "FAIL" : "ok",
-               memcmp(again, err, sizeof err) ? "differs" : "identical");
+        failures += !(worst <= 1e-9);
+        printf("    %-6s out_err with k, v kept: relative difference %.2g (tol 1e-9)\n", worst <= 1e-9 ? "ok" : "FAIL", worst);
     }
     gpu_output_free(G);
     exact_stats_free(&st);
