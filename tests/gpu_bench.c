@@ -6,9 +6,11 @@
 // N^2 d per QK^T pass over the causal half; the exact pass makes two passes, 2 N^2 d, and SDPA's
 // forward (QK^T and PV) the same 2 N^2 d. Decomposition and mask on the GPU (cuda/decomp.cu) as a
 // percentage of SDPA flash time, with the host's (src/decomp.c, src/mask.c) up to 128K for reference.
-// Then `analyze --device gpu` end to end on a 32-head layer at 32K.
+// XAttention's scores and the output error (O and one mask) per size, for the record. Then
+// `analyze --device gpu` end to end on a 32-head layer at 32K (as shipped, one host worker, no
+// compared methods), and with --e2e-long on 8 heads at 128K with values.
 //
-//   build/gpu_bench [--sizes 8192,32768] [--no-e2e] [--out DIR]
+//   build/gpu_bench [--sizes 8192,32768] [--no-e2e] [--e2e-long] [--out DIR]
 // Q/K/V: seeded Gaussian rows (z = c q.k with standard deviation ~2, a sparse-ish head), written as
 // float16 to DIR (default /tmp) for bench/sdpa_bench.py.
 #include <math.h>
@@ -176,18 +178,70 @@ static void bench_one(bench_row *r, const char *dir) {
     free(q), free(k), free(v);
 }
 
+// analyze --device gpu end to end on a synthetic float16 layer of hq query heads (hkv key heads):
+// the pipeline as shipped, then (nruns > 1) with one host worker and without the compared methods.
+static void e2e_layer(int64_t N, int hq, int hkv, int values, int nruns) {
+    const char *dump_p = "/tmp/gpu_bench_layer.h5", *res_p = "/tmp/gpu_bench_layer_results.h5";
+    synth_params sp = {.N = N, .layers = 1, .q_heads = hq, .kv_heads = hkv, .d = 128, .theta = 5e5, .seed = 1, .f16 = 1,
+                       .values = values};
+    skel_err e;
+    char line[4096];
+    double a = skel_now();
+    CHECK(!synth_write(dump_p, &sp, &e));
+    double b = skel_now();
+    const struct {
+        const char *what;
+        int workers, methods;
+    } runs[3] = {{"default workers", 0, 1}, {"1 host worker", 1, 1}, {"--no-methods", 0, 0}};
+    for (int r = 0; r < nruns; r++) {
+        analyze_opts o;
+        analyze_opts_default(&o);
+        o.quiet = 1;
+        o.device = ANALYZE_DEVICE_GPU;
+        o.workers = runs[r].workers;
+        o.methods = runs[r].methods;
+        double tt[5];
+        o.stage_times = tt;
+        double c0 = skel_now();
+        if (analyze_run(dump_p, res_p, &o, &e)) {
+            printf("gpu_bench: analyze: %s\n", e.msg);
+            exit(1);
+        }
+        double c = skel_now();
+        double tex = 0, tdc = 0, tmk = 0;
+        FILE *f = fopen("/tmp/gpu_bench_layer_results.csv", "r");
+        CHECK(f);
+        CHECK(fgets(line, sizeof line, f));
+        while (fgets(line, sizeof line, f)) {
+            double v[19];
+            char *s = line;
+            for (int x = 0; x < 19; x++) v[x] = strtod(s, &s), s++;
+            tex += v[16], tdc += v[17], tmk += v[18];
+        }
+        fclose(f);
+        printf("\nanalyze --device gpu (%s), %d heads (%d key heads) x %lld tokens, d = 128%s: %.2f s end to end "
+               "(exact incl. transfers %.2f s, decomposition %.2f s, mask %.2f s); stage totals, overlapping: "
+               "reading %.2f s, device %.2f s, host stage %.2f s, writing %.2f s; synth dump written in %.1f s\n",
+               runs[r].what, hq, hkv, (long long)N, values ? ", with values (output errors)" : "", c - c0, tex / 1e3,
+               tdc / 1e3, tmk / 1e3, tt[1], tt[2], tt[3], tt[4], b - a);
+    }
+    unlink(dump_p), unlink(res_p), unlink("/tmp/gpu_bench_layer_results.csv"),
+        unlink("/tmp/gpu_bench_layer_results_methods.csv");
+}
+
 int main(int argc, char **argv) {
     int64_t sizes[8] = {8192, 32768, 131072, 1048576};
-    int dims[8] = {128, 128, 128, 128}, nsizes = 4, e2e = 1;
+    int dims[8] = {128, 128, 128, 128}, nsizes = 4, e2e = 1, e2e_long = 0;
     const char *dir = "/tmp";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-e2e")) e2e = 0;
+        else if (!strcmp(argv[i], "--e2e-long")) e2e_long = 1;
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
             nsizes = 0;
             for (char *p = argv[++i]; *p && nsizes < 8; p += *p == ',') sizes[nsizes] = strtoll(p, &p, 10), dims[nsizes++] = 128;
         } else {
-            fprintf(stderr, "usage: gpu_bench [--sizes N,N,...] [--no-e2e] [--out DIR]\n");
+            fprintf(stderr, "usage: gpu_bench [--sizes N,N,...] [--no-e2e] [--e2e-long] [--out DIR]\n");
             return 2;
         }
     }
@@ -238,50 +292,7 @@ int main(int argc, char **argv) {
     }
     fflush(stdout);
 
-    if (e2e) {
-        // analyze --device gpu on a 32-head layer (8 key heads) at 32K, float16 dump
-        const char *dump_p = "/tmp/gpu_bench_layer.h5", *res_p = "/tmp/gpu_bench_layer_results.h5";
-        synth_params sp = {.N = 32768, .layers = 1, .q_heads = 32, .kv_heads = 8, .d = 128, .theta = 5e5, .seed = 1, .f16 = 1};
-        double a = skel_now();
-        CHECK(!synth_write(dump_p, &sp, &e));
-        double b = skel_now();
-        // the pipeline as shipped, then with one host worker, then without the compared methods
-        const struct {
-            const char *what;
-            int workers, methods;
-        } runs[3] = {{"default workers", 0, 1}, {"1 host worker", 1, 1}, {"--no-methods", 0, 0}};
-        for (int r = 0; r < 3; r++) {
-            analyze_opts o;
-            analyze_opts_default(&o);
-            o.quiet = 1;
-            o.device = ANALYZE_DEVICE_GPU;
-            o.workers = runs[r].workers;
-            o.methods = runs[r].methods;
-            double tt[5];
-            o.stage_times = tt;
-            double c0 = skel_now();
-            if (analyze_run(dump_p, res_p, &o, &e)) {
-                printf("gpu_bench: analyze: %s\n", e.msg);
-                return 1;
-            }
-            double c = skel_now();
-            double tex = 0, tdc = 0, tmk = 0;
-            FILE *f = fopen("/tmp/gpu_bench_layer_results.csv", "r");
-            CHECK(f);
-            CHECK(fgets(line, sizeof line, f));
-            while (fgets(line, sizeof line, f)) {
-                double v[19];
-                char *s = line;
-                for (int x = 0; x < 19; x++) v[x] = strtod(s, &s), s++;
-                tex += v[16], tdc += v[17], tmk += v[18];
-            }
-            fclose(f);
-            printf("\nanalyze --device gpu (%s), 32 heads (8 key heads) x 32768 tokens, d = 128: %.2f s end to end "
-                   "(exact incl. transfers %.2f s, decomposition %.2f s, mask %.2f s); stage totals, overlapping: "
-                   "reading %.2f s, device %.2f s, host stage %.2f s, writing %.2f s; synth dump written in %.1f s\n",
-                   runs[r].what, c - c0, tex / 1e3, tdc / 1e3, tmk / 1e3, tt[1], tt[2], tt[3], tt[4], b - a);
-        }
-        unlink(dump_p), unlink(res_p), unlink("/tmp/gpu_bench_layer_results.csv");
-    }
+    if (e2e) e2e_layer(32768, 32, 8, 0, 3);
+    if (e2e_long) e2e_layer(131072, 8, 2, 1, 1);
     return 0;
 }
