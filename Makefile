@@ -64,7 +64,7 @@ NVCCFLAGS ?= -O3 -arch=sm_90 -std=c++17 -Isrc
 ifneq ($(NVCC),)
 CUDA_LIBDIR := $(abspath $(dir $(NVCC))/../lib64)
 CFLAGS    += -DSKEL_HAVE_CUDA
-CUDA_LIBS := -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcusolver -lcudart_static -ldl -lrt -lpthread -lstdc++
+CUDA_LIBS := -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcudart_static -ldl -lrt -lpthread -lstdc++
 endif
 
 # Fragments for optional parts (model download, corpus) live in mk/.

@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
           echo "ncu rc=$?"; grep -E "exact_pass|decomp|mask_|Duration|Achieved Occupancy|Registers Per|Issue Slots Busy|Compute \(SM\) Throughput|L2 Cache Throughput|Memory Throughput" "$OUT/ncu.log" | head -60 ;;
     ncudec) shift  # the decomposition's kernels, durations only (the warm-up call)
           timeout 200 ncu --metrics gpu__time_duration.sum --launch-count 60 \
-              --kernel-name regex:'unrope|colsum|scan|row_stats|lambda|short|lse_reduce|sample|ridge|uk_|s_kernel|scalars|vh_|block_vectors|mask_kernel|gemm|gemv|potr|trsm|syrk|getrf|chol' \
+              --kernel-name regex:'unrope|colsum|scan|rows_kernel|gram|short|lse_|sample|uk_|s_kernel|scalars|vh_|block_vectors|mask_kernel|gemm|gemv|chol' \
               ./build/gpu_bench --sizes "$1" --no-e2e >"$OUT/ncu_decomp.log" 2>&1
           echo "ncudec rc=$?"; grep -E "^  [a-zA-Z_].*\(|gpu__time_duration" "$OUT/ncu_decomp.log" | sed 's/(.*//; s/ \+/ /g' | paste - - | head -40 ;;
     nsys) shift

@@ -4,15 +4,18 @@
 //   outputs: the decomp struct of decomp.h (s, v, h, alpha, kappa, mu, sigma2, log_lambda, nu, zeta,
 //            fit statistics) and the (nb, nb) mask with the predicted block sparsity.
 // Row statistics by chunks of C = 128 rows (chunk c: rows S + T + c C .., keys entering the
-// interior S + c C ..): the exclusive prefix of the chunks' key Gram matrices and key sums (double
-// scans of float GEMM results) gives the part before the chunk, one batched SGEMM of in-chunk
-// products the rest. The Lambda-shape: one SGEMM against the sink keys and batched SGEMMs of
-// 64-row chunks against their local key windows. Ridge samples are built on the device, their normal
-// equations by DGEMM and solved by cuSOLVER's Cholesky (the ridge as ridge_solve_normal adds it).
-// Per-row reductions accumulate in double, as the CPU does. Nothing waits for the host between the
-// upload and the download of the results.
+// interior S + c C ..): the exclusive prefix of the chunks' (centred) key Gram matrices and of the
+// key sums gives the part before the chunk; one CTA per chunk (rows_kernel) does the rest on the
+// tensor cores in split float16 precision (hi + lo operands, three mma.sync per product: float32-
+// level products): q G q against the prefix Gram, the in-chunk products and the Lambda-shape's sink
+// and local products. The Grams (gram_kernel) are also split-precision mma, summed over segments of
+// GSEG chunks in registers, the segments' prefix by a small scan. Ridge samples are built on the
+// device (their mu from a fine key prefix), their normal equations by DGEMM and solved by a one-CTA
+// blocked Cholesky (the ridge as ridge_solve_normal adds it); that chain (with u, s and the prefix
+// sums of v and s) runs on a second stream beside the Grams and row statistics. Per-row reductions
+// accumulate in double, as the CPU does. Nothing waits for the host between the upload and the
+// download of the results.
 #include <cublas_v2.h>
-#include <cusolverDn.h>
 #include <math.h>
 #include <string.h>
 
@@ -34,23 +37,21 @@ extern "C" {
         }                                                                                                 \
     } while (0)
 
-#define CUSOLVER_CHECK(stmt)                                                                                \
-    do {                                                                                                    \
-        cusolverStatus_t st_ = (stmt);                                                                      \
-        if (st_ != CUSOLVER_STATUS_SUCCESS) {                                                               \
-            fprintf(stderr, "cuSOLVER error at %s:%d: %s: status %d\n", __FILE__, __LINE__, #stmt, (int)st_); \
-            abort();                                                                                        \
-        }                                                                                                   \
-    } while (0)
-
 namespace {
 
-constexpr int C = 128;   // rows per row-statistics chunk
-constexpr int CL = 64;   // rows per Lambda-shape chunk
+constexpr int C = 128;   // rows per row-statistics chunk (one CTA of rows_kernel)
 constexpr int CU = 16;   // rows per chunk of the u prefix sums used by the samples
 constexpr int MAXD = 128;
 
 // ---------------------------------------------------------------------------- kernels
+
+// sincos of a large argument (|x| up to ~1e9: positions times frequencies): reduced by 2 pi in
+// double-double first (error ~1e-16), so that the library's sincos stays on its fast path.
+__device__ __forceinline__ void sincos_big(double x, double *s, double *c) {
+    const double n = rint(x * 0.15915494309189533577);
+    const double r = fma(-n, 2.4492935982947064e-16, fma(-n, 6.283185307179586232, x));
+    sincos(r, s, c);
+}
 
 // u_j = k_j rotated by -pos_j omega (SPEC section 3), as rope_unapply.
 __global__ void unrope_kernel(float *u, const float *k, int64_t N, int d, const double *inv_freq, const int32_t *pos,
@@ -60,7 +61,7 @@ __global__ void unrope_kernel(float *u, const float *k, int64_t N, int d, const 
         const int64_t j = e / (d / 2);
         const int x = (int)(e % (d / 2));
         double s, c;
-        sincos(-(double)pos[j] * inv_freq[x], &s, &c);
+        sincos_big(-(double)pos[j] * inv_freq[x], &s, &c);
         const int ia = half_layout ? x : 2 * x, ib = half_layout ? x + d / 2 : 2 * x + 1;
         const double ya = k[j * d + ia], yb = k[j * d + ib];
         u[j * d + ia] = (float)(ya * c - yb * s);
@@ -69,12 +70,21 @@ __global__ void unrope_kernel(float *u, const float *k, int64_t N, int d, const 
 }
 
 // out[c] (d) = sum of src rows [r0 + c ch, r0 + (c+1) ch) below `end`, in double; grid nc, block d.
-__global__ void chunk_colsum_kernel(double *out, const float *src, int d, int64_t r0, int ch, int64_t end) {
+// With amax: also the largest |src| of each column over the chunks' rows below mend (atomicMax on
+// the bits of non-negative floats, which order as integers; amax zeroed before).
+__global__ void chunk_colsum_kernel(double *out, const float *src, int d, int64_t r0, int ch, int64_t end,
+                                    float *amax = nullptr, int64_t mend = 0) {
     const int64_t c = blockIdx.x;
     const int x = threadIdx.x;
     double s = 0;
-    for (int64_t r = r0 + c * ch; r < r0 + (c + 1) * ch && r < end; r++) s += src[r * d + x];
+    float m = 0.f;
+    for (int64_t r = r0 + c * ch; r < r0 + (c + 1) * ch && r < (end > mend ? end : mend); r++) {
+        const float v = src[r * d + x];
+        if (r < end) s += v;
+        m = fmaxf(m, fabsf(v));
+    }
     out[c * d + x] = s;
+    if (amax && m > 0.f) atomicMax((int *)amax + x, __float_as_int(m));
 }
 
 // In place: the first n rows of a (n [+ 1], w) become their exclusive prefix over the first index,
@@ -94,14 +104,25 @@ __global__ void __launch_bounds__(1024) scan_cols_kernel(Tv *a, int64_t n, int64
     }
     seg[ty][tx] = s;
     __syncthreads();
-    if (ty == 0) {
-        double run = 0;
-        for (int k = 0; k < SEGS; k++) {
-            const double v = seg[k][tx];
-            seg[k][tx] = run;
-            run += v;
+    {  // each column's segment sums scanned by one warp (a serial scan over SEGS was a latency chain)
+        constexpr int PER = SEGS / 32;
+        const int wid = (ty * COLS + tx) / 32, lane = (tx + ty * COLS) & 31;
+        for (int col = wid; col < COLS; col += 32) {
+            double loc[PER], tot = 0;
+#pragma unroll
+            for (int p = 0; p < PER; p++) loc[p] = seg[lane * PER + p][col], tot += loc[p];
+            double inc = tot;
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                const double y = __shfl_up_sync(0xffffffffu, inc, o);
+                if (lane >= o) inc += y;
+            }
+            double run = inc - tot;
+#pragma unroll
+            for (int p = 0; p < PER; p++) seg[lane * PER + p][col] = run, run += loc[p];
+            const int64_t xc = blockIdx.x * COLS + col;
+            if (lane == 31 && with_total && xc < w) a[n * w + xc] = (Tv)run;
         }
-        if (with_total && x < w) a[n * w + x] = (Tv)run;
     }
     __syncthreads();
     if (x < w) {
@@ -126,55 +147,362 @@ __device__ __forceinline__ double warp_max_d(double x) {
     return x;
 }
 
-// mu_i and sigma_i^2 of the interior rows, one warp per row:
-//   lin = q_i . (keys before the chunk) + sum_{cc <= r} Z[r][cc],  quad = q_i G q_i + sum Z^2.
-__global__ void row_stats_kernel(double *mu, double *sigma2, const float *q, const double *KP, const float *Y,
-                                 const float *Z, int64_t N, int d, int S, int T, double c) {
-    const int64_t i = S + T + (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
-    const int lane = threadIdx.x & 31;
-    if (i >= N) return;
-    const int64_t ch = (i - S - T) / C, r = (i - S - T) % C;
-    double lin = 0, quad = 0;
-    for (int x = lane; x < d; x += 32) {
-        const double qx = q[i * d + x];
-        lin += qx * KP[ch * d + x];
-        quad += qx * (double)Y[(i - S - T) * d + x];
+// ---------------------------------------------------------------------------- row statistics
+// One CTA of 8 warps per chunk of C rows (rows i0 = S + T + c C ..; warp w owns rows 16 w .. +16 as
+// in exact.cu) computes mu_i, sigma_i^2 and log Lambda_i from products on the tensor cores:
+//   the prefix Gram G_c (keys S .. S + c C - 1, d x d): q_i G_c q_i, as "keys" the rows of G_c;
+//   the window, keys i0 - T .. i0 + C - 1: (q_i . k_j) and its square summed over j <= i - T (the
+//   in-chunk part of the interior), and the Lambda-shape's last T keys i - T + 1 .. i;
+//   the sinks, keys 0 .. S - 1.
+// B operands stream through shared memory in tiles of 64 rows. Split precision for float32 accuracy:
+// every operand row x is scaled by a power of two 2^e (|x 2^e| < 2^14) and written as float16
+// hi + lo (lo = x 2^e - hi), and each product is hi hi + hi lo + lo hi (three mma.sync m16n8k16,
+// f32 accumulate): ~2^-21 relative per term, the dropped lo lo term ~2^-22.
+constexpr int BT = 64;  // B rows per shared-memory tile
+constexpr int GSEG = 8; // chunks per Gram segment (gram_kernel): float accumulation over at most GSEG C keys
+template <int DP>
+__host__ __device__ constexpr int ldb() { return DP + 8; }  // padded shared row (halfs), as exact.cu's ldk
+
+// 2^e with amax 2^e < 2^14 (1 for an all-zero row).
+__device__ __forceinline__ float pow2_scale(float amax) {
+    if (!(amax > 0.f)) return 1.f;
+    int E;
+    frexpf(amax, &E);  // amax = m 2^E, m in [0.5, 1)
+    return ldexpf(1.f, min(14 - E, 126));
+}
+__device__ __forceinline__ uint32_t half2_bits(__half2 h) {
+    uint32_t u;
+    memcpy(&u, &h, 4);
+    return u;
+}
+// hi and lo float16 pairs of (x, y) (already scaled).
+__device__ __forceinline__ void split2(float x, float y, uint32_t &hi, uint32_t &lo) {
+    const __half2 h = __floats2half2_rn(x, y);
+    const float2 hf = __half22float2(h);
+    hi = half2_bits(h);
+    lo = half2_bits(__floats2half2_rn(x - hf.x, y - hf.y));
+}
+// hi + lo of a split pair, as floats (still scaled).
+__device__ __forceinline__ float2 unsplit2(uint32_t hi, uint32_t lo) {
+    __half2 h, l;
+    memcpy(&h, &hi, 4);
+    memcpy(&l, &lo, 4);
+    const float2 a = __half22float2(h), b = __half22float2(l);
+    return make_float2(a.x + b.x, a.y + b.y);
+}
+
+// The warp's 16 query rows rowA = i0 + 16 w + g and rowA + 8 as split mma A fragments (zero beyond N
+// or d), with 1 / scale of each row. Two passes over q: the row maxima, then the split.
+template <int DP>
+__device__ __forceinline__ void load_q_split(uint32_t qh[DP / 16][4], uint32_t ql[DP / 16][4], float qinv[2],
+                                             const float *q, int64_t N, int d, int64_t rowA) {
+    const int lane = threadIdx.x & 31, t = lane & 3;
+    const int64_t rows[2] = {rowA, rowA + 8};
+    float sc[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        float m = 0.f;
+        if (rows[h] < N)
+#pragma unroll
+            for (int s = 0; s < DP / 16; s++)
+#pragma unroll
+                for (int half = 0; half < 2; half++) {
+                    const int col = s * 16 + half * 8 + 2 * t;
+                    if (col < d) {
+                        const float2 v = *(const float2 *)(q + rows[h] * d + col);
+                        m = fmaxf(m, fmaxf(fabsf(v.x), fabsf(v.y)));
+                    }
+                }
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+        sc[h] = pow2_scale(m);
+        qinv[h] = 1.f / sc[h];
     }
-    const float *zr = Z + (ch * C + r) * C;
-    for (int64_t cc = lane; cc <= r; cc += 32) {
-        const double z = zr[cc];
-        lin += z, quad += z * z;
-    }
-    lin = warp_sum_d(lin), quad = warp_sum_d(quad);
-    if (lane == 0) {
-        const double n = (double)(i - T - S + 1), m = c * lin / n;
-        const double var = c * c * quad / n - m * m;
-        mu[i] = m;
-        sigma2[i] = var > 0 ? var : 0;
+#pragma unroll
+    for (int s = 0; s < DP / 16; s++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) {  // fragment register r: row (r & 1), columns + 8 (r >> 1)
+            const int h = r & 1, col = s * 16 + (r >> 1) * 8 + 2 * t;
+            float2 v = make_float2(0.f, 0.f);
+            if (rows[h] < N && col < d) v = *(const float2 *)(q + rows[h] * d + col);
+            split2(v.x * sc[h], v.y * sc[h], qh[s][r], ql[s][r]);
+        }
+}
+
+// Rows 0 .. nvalid - 1 of src (row stride d) as split rows of a B tile (zero rows beyond nvalid and
+// columns beyond d), each with 1 / scale in sinv (0 for the zero rows); src2 (when given) is added and
+// sub (when given, DP floats in shared memory) subtracted. DP / 4 lanes per row, 4 columns each; the
+// row maximum by shuffles within those lanes. The global loads of 4 passes are issued before any is
+// used (one pass at a time left a load latency per pass).
+template <int DP>
+__device__ __forceinline__ void load_b_split(__half *Bh, __half *Bl, float *sinv, const float *src, int64_t nvalid, int d,
+                                             const float *src2 = nullptr, const float *sub = nullptr) {
+    constexpr int LPR = DP / 4, RPW = 32 / LPR, PASSES = BT / (8 * RPW), GROUP = PASSES < 4 ? PASSES : 4;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, col = (lane % LPR) * 4;
+#pragma unroll
+    for (int p0 = 0; p0 < PASSES; p0 += GROUP) {
+        float4 v[GROUP];
+#pragma unroll
+        for (int p = 0; p < GROUP; p++) {
+            const int r = ((p0 + p) * 8 + warp) * RPW + lane / LPR;
+            v[p] = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (r < nvalid) {
+                if (col < d) {
+                    const float2 x = *(const float2 *)(src + (int64_t)r * d + col);
+                    v[p].x = x.x, v[p].y = x.y;
+                }
+                if (col + 2 < d) {
+                    const float2 x = *(const float2 *)(src + (int64_t)r * d + col + 2);
+                    v[p].z = x.x, v[p].w = x.y;
+                }
+            }
+        }
+        if (src2) {
+#pragma unroll
+            for (int p = 0; p < GROUP; p++) {
+                const int r = ((p0 + p) * 8 + warp) * RPW + lane / LPR;
+                if (r < nvalid) {
+                    if (col < d) {
+                        const float2 x = *(const float2 *)(src2 + (int64_t)r * d + col);
+                        v[p].x += x.x, v[p].y += x.y;
+                    }
+                    if (col + 2 < d) {
+                        const float2 x = *(const float2 *)(src2 + (int64_t)r * d + col + 2);
+                        v[p].z += x.x, v[p].w += x.y;
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int p = 0; p < GROUP; p++) {
+            const int r = ((p0 + p) * 8 + warp) * RPW + lane / LPR;
+            if (sub && r < nvalid) v[p].x -= sub[col], v[p].y -= sub[col + 1], v[p].z -= sub[col + 2], v[p].w -= sub[col + 3];
+            float m = fmaxf(fmaxf(fabsf(v[p].x), fabsf(v[p].y)), fmaxf(fabsf(v[p].z), fabsf(v[p].w)));
+#pragma unroll
+            for (int o = LPR / 2; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            const float sc = pow2_scale(m);
+            uint32_t h0, l0, h1, l1;
+            split2(v[p].x * sc, v[p].y * sc, h0, l0);
+            split2(v[p].z * sc, v[p].w * sc, h1, l1);
+            *(uint2 *)(Bh + r * ldb<DP>() + col) = make_uint2(h0, h1);
+            *(uint2 *)(Bl + r * ldb<DP>() + col) = make_uint2(l0, l1);
+            if (lane % LPR == 0) sinv[r] = r < nvalid ? 1.f / sc : 0.f;
+        }
     }
 }
 
-// log Lambda_i of the interior rows, one warp per row: S sink products (Zs) and T local ones (Zl).
-__global__ void lambda_kernel(double *log_lambda, const double *mu, const float *Zs, const float *Zl, int64_t N, int S,
-                              int T, int WL, double c) {
-    const int64_t i = S + T + (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
+// The three split products of one k16 step for NG accumulators, issued term by term across the
+// group: NG independent mma chains in flight instead of one chain of six dependent mma (the inline
+// asm is volatile, so its order is the issue order). b*[x][0..1] are the step's B fragments.
+template <int NG>
+__device__ __forceinline__ void mma3_group(float (*acc)[4], const uint32_t ah[4], const uint32_t al[4],
+                                           const uint32_t (*bh)[4], const uint32_t (*bl)[4], int half) {
+#pragma unroll
+    for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], al, bh[x][2 * half], bh[x][2 * half + 1]);
+#pragma unroll
+    for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], ah, bl[x][2 * half], bl[x][2 * half + 1]);
+#pragma unroll
+    for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], ah, bh[x][2 * half], bh[x][2 * half + 1]);
+}
+
+// acc (16 x 64) = Q_warp B^T in split precision; acc[n] holds rows g, g + 8 and columns 8 n + 2 t, +1
+// as exact.cu's qk_tile. The small terms first. B fragments for 4 n-tiles at a time.
+template <int DP>
+__device__ __forceinline__ void mma_tile_split(float acc[8][4], const uint32_t qh[DP / 16][4],
+                                               const uint32_t ql[DP / 16][4], const __half *Bh, const __half *Bl) {
+    constexpr int NG = 4;
     const int lane = threadIdx.x & 31;
-    if (i >= N) return;
-    const int64_t ch = (i - S - T) / CL, r = (i - S - T) % CL;
-    const double m = mu[i];
-    double mx = -INFINITY;
-    for (int t = lane; t < S + T; t += 32) {
-        const float zr = t < S ? Zs[(i - S - T) * S + t] : Zl[(ch * CL + r) * WL + r + (t - S)];
-        mx = fmax(mx, c * zr - m);
+#pragma unroll
+    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < DP / 32; kk++) {
+#pragma unroll
+        for (int n0 = 0; n0 < 8; n0 += NG) {
+            uint32_t bh[NG][4], bl[NG][4];
+#pragma unroll
+            for (int x = 0; x < NG; x++) {
+                const int off = ((n0 + x) * 8 + (lane & 7)) * ldb<DP>() + kk * 32 + (lane >> 3) * 8;
+                ldmatrix_x4(bh[x], Bh + off);
+                ldmatrix_x4(bl[x], Bl + off);
+            }
+            mma3_group<NG>(acc + n0, qh[2 * kk], ql[2 * kk], bh, bl, 0);
+            mma3_group<NG>(acc + n0, qh[2 * kk + 1], ql[2 * kk + 1], bh, bl, 1);
+        }
     }
-    mx = warp_max_d(mx);
-    double l = 0;
-    for (int t = lane; t < S + T; t += 32) {
-        const float zr = t < S ? Zs[(i - S - T) * S + t] : Zl[(ch * CL + r) * WL + r + (t - S)];
-        l += exp(c * zr - m - mx);
+}
+
+struct rows_args {
+    const float *q, *k;  // (Npad, d)
+    const float *G;      // (nch, d, d) exclusive prefix of the chunks' key Grams within their segment
+    const float *Goff;   // (nseg, d, d) exclusive prefix of the segments' Grams: G_c = Goff[c / GSEG] + G[c]
+    const double *KP;    // (nch + 1, d) exclusive prefix of the chunks' key sums, then their total
+    double *mu, *sigma2, *log_lambda;  // (N)
+    double nall;         // keys in KP's total (N - T - S): mf = KP[nch] / nall is the keys' centre
+    int64_t N;
+    int d, S, T;
+    double c;
+};
+
+constexpr float LOG2E_F = 1.44269504088896341f;
+constexpr double LN2_D = 0.693147180559945309417;
+
+// Online log-sum-exp in base 2 (m, l) of one row half h over the tile's candidates: the tile maximum
+// first, then the sum; y = acc / (scales) c log2 e + add is recomputed in the second pass rather than
+// kept (registers). ok(w) says which tile columns w = 8 n + 2 t + e are candidates.
+template <typename Ok>
+__device__ __forceinline__ void lse_tile(float &m, float &l, const float acc[8][4], int h, float qc2, float add,
+                                         const float *sinv, Ok ok) {
+    const int t = threadIdx.x & 3;
+    float tm = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int w = n * 8 + 2 * t + e;
+            if (ok(w)) tm = fmaxf(tm, acc[n][2 * h + e] * qc2 * sinv[w] + add);
+        }
+    if (tm > m) l *= fast_exp2(m - tm), m = tm;
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int w = n * 8 + 2 * t + e;
+            if (ok(w)) l += fast_exp2(acc[n][2 * h + e] * qc2 * sinv[w] + add - m);
+        }
+}
+
+template <int DP, int MINB>
+__global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
+    __shared__ __align__(16) __half Bh[BT * ldb<DP>()], Bl[BT * ldb<DP>()];
+    __shared__ float sinv[BT], mf[DP];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t N = a.N, c = blockIdx.x, nch = gridDim.x;
+    const int d = a.d, S = a.S, T = a.T;
+    const int64_t i0 = S + T + c * C;
+    const int rr[2] = {warp * 16 + g, warp * 16 + g + 8};  // the thread's two rows in the chunk
+    for (int x = threadIdx.x; x < DP; x += blockDim.x) mf[x] = x < d ? (float)(a.KP[nch * d + x] / a.nall) : 0.f;
+    uint32_t qh[DP / 16][4], ql[DP / 16][4];
+    float qinv[2];
+    load_q_split<DP>(qh, ql, qinv, a.q, N, d, i0 + rr[0]);
+    __syncthreads();
+    // q_i . mf: the Grams and the window keys are centred on mf (k - mf) so that their products carry
+    // the spread of z, not its mean (mu^2 >> sigma^2 cancels in sigma^2 = E z^2 - mu^2)
+    double mq[2] = {0.0, 0.0};
+#pragma unroll
+    for (int s = 0; s < DP / 16; s++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int col = s * 16 + (r >> 1) * 8 + 2 * t;
+            const float2 v = unsplit2(qh[s][r], ql[s][r]);
+            mq[r & 1] += (double)v.x * mf[col] + (double)v.y * mf[col + 1];
+        }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        mq[h] += __shfl_xor_sync(0xffffffffu, mq[h], 1);
+        mq[h] += __shfl_xor_sync(0xffffffffu, mq[h], 2);
+        mq[h] *= qinv[h];
     }
-    l = warp_sum_d(l);
-    if (lane == 0) log_lambda[i] = mx + log(l);
+    const float c2 = (float)a.c * LOG2E_F;  // log2-domain z per unit q . k
+    float lin[2] = {0.f, 0.f}, quad[2] = {0.f, 0.f}, qpre[2] = {0.f, 0.f}, lm[2] = {-INFINITY, -INFINITY},
+          ll[2] = {0.f, 0.f};
+    float acc[8][4];
+    // q_i G_c q_i: B rows are the rows of G_c (symmetric), each with its own scale
+    if (c > 0) {
+        const float *Gc = a.G + (size_t)c * d * d, *Go = a.Goff + (size_t)(c / GSEG) * d * d;
+#pragma unroll
+        for (int tg = 0; tg < DP / 64; tg++) {
+            __syncthreads();
+            load_b_split<DP>(Bh, Bl, sinv, Gc + (size_t)tg * 64 * d, d - tg * 64, d, Go + (size_t)tg * 64 * d);
+            __syncthreads();
+            mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
+#pragma unroll
+            for (int n = 0; n < 8; n++) {  // column b = 64 tg + 8 n + 2 t: A fragment s = 4 tg + n / 2
+                const int s = tg * 4 + n / 2, r = (n & 1) * 2;
+                const float2 qa = unsplit2(qh[s][r], ql[s][r]), qb = unsplit2(qh[s][r + 1], ql[s][r + 1]);
+                const float s0 = sinv[n * 8 + 2 * t], s1 = sinv[n * 8 + 2 * t + 1];
+                qpre[0] += qa.x * acc[n][0] * s0 + qa.y * acc[n][1] * s1;
+                qpre[1] += qb.x * acc[n][2] * s0 + qb.y * acc[n][3] * s1;
+            }
+        }
+    }
+    // the window: key j = i0 - T + w, w = 64 tw + 8 n + 2 t + e; row r uses w <= r (interior) and
+    // r < w <= r + T (the last T keys)
+    const int nwt = (C + T + BT - 1) / BT;
+    for (int tw = 0; tw < nwt; tw++) {
+        const int64_t j0 = i0 - T + (int64_t)tw * BT;
+        __syncthreads();
+        load_b_split<DP>(Bh, Bl, sinv, a.k + j0 * d, N - j0, d, nullptr, mf);
+        __syncthreads();
+        mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
+#pragma unroll
+        for (int h = 0; h < 2; h++) {  // x = q_i . (k_j - mf)
+            const int r = rr[h] - tw * BT;  // the row against tile columns
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int w = n * 8 + 2 * t + e;
+                    if (w <= r) {
+                        const float x = acc[n][2 * h + e] * qinv[h] * sinv[w];
+                        lin[h] += x, quad[h] += x * x;
+                    }
+                }
+            lse_tile(lm[h], ll[h], acc, h, qinv[h] * c2, (float)mq[h] * c2, sinv, [=](int w) { return w > r && w <= r + T; });
+        }
+    }
+    // the sinks
+    for (int ts = 0; ts * BT < S; ts++) {
+        __syncthreads();
+        load_b_split<DP>(Bh, Bl, sinv, a.k + (int64_t)ts * BT * d, S - ts * BT, d);
+        __syncthreads();
+        mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
+        const int ns = S - ts * BT;
+#pragma unroll
+        for (int h = 0; h < 2; h++) lse_tile(lm[h], ll[h], acc, h, qinv[h] * c2, 0.f, sinv, [=](int w) { return w < ns; });
+    }
+    // q_i . (keys S .. i0 - T - 1) from the chunk prefix, in double
+    const double *kp = a.KP + c * d;
+    double qkp[2] = {0.0, 0.0};
+#pragma unroll
+    for (int s = 0; s < DP / 16; s++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int col = s * 16 + (r >> 1) * 8 + 2 * t;
+            if (col < d) {
+                const float2 v = unsplit2(qh[s][r], ql[s][r]);
+                qkp[r & 1] += (double)v.x * kp[col] + (double)v.y * kp[col + 1];
+            }
+        }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        double L = (double)lin[h], Q = (double)quad[h], P = (double)qpre[h], K = qkp[h];
+        float m = lm[h], l = ll[h];
+#pragma unroll
+        for (int o = 1; o <= 2; o <<= 1) {
+            L += __shfl_xor_sync(0xffffffffu, L, o);
+            Q += __shfl_xor_sync(0xffffffffu, Q, o);
+            P += __shfl_xor_sync(0xffffffffu, P, o);
+            K += __shfl_xor_sync(0xffffffffu, K, o);
+            const float mo = __shfl_xor_sync(0xffffffffu, m, o), lo = __shfl_xor_sync(0xffffffffu, l, o);
+            const float mn = fmaxf(m, mo);
+            if (mn > -INFINITY) l = l * fast_exp2(m - mn) + lo * fast_exp2(mo - mn);
+            m = mn;
+        }
+        const int64_t i = i0 + rr[h];
+        if (t == 0 && i < N) {
+            // with x = q . (k - mf), m = q . mf: the window's nin = r + 1 interior keys give
+            // sum z / c = sum x + nin m, sum (z / c)^2 = sum x^2 + 2 m sum x + nin m^2; the prefix's
+            // np = c C keys: sum (z / c)^2 = q G q + 2 m (q . sum k) - np m^2 (G centred, sum k not)
+            const double qi = (double)qinv[h], n = (double)(i - T - S + 1), m1 = mq[h];
+            const double nin = rr[h] + 1, npre = (double)(c * C), qk = K * qi;
+            const double zs = L + nin * m1 + qk, zz = Q + 2 * m1 * L + nin * m1 * m1 + P * qi * qi + 2 * m1 * qk - npre * m1 * m1;
+            const double mu = a.c * zs / n;
+            const double var = a.c * a.c * zz / n - mu * mu;
+            a.mu[i] = mu;
+            a.sigma2[i] = var > 0 ? var : 0;
+            a.log_lambda[i] = l > 0.f ? LN2_D * ((double)m + log2((double)l)) - mu : -INFINITY;
+        }
+    }
 }
 
 __device__ __forceinline__ float dotf_warp(const float *a, const float *b, int d, int lane) {
@@ -183,6 +511,132 @@ __device__ __forceinline__ float dotf_warp(const float *a, const float *b, int d
 #pragma unroll
     for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     return s;
+}
+
+// ---------------------------------------------------------------------------- key Grams
+// The chunks' key Grams K_c^T K_c (keys S + c C .. +C, centred: k - mf with mf = KPtot / nall, the
+// mean of the interior keys of the last row) on the tensor cores, in the split precision of
+// rows_kernel with one power-of-two scale per feature (from 2 amax >= |k - mf|, amax the features'
+// largest |k|): a CTA (per 64 feature columns) sweeps a segment of GSEG chunks in order and keeps
+// their running sum in registers, so that it writes each chunk's exclusive prefix within the
+// segment (Gloc) and the segment's total (Gseg); the segments' exclusive prefix (a small scan)
+// completes the prefix: G_c = Goff[c / GSEG] + Gloc[c]. (A Gram per chunk and a scan over all of
+// them moved 320 MB at 128K; the cuBLAS SGEMM + scan version measured 1.80 against 1.63 ms.)
+// Keys stream through shared memory in 64-key tiles stored transposed (feature-major), so that both
+// mma operands are plain ldmatrix loads of the same tile. Warp w owns feature rows 16 (w % (DP / 16))
+// and DP / WC feature columns.
+template <int DP>
+__host__ __device__ constexpr int ldt() { return BT + 8; }
+
+template <int DP>
+__host__ __device__ constexpr int gram_bcols() { return DP > 64 ? 64 : DP; }  // feature columns per CTA (grid.y splits the rest)
+
+template <int DP>
+__global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, const float *k, const float *amax,
+                                                     const double *KPtot, double nall, int d, int S, int64_t nch) {
+    constexpr int WR = DP / 16, WC = 8 / WR, NCW = gram_bcols<DP>() / WC, NT = NCW / 8;
+    __shared__ __align__(16) __half Th[DP * ldt<DP>()], Tl[DP * ldt<DP>()];
+    __shared__ float sf[DP], mf[DP];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int a0 = (warp % WR) * 16, b0 = blockIdx.y * gram_bcols<DP>() + (warp / WR) * NCW;
+    for (int x = threadIdx.x; x < DP; x += blockDim.x) {
+        sf[x] = x < d ? pow2_scale(2 * amax[x]) : 1.f;
+        mf[x] = x < d ? (float)(KPtot[x] / nall) : 0.f;
+    }
+    // run: the running sum (unscaled, float adds rounding to nearest) of the chunks' Grams, each
+    // accumulated by the tensor cores in acc over its own C keys only (their accumulation truncates:
+    // over a whole segment it biased sigma^2 by ~2e-5 relative)
+    float acc[NT][4], run[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++) run[n][0] = run[n][1] = run[n][2] = run[n][3] = 0.f;
+    const int64_t s = blockIdx.x, c1 = (s + 1) * GSEG < nch ? (s + 1) * GSEG : nch;
+    // run to G (d x d, row-major)
+    auto store = [&](float *G) {
+        const int ra = a0 + g, rb = ra + 8;
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            const int b = b0 + n * 8 + 2 * t;
+            if (b < d) {
+                if (ra < d) *(float2 *)(G + (size_t)ra * d + b) = make_float2(run[n][0], run[n][1]);
+                if (rb < d) *(float2 *)(G + (size_t)rb * d + b) = make_float2(run[n][2], run[n][3]);
+            }
+        }
+    };
+    __syncthreads();
+    const float ira = 1.f / sf[a0 + g], irb = 1.f / sf[a0 + g + 8];
+    for (int64_t c = s * GSEG; c < c1; c++) {
+        store(Gloc + (size_t)c * d * d);
+#pragma unroll
+        for (int n = 0; n < NT; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+        for (int kh = 0; kh < C / BT; kh++) {
+            const int64_t j0 = S + c * C + kh * BT;
+            __syncthreads();
+            // transposed split store: thread (j = tid % 64) takes features 4 (tid / 64) + 16 p ..; the
+            // loads of 4 passes issued first
+            const int j = threadIdx.x & (BT - 1);
+            constexpr int GP = DP / 16 < 4 ? DP / 16 : 4;
+#pragma unroll
+            for (int p0 = 0; p0 < DP / 16; p0 += GP) {
+            float v[GP][4];
+#pragma unroll
+            for (int p = 0; p < GP; p++) {
+                const int a = 4 * (threadIdx.x / BT) + 16 * (p0 + p);
+                v[p][0] = v[p][1] = v[p][2] = v[p][3] = 0.f;
+                if (a < d) {
+                    const float2 x = *(const float2 *)(k + (j0 + j) * d + a);
+                    v[p][0] = x.x, v[p][1] = x.y;
+                }
+                if (a + 2 < d) {
+                    const float2 x = *(const float2 *)(k + (j0 + j) * d + a + 2);
+                    v[p][2] = x.x, v[p][3] = x.y;
+                }
+            }
+#pragma unroll
+            for (int p = 0; p < GP; p++) {
+                const int a = 4 * (threadIdx.x / BT) + 16 * (p0 + p);
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const float y = (v[p][e] - mf[a + e]) * sf[a + e];
+                    const __half h = __float2half_rn(y);
+                    Th[(a + e) * ldt<DP>() + j] = h;
+                    Tl[(a + e) * ldt<DP>() + j] = __float2half_rn(y - __half2float(h));
+                }
+            }
+            }
+            __syncthreads();
+#pragma unroll
+            for (int kk = 0; kk < BT / 32; kk++) {
+                uint32_t ah[2][4], al[2][4];  // k steps 2 kk, 2 kk + 1
+#pragma unroll
+                for (int st = 0; st < 2; st++) {
+                    const int off = (a0 + (lane & 15)) * ldt<DP>() + kk * 32 + st * 16 + (lane >> 4) * 8;
+                    ldmatrix_x4(ah[st], Th + off);
+                    ldmatrix_x4(al[st], Tl + off);
+                }
+                constexpr int NG = NT < 4 ? NT : 4;
+#pragma unroll
+                for (int n0 = 0; n0 < NT; n0 += NG) {
+                    uint32_t bh[NG][4], bl[NG][4];
+#pragma unroll
+                    for (int x = 0; x < NG; x++) {
+                        const int off = (b0 + (n0 + x) * 8 + (lane & 7)) * ldt<DP>() + kk * 32 + (lane >> 3) * 8;
+                        ldmatrix_x4(bh[x], Th + off);
+                        ldmatrix_x4(bl[x], Tl + off);
+                    }
+                    mma3_group<NG>(acc + n0, ah[0], al[0], bh, bl, 0);
+                    mma3_group<NG>(acc + n0, ah[1], al[1], bh, bl, 1);
+                }
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            const int b = b0 + n * 8 + 2 * t;
+            const float ib0 = 1.f / sf[b], ib1 = 1.f / sf[b + 1];
+            run[n][0] += acc[n][0] * ira * ib0, run[n][1] += acc[n][1] * ira * ib1;
+            run[n][2] += acc[n][2] * irb * ib0, run[n][3] += acc[n][3] * irb * ib1;
+        }
+    }
+    store(Gseg + (size_t)s * d * d);
 }
 
 // Rows without an interior (i < S + T): the normaliser exactly over their i + 1 keys. One block of
@@ -249,26 +703,21 @@ __global__ void lse_part_kernel(double *part, const float *z, int64_t n, double 
         part[2 * blockIdx.x] = mx, part[2 * blockIdx.x + 1] = l;
     }
 }
-__global__ void lse_merge_kernel(double *out, const double *part, int nparts) {
-    if (threadIdx.x) return;
+__global__ void lse_merge_kernel(double *out, const double *part, int nparts) {  // one warp
     double mx = -INFINITY, l = 0;
-    for (int b = 0; b < nparts; b++) mx = fmax(mx, part[2 * b]);
-    for (int b = 0; b < nparts; b++)
+    for (int b = threadIdx.x; b < nparts; b += 32) mx = fmax(mx, part[2 * b]);
+    mx = warp_max_d(mx);
+    for (int b = threadIdx.x; b < nparts; b += 32)
         if (part[2 * b] > -INFINITY) l += part[2 * b + 1] * exp(part[2 * b] - mx);
-    out[0] = mx, out[1] = l;
+    l = warp_sum_d(l);
+    if (threadIdx.x == 0) out[0] = mx, out[1] = l;
 }
 
-// Sum of u over keys [S, x): the CU-row chunk prefix plus the rows of x's chunk before x.
-__device__ __forceinline__ double u_prefix(const double *UP, const float *u, int d, int S, int64_t x, int col) {
-    const int64_t ch = (x - S) / CU;
-    double s = UP[ch * d + col];
-    for (int64_t j = S + ch * CU; j < x; j++) s += u[j * d + col];
-    return s;
-}
-
-// One ridge row per warp: a = [r_{I-J} - rbar_I, u_J - ubar_I] (2d), b = c q_I . k_J - mu_I.
-__global__ void sample_rows_kernel(double *A, double *b, const int64_t *sI, const int64_t *sJ, int64_t ns,
-                                   const float *q, const float *k, const float *u, const double *UP, const double *mu,
+// One ridge row per warp: a = [r_{I-J} - rbar_I, u_J - ubar_I] (2d), b = c q_I . k_J - mu_I, with
+// mu_I from the key prefix KF (as decomp_compute's running sum; rows_kernel's mu is not waited for,
+// so that the ridge solve overlaps the row statistics).
+__global__ void __launch_bounds__(256, 3) sample_rows_kernel(double *A, double *b, const int64_t *sI, const int64_t *sJ, int64_t ns,
+                                   const float *q, const float *k, const float *u, const double *UP, const double *KF,
                                    const double *inv_freq, int d, int S, int T, double c) {
     const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x & 31;
@@ -278,16 +727,44 @@ __global__ void sample_rows_kernel(double *A, double *b, const int64_t *sI, cons
     for (int x = lane; x < d / 2; x += 32) {
         // rbar_I over offsets T .. I - S in closed form (decomp_rope_mean)
         const double w = inv_freq[x], sw = sin(w / 2);
-        const double mag = fabs(sw) < 1e-300 ? (double)n : sin(n * w / 2) / sw;
-        const double ph = (T + (n - 1) / 2.0) * w;
-        double sn, cs;
-        sincos((double)(I - J) * w, &sn, &cs);
-        a[x] = cs - cos(ph) * mag / n;
-        a[x + d / 2] = sn - sin(ph) * mag / n;
+        double sn, cs, sh, ch, sp, cp;
+        sincos_big(n * w / 2, &sh, &ch);
+        const double mag = fabs(sw) < 1e-300 ? (double)n : sh / sw;
+        sincos_big((T + (n - 1) / 2.0) * w, &sp, &cp);
+        sincos_big((double)(I - J) * w, &sn, &cs);
+        a[x] = cs - cp * mag / n;
+        a[x + d / 2] = sn - sp * mag / n;
     }
-    for (int x = lane; x < d; x += 32) a[d + x] = u[J * d + x] - u_prefix(UP, u, d, S, I - T + 1, x) / n;
+    // sums of u and k over keys S .. I - T: the CU-row chunk prefix plus the rows of the last chunk,
+    // row by row (each row's loads independent of the others')
+    const int64_t x0 = I - T + 1, ch = (x0 - S) / CU, j0 = S + ch * CU;
+    const int nr = (int)(x0 - j0);
+    double us[MAXD / 32], ks[MAXD / 32];
+#pragma unroll
+    for (int m = 0; m < MAXD / 32; m++) {
+        const int x = lane + 32 * m;
+        us[m] = x < d ? UP[ch * d + x] : 0.0;
+        ks[m] = x < d ? KF[ch * d + x] : 0.0;
+    }
+#pragma unroll 4
+    for (int jj = 0; jj < nr; jj++)
+#pragma unroll
+        for (int m = 0; m < MAXD / 32; m++) {
+            const int x = lane + 32 * m;
+            if (x < d) us[m] += u[(j0 + jj) * d + x], ks[m] += k[(j0 + jj) * d + x];
+        }
+    double qk = 0;
+#pragma unroll
+    for (int m = 0; m < MAXD / 32; m++) {
+        const int x = lane + 32 * m;
+        if (x < d) {
+            a[d + x] = u[J * d + x] - us[m] / n;
+            qk += (double)q[I * d + x] * ks[m];
+        }
+    }
+    qk = warp_sum_d(qk);
     const float z = dotf_warp(q + I * d, k + J * d, d, lane);
-    if (lane == 0) b[t] = c * z - mu[I];
+    if (lane == 0) b[t] = c * z - c * qk / n;
 }
 
 // uk_j = u_j . kappa (double), one warp per key.
@@ -303,7 +780,7 @@ __global__ void uk_kernel(double *uk, const float *u, const double *kappa, int64
 
 // s_m = r_m alpha - rbar_{N-1} alpha. A thread takes SRUN consecutive offsets: r_m by a rotation
 // recurrence from an exact sincos at the run's start (as the CPU, which re-anchors every 256).
-constexpr int SRUN = 32;
+constexpr int SRUN = 8;
 __global__ void s_kernel(float *s, const double *alpha, const double *inv_freq, const double *rbarN, int64_t N, int d) {
     __shared__ double al[MAXD], fr[MAXD / 2], rba;
     for (int x = threadIdx.x; x < d; x += blockDim.x) al[x] = alpha[x];
@@ -321,7 +798,7 @@ __global__ void s_kernel(float *s, const double *alpha, const double *inv_freq, 
     for (int t = 0; t < SRUN; t++) acc[t] = 0;
     for (int x = 0; x < d / 2; x++) {
         double sn, cs, ds, dc;
-        sincos((double)m0 * fr[x], &sn, &cs);
+        sincos_big((double)m0 * fr[x], &sn, &cs);
         sincos(fr[x], &ds, &dc);
 #pragma unroll
         for (int t = 0; t < SRUN; t++) {
@@ -336,17 +813,173 @@ __global__ void s_kernel(float *s, const double *alpha, const double *inv_freq, 
         if (m0 + t < N) s[m0 + t] = (float)(acc[t] - rba);
 }
 
-// The ridge (ridge_solve_normal): G += lambda^2 I with lambda = eps_r sqrt(trace G) / 2. One block.
-__global__ void add_ridge_kernel(double *G, int n, double eps_r) {
-    __shared__ double tr;
-    if (threadIdx.x == 0) {
-        double t = 0;
-        for (int c = 0; c < n; c++) t += G[(size_t)c * n + c];
-        tr = t;
-    }
+// The ridge solve (ridge_solve_normal): x = (G + lambda^2 I)^{-1} rhs, lambda = eps_r sqrt(trace G) / 2,
+// in one CTA: G (n x n, symmetric) is copied with the ridge into L (np x np, row-major; n padded to
+// np = CB ceil(n / CB) with an identity block) and factored in place by a blocked right-looking
+// Cholesky: per CB-column panel, warp 0 factors the diagonal block in registers (lane r holds row r),
+// every thread solves panel rows against it, and the trailing matrix takes the rank-CB update in 4 x 4
+// register tiles with the panel in shared memory. Then the two triangular solves by CB-row blocks.
+// *info = 1 when a pivot is not positive. One launch where cuSOLVER's potrf + potrs took 8 rounds of
+// three small kernels at n = 256.
+constexpr int CB = 32;
+constexpr int CHOL_THREADS = 384;
+constexpr int MAXW = 2 * MAXD;
+constexpr size_t CHOL_SMEM = sizeof(double) * ((size_t)(MAXW - CB) * (CB + 1) + CB * (CB + 1) + 2 * MAXW);
+
+__global__ void __launch_bounds__(CHOL_THREADS) chol_solve_kernel(double *L, double *x, int *info, const double *G,
+                                                                  const double *rhs, int n, int np, double eps_r) {
+    extern __shared__ double csm[];
+    double *P = csm;                              // (np - CB, CB + 1) panel rows below the diagonal block
+    double *Lkk = P + (MAXW - CB) * (CB + 1);     // (CB, CB + 1) the factored diagonal block
+    double *yv = Lkk + CB * (CB + 1);             // (np) right-hand side, then the solution
+    double *invd = yv + MAXW;                     // (np) 1 / L_pp (multiplications on the dependent chains)
+    __shared__ double red[CHOL_THREADS / 32];
+    __shared__ int bad;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    double tr = 0;
+    for (int i = tid; i < n; i += CHOL_THREADS) tr += G[(size_t)i * n + i];
+    tr = warp_sum_d(tr);
+    if (lane == 0) red[warp] = tr;
+    if (tid == 0) bad = 0;
     __syncthreads();
-    const double lam = eps_r * sqrt(tr) / 2;
-    for (int c = threadIdx.x; c < n; c += blockDim.x) G[(size_t)c * n + c] += lam * lam;
+    tr = 0;
+    for (int w = 0; w < CHOL_THREADS / 32; w++) tr += red[w];
+    const double lam = eps_r * sqrt(tr) / 2, lam2 = lam * lam;
+#pragma unroll 8
+    for (int e = tid; e < np * np; e += CHOL_THREADS) {  // G symmetric: read it row by row (coalesced)
+        const int i = e / np, j = e % np;
+        double v = i < n && j < n ? G[(size_t)i * n + j] : 0.0;
+        if (i == j) v += i < n ? lam2 : 1.0;
+        L[e] = v;
+    }
+    for (int i = tid; i < np; i += CHOL_THREADS) yv[i] = i < n ? rhs[i] : 0.0;
+    __syncthreads();
+    for (int k0 = 0; k0 < np; k0 += CB) {
+        if (warp == 0) {
+            double a[CB];
+#pragma unroll
+            for (int j = 0; j < CB; j++) a[j] = L[(size_t)(k0 + lane) * np + k0 + j];
+#pragma unroll
+            for (int p = 0; p < CB; p++) {
+                double piv = __shfl_sync(0xffffffffu, a[p], p);
+                if (!(piv > 0)) {
+                    if (lane == 0) bad = 1;
+                    piv = 1;
+                }
+                const double rinv = rsqrt(piv), lpp = piv * rinv;
+                if (lane == p) invd[k0 + p] = rinv;
+                a[p] = lane == p ? lpp : lane > p ? a[p] * rinv : a[p];
+#pragma unroll
+                for (int j = p + 1; j < CB; j++) {
+                    const double ljp = __shfl_sync(0xffffffffu, a[p], j);
+                    if (lane >= j) a[j] -= a[p] * ljp;
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < CB; j++)
+                if (j <= lane) {
+                    Lkk[lane * (CB + 1) + j] = a[j];
+                    L[(size_t)(k0 + lane) * np + k0 + j] = a[j];
+                }
+        }
+        __syncthreads();
+        const int m = np - k0 - CB;  // rows below the block
+        for (int r = tid; r < m; r += CHOL_THREADS) {
+            const int i = k0 + CB + r;
+            double v[CB];
+#pragma unroll
+            for (int j = 0; j < CB; j++) v[j] = L[(size_t)i * np + k0 + j];
+#pragma unroll
+            for (int p = 0; p < CB; p++) {
+                double s = v[p];
+#pragma unroll
+                for (int q = 0; q < p; q++) s -= v[q] * Lkk[p * (CB + 1) + q];
+                v[p] = s * invd[k0 + p];
+            }
+#pragma unroll
+            for (int j = 0; j < CB; j++) {
+                P[r * (CB + 1) + j] = v[j];
+                L[(size_t)i * np + k0 + j] = v[j];
+            }
+        }
+        __syncthreads();
+        const int mt = m / 4, ntile = mt * (mt + 1) / 2;
+        for (int tt = tid; tt < ntile; tt += CHOL_THREADS) {
+            int ti = (int)((sqrt(8.0 * tt + 1) - 1) / 2);
+            while ((ti + 1) * (ti + 2) / 2 <= tt) ti++;
+            while (ti * (ti + 1) / 2 > tt) ti--;
+            const int tj = tt - ti * (ti + 1) / 2;
+            double acc[4][4] = {};
+#pragma unroll 4
+            for (int p = 0; p < CB; p++) {
+                double av[4], bv[4];
+#pragma unroll
+                for (int r = 0; r < 4; r++) av[r] = P[(4 * ti + r) * (CB + 1) + p], bv[r] = P[(4 * tj + r) * (CB + 1) + p];
+#pragma unroll
+                for (int r = 0; r < 4; r++)
+#pragma unroll
+                    for (int s = 0; s < 4; s++) acc[r][s] += av[r] * bv[s];
+            }
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+#pragma unroll
+                for (int s = 0; s < 4; s++) {
+                    const int i = k0 + CB + 4 * ti + r, j = k0 + CB + 4 * tj + s;
+                    if (i >= j) L[(size_t)i * np + j] -= acc[r][s];
+                }
+        }
+        __syncthreads();
+    }
+    // L y = rhs: lane r of warp 0 holds row r of the diagonal block
+    for (int k0 = 0; k0 < np; k0 += CB) {
+        if (warp == 0) {
+            double a[CB];
+#pragma unroll
+            for (int p = 0; p < CB; p++) a[p] = L[(size_t)(k0 + lane) * np + k0 + p];
+            double yr = yv[k0 + lane];
+#pragma unroll
+            for (int p = 0; p < CB; p++) {
+                if (lane == p) yr *= invd[k0 + p];
+                const double yp = __shfl_sync(0xffffffffu, yr, p);
+                if (lane > p) yr -= a[p] * yp;
+            }
+            yv[k0 + lane] = yr;
+        }
+        __syncthreads();
+        for (int i = k0 + CB + tid; i < np; i += CHOL_THREADS) {
+            double s = 0;
+#pragma unroll 8
+            for (int p = 0; p < CB; p++) s += L[(size_t)i * np + k0 + p] * yv[k0 + p];
+            yv[i] -= s;
+        }
+        __syncthreads();
+    }
+    // L^T x = y: lane r of warp 0 holds column r of the diagonal block
+    for (int k0 = np - CB; k0 >= 0; k0 -= CB) {
+        if (warp == 0) {
+            double cl[CB];
+#pragma unroll
+            for (int p = 0; p < CB; p++) cl[p] = L[(size_t)(k0 + p) * np + k0 + lane];
+            double yr = yv[k0 + lane];
+#pragma unroll
+            for (int p = CB - 1; p >= 0; p--) {
+                if (lane == p) yr *= invd[k0 + p];
+                const double xp = __shfl_sync(0xffffffffu, yr, p);
+                if (lane < p) yr -= cl[p] * xp;
+            }
+            yv[k0 + lane] = yr;
+        }
+        __syncthreads();
+        for (int i = tid; i < k0; i += CHOL_THREADS) {
+            double s = 0;
+#pragma unroll 8
+            for (int p = 0; p < CB; p++) s += L[(size_t)(k0 + p) * np + i] * yv[k0 + p];
+            yv[i] -= s;
+        }
+        __syncthreads();
+    }
+    for (int i = tid; i < n; i += CHOL_THREADS) x[i] = yv[i];
+    if (tid == 0) *info = bad;
 }
 
 // Device scalars: sc[0] = ubar_{N-1} kappa (from the prefix pv), sc[1] = zeta (from the last row's
@@ -439,36 +1072,52 @@ __global__ void vh_kernel(float *v, float *h, double *nu, const double *uk, cons
     h[i] = (float)(-delta - epsi - nu[i]);
 }
 
-// Block maxima of s, v, h (mask_block_vectors): Mb, vB, hB (nb).
+// Block maxima of s, v, h (mask_block_vectors): Mb, vB, hB (nb). One warp per block.
 __global__ void block_vectors_kernel(float *Mb, float *vB, float *hB, const float *s, const float *v, const float *h,
                                      int64_t N, int B, int64_t nb) {
-    const int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    const int64_t b = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x & 31;
     if (b >= nb) return;
     float ms = -INFINITY, mv = -INFINITY, mh = -INFINITY;
-    for (int64_t x = b * B; x < (b + 1) * B && x < N; x++) ms = fmaxf(ms, s[x]), mv = fmaxf(mv, v[x]), mh = fmaxf(mh, h[x]);
-    Mb[b] = ms, vB[b] = mv, hB[b] = mh;
+    for (int64_t x = b * B + lane; x < (b + 1) * B && x < N; x += 32) ms = fmaxf(ms, s[x]), mv = fmaxf(mv, v[x]), mh = fmaxf(mh, h[x]);
+#pragma unroll
+    for (int o = 16; o; o >>= 1) {
+        ms = fmaxf(ms, __shfl_xor_sync(0xffffffffu, ms, o));
+        mv = fmaxf(mv, __shfl_xor_sync(0xffffffffu, mv, o));
+        mh = fmaxf(mh, __shfl_xor_sync(0xffffffffu, mh, o));
+    }
+    if (lane == 0) Mb[b] = ms, vB[b] = mv, hB[b] = mh;
 }
 
 // The threshold-mode block scan (mask_skeleton): mask (nb, nb) and the count of causal blocks whose
-// score is below tauB. Grid-stride over rows I (y) and columns J (x).
+// score is below tauB. Grid-stride over rows I (y) and columns J (x); one atomic per CTA (one per
+// warp, over 4M blocks at 128K, serialised on one address and cost 0.07 ms).
 __global__ void mask_kernel(uint8_t *mask, unsigned long long *below, const float *Mb, const float *vB, const float *hB,
                             int64_t nb, float tauB, int64_t sink_cols, int64_t band, int keep_above) {
+    __shared__ unsigned long long red[32];
     unsigned long long cnt = 0;
-    for (int64_t I = blockIdx.y; I < nb; I += gridDim.y)
+    for (int64_t I = blockIdx.y; I < nb; I += gridDim.y) {
+        const float hI = hB[I];
         for (int64_t J = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; J < nb; J += (int64_t)gridDim.x * blockDim.x) {
             uint8_t keep = 0;
             if (J <= I) {
                 const int64_t kk = I - J;
                 const float sB = kk == 0 ? Mb[0] : 0.5f * (Mb[kk - 1] + Mb[kk]);
-                const float sc = sB + vB[J] + hB[I];
+                const float sc = sB + vB[J] + hI;
                 cnt += sc < tauB;
                 keep = J < sink_cols || kk <= band || (keep_above && sc >= tauB);
             }
             mask[I * nb + J] = keep;
         }
+    }
 #pragma unroll
     for (int o = 16; o; o >>= 1) cnt += __shfl_xor_sync(0xffffffffu, cnt, o);
-    if ((threadIdx.x & 31) == 0 && cnt) atomicAdd(below, cnt);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = cnt;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)blockDim.x / 32; w++) cnt += red[w];
+        if (cnt) atomicAdd(below, cnt);
+    }
 }
 
 unsigned blocks_for(int64_t threads, int per_block) { return (unsigned)((threads + per_block - 1) / per_block); }
@@ -476,13 +1125,14 @@ unsigned blocks_for(int64_t threads, int per_block) { return (unsigned)((threads
 constexpr int LSE_PARTS = 256;
 
 // out (n + 1): exclusive prefix sums (see scan_out_kernel); tiles: ceil(n / SCAN_TILE) doubles.
-void scan_device(double *out, double *tiles, const float *sf, const double *xd, const double *offp, int64_t n) {
+void scan_device(double *out, double *tiles, const float *sf, const double *xd, const double *offp, int64_t n,
+                 cudaStream_t st = 0) {
     const unsigned nt = blocks_for(n, SCAN_TILE);
-    scan_sums_kernel<<<nt, 256>>>(tiles, sf, xd, offp, n);
+    scan_sums_kernel<<<nt, 256, 0, st>>>(tiles, sf, xd, offp, n);
     CUDA_CHECK_LAUNCH();
-    scan_tiles_kernel<<<1, 32>>>(tiles, out, nt, n);
+    scan_tiles_kernel<<<1, 32, 0, st>>>(tiles, out, nt, n);
     CUDA_CHECK_LAUNCH();
-    scan_out_kernel<<<nt, 256>>>(out, tiles, sf, xd, offp, n);
+    scan_out_kernel<<<nt, 256, 0, st>>>(out, tiles, sf, xd, offp, n);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -491,15 +1141,16 @@ void scan_device(double *out, double *tiles, const float *sf, const double *xd, 
 // ---------------------------------------------------------------------------- entry points
 
 struct gpu_decomp {
-    int64_t N, Npad, nch, ncl, ncu, ns;
-    int d, S, T, M, WL;
+    int64_t N, Npad, nch, ncu, ns;
+    int d, S, T, M, np;
     double ridge;
     uint64_t seed;
-    cublasHandle_t blas;
-    cusolverDnHandle_t solver;
-    double *work;        // (lwork) cuSOLVER workspace
-    int lwork;
-    int *info;           // cuSOLVER's factorisation status
+    cublasHandle_t blas, blas2;  // on the legacy stream and on s2
+    cudaStream_t s2;     // the ridge chain (samples .. s, v's prefix), beside the row statistics
+    cudaEvent_t fork, join;
+    double *tiles2;      // scan scratch of s2
+    double *L;           // (np, np) the ridge system's Cholesky factor, np = 2d rounded up to CB
+    int *info;           // the factorisation's status
     double *rbarN;       // (d) rbar of the last row
     double *sc;          // (2) ubar_{N-1} kappa, zeta
     float *q, *k;        // (Npad, d) zero-padded copies
@@ -508,11 +1159,11 @@ struct gpu_decomp {
     int32_t *pos;        // (N)
     double *KP;          // (nch + 1, d) exclusive prefix of the chunks' key sums (keys from S)
     double *UP;          // (ncu + 1, d) the same for u in chunks of CU
-    float *G;            // (nch, d, d) the chunks' key Grams, then their exclusive prefix
-    float *Y;            // (nch C, d) q_i G
-    float *Z;            // (nch, C, C) in-chunk products q_i . k_j
-    float *Zs;           // (N - S - T, S) sink products
-    float *Zl;           // (ncl, CL, WL) local-window products
+    double *KF;          // (ncu + 1, d) the same for k in chunks of CU (the samples' mu)
+    float *G;            // (nch, d, d) the chunks' key Grams' exclusive prefix within their segment of GSEG
+    float *Gseg;         // (nseg, d, d) the segments' Grams, then their exclusive prefix
+    float *amax;         // (d) the features' largest |k| (the Grams' split scales)
+    int64_t nseg;
     float *zlast;        // (N) the last row's interior products
     double *mu, *sigma2, *log_lambda, *nu;  // (N)
     int64_t *sI, *sJ;    // (ns) samples
@@ -542,14 +1193,17 @@ static int dev_alloc(void **p, size_t bytes, size_t *total) {
 
 extern "C" void gpu_decomp_free(gpu_decomp *g) {
     if (!g) return;
-    void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->KP, g->UP, g->G, g->Y, g->Z, g->Zs, g->Zl, g->zlast,
+    void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->KP, g->UP, g->KF, g->G, g->Gseg, g->amax, g->zlast,
                     g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x, g->pred,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
-                    g->budget, g->work, g->info, g->rbarN, g->sc, g->tiles};
+                    g->budget, g->L, g->info, g->rbarN, g->sc, g->tiles, g->tiles2};
     for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
         if (bufs[x]) CUDA_CHECK(cudaFree(bufs[x]));
     if (g->blas) CUBLAS_CHECK(cublasDestroy(g->blas));
-    if (g->solver) CUSOLVER_CHECK(cusolverDnDestroy(g->solver));
+    if (g->blas2) CUBLAS_CHECK(cublasDestroy(g->blas2));
+    if (g->s2) CUDA_CHECK(cudaStreamDestroy(g->s2));
+    if (g->fork) CUDA_CHECK(cudaEventDestroy(g->fork));
+    if (g->join) CUDA_CHECK(cudaEventDestroy(g->join));
     for (int x = 0; x < 4; x++)
         if (g->ev[x]) CUDA_CHECK(cudaEventDestroy(g->ev[x]));
     free(g);
@@ -569,14 +1223,12 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     g->N = N, g->d = d, g->S = prm->S, g->T = prm->T, g->M = prm->M > 0 ? prm->M : 80 * d;
     g->ridge = prm->ridge, g->seed = prm->seed;
     const int64_t nint = N - g->S - g->T;  // rows with an interior
-    g->nch = (nint + C - 1) / C, g->ncl = (nint + CL - 1) / CL, g->ncu = (N - g->S + CU - 1) / CU;
-    g->WL = CL + g->T;
+    g->nch = (nint + C - 1) / C, g->ncu = (N - g->S + CU - 1) / CU;
+    g->nseg = (g->nch + GSEG - 1) / GSEG;
     g->ns = 2 * (int64_t)g->M;
-    // padded rows: chunk c reads queries S + T + c C + r and keys S + c C + cc, Lambda chunks up to
-    // S + T + ncl CL + CL keys
-    const int64_t need_q = g->S + g->T + (g->nch * C > g->ncl * CL ? g->nch * C : g->ncl * CL);
-    const int64_t need_k = g->S + g->T + g->ncl * CL + CL;
-    g->Npad = need_q > need_k ? need_q : need_k;
+    g->np = (2 * d + CB - 1) / CB * CB;
+    g->Npad = g->S + g->nch * C;  // the chunks' Grams read keys S .. S + nch C - 1
+    if (g->Npad < N) g->Npad = N;
     g->nb_cap = (N + B - 1) / B;
     const size_t fd = sizeof(float) * d, dd = sizeof(double) * d, w = 2 * (size_t)d;
     size_t total = 0;
@@ -588,11 +1240,10 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->pos, sizeof(int32_t) * N, &total);
     bad |= dev_alloc((void **)&g->KP, (g->nch + 1) * dd, &total);
     bad |= dev_alloc((void **)&g->UP, (g->ncu + 1) * dd, &total);
+    bad |= dev_alloc((void **)&g->KF, (g->ncu + 1) * dd, &total);
     bad |= dev_alloc((void **)&g->G, g->nch * d * fd, &total);
-    bad |= dev_alloc((void **)&g->Y, g->nch * C * fd, &total);
-    bad |= dev_alloc((void **)&g->Z, g->nch * (size_t)C * C * sizeof(float), &total);
-    bad |= dev_alloc((void **)&g->Zs, nint * (size_t)(g->S ? g->S : 1) * sizeof(float), &total);
-    bad |= dev_alloc((void **)&g->Zl, g->ncl * (size_t)CL * g->WL * sizeof(float), &total);
+    bad |= dev_alloc((void **)&g->Gseg, g->nseg * d * fd, &total);
+    bad |= dev_alloc((void **)&g->amax, fd, &total);
     bad |= dev_alloc((void **)&g->zlast, sizeof(float) * N, &total);
     bad |= dev_alloc((void **)&g->mu, sizeof(double) * N, &total);
     bad |= dev_alloc((void **)&g->sigma2, sizeof(double) * N, &total);
@@ -620,9 +1271,11 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc(&g->budget, gpu_mask_budget_scratch_bytes(g->nb_cap), &total);
     bad |= dev_alloc((void **)&g->below, sizeof(unsigned long long), &total);
     bad |= dev_alloc((void **)&g->info, sizeof(int), &total);
+    bad |= dev_alloc((void **)&g->L, sizeof(double) * g->np * g->np, &total);
     bad |= dev_alloc((void **)&g->rbarN, sizeof(double) * d, &total);
     bad |= dev_alloc((void **)&g->sc, sizeof(double) * 2, &total);
     bad |= dev_alloc((void **)&g->tiles, sizeof(double) * (N / SCAN_TILE + 1 + 2 * LSE_PARTS), &total);
+    bad |= dev_alloc((void **)&g->tiles2, sizeof(double) * (N / SCAN_TILE + 1), &total);
     if (bad) {
         size_t free_b = 0, total_b = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -635,9 +1288,13 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     CUDA_CHECK(cudaMemset(g->k, 0, g->Npad * fd));
     CUBLAS_CHECK(cublasCreate(&g->blas));
     CUBLAS_CHECK(cublasSetMathMode(g->blas, CUBLAS_PEDANTIC_MATH));  // true float32 GEMMs, no TF32
-    CUSOLVER_CHECK(cusolverDnCreate(&g->solver));
-    CUSOLVER_CHECK(cusolverDnDpotrf_bufferSize(g->solver, CUBLAS_FILL_MODE_UPPER, (int)w, g->AtA, (int)w, &g->lwork));
-    CUDA_CHECK(cudaMalloc((void **)&g->work, sizeof(double) * (g->lwork > 0 ? g->lwork : 1)));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&g->s2, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&g->blas2));
+    CUBLAS_CHECK(cublasSetMathMode(g->blas2, CUBLAS_PEDANTIC_MATH));
+    CUBLAS_CHECK(cublasSetStream(g->blas2, g->s2));
+    CUDA_CHECK(cudaEventCreateWithFlags(&g->fork, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&g->join, cudaEventDisableTiming));
+    CUDA_CHECK(cudaFuncSetAttribute(chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)CHOL_SMEM));
     for (int x = 0; x < 4; x++) CUDA_CHECK(cudaEventCreate(&g->ev[x]));
     *out = g;
     return 0;
@@ -652,7 +1309,7 @@ static float elapsed_ms(cudaEvent_t a, cudaEvent_t b) {
 extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed,
                                   const double *inv_freq, const int32_t *pos, rope_layout layout, const mask_params *mp,
                                   uint8_t *mask, double *pred_block_sparsity, gpu_decomp_times *tm, skel_err *e) {
-    const int64_t N = g->N, nint = N - g->S - g->T, ns = g->ns;
+    const int64_t N = g->N, ns = g->ns;
     const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
     const double c = 1.0 / sqrt((double)d);
     CHECK(D->N == N && D->d == d && D->prm.S == S && D->prm.T == T && D->prm.M == M);
@@ -680,44 +1337,70 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
     free(hI), free(hJ);
     CUDA_CHECK(cudaEventRecord(g->ev[1]));
 
-    // ------------------------------------------------------------ keys: u, prefix sums, Grams
+    // Two streams from here: s2 takes u, the samples, the ridge solve, s and the prefix sums of v and
+    // s; the legacy stream the key Grams and the row statistics. They join before v and h.
+    const double nall = (double)(N - T - S);  // the last row's interior
+    CUDA_CHECK(cudaEventRecord(g->fork, 0));
+    CUDA_CHECK(cudaStreamWaitEvent(g->s2, g->fork, 0));
+    // ------------------------------------------------------------ s2: u, its prefix sums and k's
     if (k_changed) {
-        unrope_kernel<<<1024, 256>>>(g->u, g->k, N, d, g->inv_freq, g->pos, layout == ROPE_HALF);
+        unrope_kernel<<<1024, 256, 0, g->s2>>>(g->u, g->k, N, d, g->inv_freq, g->pos, layout == ROPE_HALF);
         CUDA_CHECK_LAUNCH();
-        chunk_colsum_kernel<<<(unsigned)g->ncu, d>>>(g->UP, g->u, d, S, CU, N);
+        chunk_colsum_kernel<<<(unsigned)g->ncu, d, 0, g->s2>>>(g->UP, g->u, d, S, CU, N);
         CUDA_CHECK_LAUNCH();
-        scan_cols_kernel<double, 8><<<blocks_for(d, 8), dim3(8, 128)>>>(g->UP, g->ncu, d, 1);
+        scan_cols_kernel<double, 2><<<blocks_for(d, 2), dim3(2, 512), 0, g->s2>>>(g->UP, g->ncu, d, 1);
         CUDA_CHECK_LAUNCH();
-        chunk_colsum_kernel<<<(unsigned)g->nch, d>>>(g->KP, g->k, d, S, C, N - T);
+        chunk_colsum_kernel<<<(unsigned)g->ncu, d, 0, g->s2>>>(g->KF, g->k, d, S, CU, N);
         CUDA_CHECK_LAUNCH();
-        scan_cols_kernel<double, 8><<<blocks_for(d, 8), dim3(8, 128)>>>(g->KP, g->nch, d, 1);
-        CUDA_CHECK_LAUNCH();
-        // Gram of chunk c's keys S + c C .. +C (col-major d x C blocks): G_c = K_c K_c^T
-        CUBLAS_CHECK(cublasSgemmStridedBatched(hb, CUBLAS_OP_N, CUBLAS_OP_T, d, d, C, &one, g->k + (size_t)S * d, d,
-                                               (long long)C * d, g->k + (size_t)S * d, d, (long long)C * d, &zero, g->G, d,
-                                               (long long)d * d, (int)g->nch));
-        scan_cols_kernel<float, 32><<<blocks_for((int64_t)d * d, 32), dim3(32, 32)>>>(g->G, g->nch, (int64_t)d * d, 0);
+        scan_cols_kernel<double, 2><<<blocks_for(d, 2), dim3(2, 512), 0, g->s2>>>(g->KF, g->ncu, d, 1);
         CUDA_CHECK_LAUNCH();
     }
-    // ------------------------------------------------------------ mu, sigma^2
-    const float *qc0 = g->q + (size_t)(S + T) * d, *kc0 = g->k + (size_t)S * d;
-    // Y (C x d per chunk, row-major) = Q_c G_c; column-major: Y^T = G_c Q_c^T
-    CUBLAS_CHECK(cublasSgemmStridedBatched(hb, CUBLAS_OP_N, CUBLAS_OP_N, d, C, d, &one, g->G, d, (long long)d * d, qc0,
-                                           d, (long long)C * d, &zero, g->Y, d, (long long)C * d, (int)g->nch));
-    // Z[r][cc] = q_{i0+r} . k_{j0+cc}: column-major (C x C) = K_c^T Q_c
-    CUBLAS_CHECK(cublasSgemmStridedBatched(hb, CUBLAS_OP_T, CUBLAS_OP_N, C, C, d, &one, kc0, d, (long long)C * d, qc0, d,
-                                           (long long)C * d, &zero, g->Z, C, (long long)C * C, (int)g->nch));
-    row_stats_kernel<<<blocks_for(nint * 32, 256), 256>>>(g->mu, g->sigma2, g->q, g->KP, g->Y, g->Z, N, d, S, T, c);
+    // ------------------------------------------------------------ s2: samples, ridge solve, s, uk
+    sample_rows_kernel<<<blocks_for(ns * 32, 256), 256, 0, g->s2>>>(g->A, g->b, g->sI, g->sJ, ns, g->q, g->k, g->u, g->UP,
+                                                                    g->KF, g->inv_freq, d, S, T, c);
     CUDA_CHECK_LAUNCH();
-    // ------------------------------------------------------------ Lambda-shape, short rows, zeta
-    if (S > 0)  // Zs (nint x S, row-major) = Q_int K_sink^T
-        CUBLAS_CHECK(cublasSgemm(hb, CUBLAS_OP_T, CUBLAS_OP_N, S, (int)nint, d, &one, g->k, d, qc0, d, &zero, g->Zs, S));
-    // Zl[r][w] = q_{i0+r} . k_{i0-T+1+w}
-    CUBLAS_CHECK(cublasSgemmStridedBatched(hb, CUBLAS_OP_T, CUBLAS_OP_N, g->WL, CL, d, &one, g->k + (size_t)(S + 1) * d,
-                                           d, (long long)CL * d, qc0, d, (long long)CL * d, &zero, g->Zl, g->WL,
-                                           (long long)CL * g->WL, (int)g->ncl));
-    lambda_kernel<<<blocks_for(nint * 32, 256), 256>>>(g->log_lambda, g->mu, g->Zs, g->Zl, N, S, T, g->WL, c);
+    // A (M x w, row-major) is A^T column-major: A^T A = At At^T, A^T b = At b
+    CUBLAS_CHECK(cublasDgemm(g->blas2, CUBLAS_OP_N, CUBLAS_OP_T, w, w, M, &oned, g->A, w, g->A, w, &zerod, g->AtA, w));
+    CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_N, w, M, &oned, g->A, w, g->b, 1, &zerod, g->Atb, 1));
+    chol_solve_kernel<<<1, CHOL_THREADS, CHOL_SMEM, g->s2>>>(g->L, g->x, g->info, g->AtA, g->Atb, w, g->np, g->ridge);
     CUDA_CHECK_LAUNCH();
+    // held-out predictions: rows M .. 2M
+    CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_T, w, M, &oned, g->A + (size_t)M * w, w, g->x, 1, &zerod, g->pred, 1));
+    uk_kernel<<<blocks_for(N * 32, 256), 256, 0, g->s2>>>(g->uk, g->u, g->x + d, N, d);
+    CUDA_CHECK_LAUNCH();
+    s_kernel<<<blocks_for((N + SRUN - 1) / SRUN, 128), 128, 0, g->s2>>>(g->s, g->x, g->inv_freq, g->rbarN, N, d);
+    CUDA_CHECK_LAUNCH();
+    scan_device(g->pv, g->tiles2, NULL, g->uk, NULL, N, g->s2);  // for sum_{S..N-1-T} uk first
+    scan_device(g->ps, g->tiles2, g->s, NULL, NULL, N, g->s2);
+    CUDA_CHECK(cudaEventRecord(g->join, g->s2));
+    // ------------------------------------------------------------ key sums and Grams, mu, sigma^2, Lambda
+    if (k_changed) {
+        CUDA_CHECK(cudaMemsetAsync(g->amax, 0, sizeof(float) * d));
+        chunk_colsum_kernel<<<(unsigned)g->nch, d>>>(g->KP, g->k, d, S, C, N - T, g->amax, N);
+        CUDA_CHECK_LAUNCH();
+        scan_cols_kernel<double, 2><<<blocks_for(d, 2), dim3(2, 512)>>>(g->KP, g->nch, d, 1);
+        CUDA_CHECK_LAUNCH();
+        if (d <= 64)
+            gram_kernel<64><<<dim3((unsigned)g->nseg, 1), 256>>>(g->G, g->Gseg, g->k, g->amax, g->KP + g->nch * d, nall, d,
+                                                                 S, g->nch);
+        else
+            gram_kernel<128><<<dim3((unsigned)g->nseg, 2), 256>>>(g->G, g->Gseg, g->k, g->amax, g->KP + g->nch * d, nall, d,
+                                                                  S, g->nch);
+        CUDA_CHECK_LAUNCH();
+        scan_cols_kernel<float, 32><<<blocks_for((int64_t)d * d, 32), dim3(32, 32)>>>(g->Gseg, g->nseg, (int64_t)d * d, 0);
+        CUDA_CHECK_LAUNCH();
+    }
+    const float *kc0 = g->k + (size_t)S * d;
+    {
+        const rows_args ra = {g->q, g->k, g->G, g->Gseg, g->KP, g->mu, g->sigma2, g->log_lambda, nall, N, d, S, T, c};
+        if (d <= 64)
+            rows_kernel<64, 2><<<(unsigned)g->nch, 256>>>(ra);
+        else  // 239 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
+              // 1.70 against 1.66 ms for the whole decomposition at 128K in round 2, decomp3_ab.log)
+            rows_kernel<128, 1><<<(unsigned)g->nch, 256>>>(ra);
+        CUDA_CHECK_LAUNCH();
+    }
+    // ------------------------------------------------------------ short rows, zeta
     short_rows_kernel<<<S + T, 128, sizeof(double) * (S + T)>>>(g->mu, g->sigma2, g->log_lambda, g->nu, g->q, g->k, d, c);
     CUDA_CHECK_LAUNCH();
     const int64_t nlast = N - T - S;  // interior of row N - 1
@@ -726,44 +1409,25 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
     CUDA_CHECK_LAUNCH();
     lse_merge_kernel<<<1, 32>>>(g->red, g->tiles, LSE_PARTS);
     CUDA_CHECK_LAUNCH();
-    // ------------------------------------------------------------ samples and the normal equations
-    sample_rows_kernel<<<blocks_for(ns * 32, 256), 256>>>(g->A, g->b, g->sI, g->sJ, ns, g->q, g->k, g->u, g->UP, g->mu,
-                                                          g->inv_freq, d, S, T, c);
-    CUDA_CHECK_LAUNCH();
-    // A (M x w, row-major) is A^T column-major: A^T A = At At^T, A^T b = At b
-    CUBLAS_CHECK(cublasDgemm(hb, CUBLAS_OP_N, CUBLAS_OP_T, w, w, M, &oned, g->A, w, g->A, w, &zerod, g->AtA, w));
-    CUBLAS_CHECK(cublasDgemv(hb, CUBLAS_OP_N, w, M, &oned, g->A, w, g->b, 1, &zerod, g->Atb, 1));
-    add_ridge_kernel<<<1, 256>>>(g->AtA, w, g->ridge);
-    CUDA_CHECK_LAUNCH();
-    CUDA_CHECK(cudaMemcpyAsync(g->x, g->Atb, sizeof(double) * w, cudaMemcpyDeviceToDevice));
-    CUSOLVER_CHECK(cusolverDnDpotrf(g->solver, CUBLAS_FILL_MODE_UPPER, w, g->AtA, w, g->work, g->lwork, g->info));
-    CUSOLVER_CHECK(cusolverDnDpotrs(g->solver, CUBLAS_FILL_MODE_UPPER, w, 1, g->AtA, w, g->x, w, g->info));
-    // held-out predictions: rows M .. 2M
-    CUBLAS_CHECK(cublasDgemv(hb, CUBLAS_OP_T, w, M, &oned, g->A + (size_t)M * w, w, g->x, 1, &zerod, g->pred, 1));
-    // ------------------------------------------------------------ s, v, h
-    uk_kernel<<<blocks_for(N * 32, 256), 256>>>(g->uk, g->u, g->x + d, N, d);
-    CUDA_CHECK_LAUNCH();
-    s_kernel<<<blocks_for((N + SRUN - 1) / SRUN, 128), 128>>>(g->s, g->x, g->inv_freq, g->rbarN, N, d);
-    CUDA_CHECK_LAUNCH();
-    scan_device(g->pv, g->tiles, NULL, g->uk, NULL, N);  // for sum_{S..N-1-T} uk first
+    // ------------------------------------------------------------ v, h (after s2)
+    CUDA_CHECK(cudaStreamWaitEvent(0, g->join, 0));
     scalars_kernel<<<1, 1>>>(g->sc, g->pv, g->red, g->mu, g->sigma2, N, S, T);
     CUDA_CHECK_LAUNCH();
     scan_device(g->pv, g->tiles, NULL, g->uk, g->sc, N);
-    scan_device(g->ps, g->tiles, g->s, NULL, NULL, N);
     vh_kernel<<<blocks_for(N, 256), 256>>>(g->v, g->h, g->nu, g->uk, g->sc, g->ps, g->pv, g->log_lambda, g->sigma2, N,
                                            S, T);
     CUDA_CHECK_LAUNCH();
     CUDA_CHECK(cudaEventRecord(g->ev[2]));
-    // ------------------------------------------------------------ mask (threshold mode scan; budget
-    // mode keeps the scores' forced blocks here and leaves the selection to the caller)
+    // ------------------------------------------------------------ mask (the block scan; in budget mode
+    // it keeps the forced blocks and the radix selection of mask_budget.cu adds the best others)
     if (mask) {
         const int B = mp->B;
         const int64_t nb = (N + B - 1) / B;
         CHECK(nb <= g->nb_cap);
-        block_vectors_kernel<<<blocks_for(nb, 256), 256>>>(g->Mb, g->vB, g->hB, g->s, g->v, g->h, N, B, nb);
+        block_vectors_kernel<<<blocks_for(nb * 32, 256), 256>>>(g->Mb, g->vB, g->hB, g->s, g->v, g->h, N, B, nb);
         CUDA_CHECK_LAUNCH();
         CUDA_CHECK(cudaMemsetAsync(g->below, 0, sizeof(unsigned long long)));
-        dim3 gr(blocks_for(nb < 4096 ? nb : 4096, 256), (unsigned)(nb < 65535 ? nb : 65535));
+        dim3 gr(blocks_for(nb < 4096 ? nb : 4096, 256), (unsigned)(nb < 256 ? nb : 256));
         const int64_t sink_cols = (mp->S + B - 1) / B, band = (mp->T + B - 1) / B;
         mask_kernel<<<gr, 256>>>(g->mask, g->below, g->Mb, g->vB, g->hB, nb, (float)log(mp->eps * B / (double)N),
                                  sink_cols, band, mp->budget <= 0);

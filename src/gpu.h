@@ -62,7 +62,7 @@ void gpu_decomp_free(gpu_decomp *g);
 
 typedef struct {
     double upload_ms;  // q (and k) to the device, the samples drawn
-    double decomp_ms;  // SPEC section 3 on the device, including the host's 2d x 2d Cholesky solve
+    double decomp_ms;  // SPEC section 3 on the device, including the 2d x 2d ridge solve
     double mask_ms;    // block vectors and the block scan
 } gpu_decomp_times;
 
