@@ -5,12 +5,13 @@
 //           histogram and moments, a per-row log-domain histogram per row giving the exact sparsity,
 //           and the pooled images (element by element when pixel cells are not whole blocks).
 // Tiling (both passes): a CTA of 8 warps owns 128 query rows, warp w rows 16 w .. +16; keys stream
-// through shared memory in tiles of 64 (cp.async, two buffers) and every warp multiplies its rows by
-// the whole tile with mma.sync m16n8k16 (f16 in, f32 accumulate), so a row lives in one warp and the
-// keys are read from L2 once per 128 rows. Softmax arithmetic in f32 and base 2. Two CTAs per SM.
-// Per element, pass 2 spends one SFU op (ex2); histogram bins and fixed-point masses come from
-// float adds against a magic constant instead of float-to-int conversions (which share the SFU's
-// quarter rate).
+// through shared memory in tiles of 64 (cp.async; a ring of 3 tiles in pass 1, 2 in pass 2) and
+// every warp multiplies its rows by the whole tile with mma.sync m16n8k16 (f16 in, f32 accumulate),
+// so a row lives in one warp and the keys are read from L2 once per 128 rows. Softmax arithmetic in
+// f32 and base 2. Two CTAs per SM. A tiny kernel first samples z for the moments' centre.
+// Per element, pass 2 spends one SFU op (ex2) and two shared reductions: the z histogram (bin by an
+// FMA against a magic constant, no float-to-int conversion, which shares the SFU's quarter rate) and
+// the row histogram (bin and mass from the float bits of A N / eps, one packed 32-bit entry).
 #include <math.h>
 #include <string.h>
 
@@ -23,9 +24,6 @@ extern "C" {
 #include "mask.h"
 }
 
-#ifdef EXP_WGPIPE
-#define EXP_WGMMA 1
-#endif
 
 namespace {
 
@@ -42,11 +40,7 @@ constexpr float MAGIC = 12582912.0f;  // 1.5 * 2^23
 constexpr uint32_t MAGIC_BITS = 0x4B400000u;
 // Per-row histogram entries per row at most (pass 2 keeps (BM, rhs) of them in shared memory beside
 // the key tiles and the z histogram, two CTAs per SM), and the mantissa bits of an element's mass.
-#ifdef EXP_WGPIPE
-constexpr int RHS_MAX = 108;
-#else
 constexpr int RHS_MAX = 140;
-#endif
 constexpr int RBITS = 9;
 
 template <int D>
@@ -56,20 +50,9 @@ __host__ __device__ constexpr int ldk() { return D + 8; }  // padded shared row 
 // before the barrier of it - 1): pass 1 at 128K 8.72 -> 8.26 ms. Pass 2 keeps 2 (15.83 -> 15.70 ms
 // with 3, at the cost of 17 KB that the row and z histograms use better).
 constexpr int KBUF1 = 3;
-#ifdef EXP_WGPIPE
-constexpr int KBUF2 = 3;
-#else
 constexpr int KBUF2 = 2;
-#endif
-#ifdef EXP_WGMMA
-// wgmma reads the key tile in its no-swizzle K-major layout: core matrices of 8 keys x 8 dimensions
-// (8 rows of 16 bytes, contiguous), K-adjacent ones 128 bytes apart, key-adjacent ones D * 16.
-template <int D>
-__host__ __device__ constexpr size_t ktile_bytes() { return (size_t)BN * D * sizeof(__half); }
-#else
 template <int D>
 __host__ __device__ constexpr size_t ktile_bytes() { return (size_t)BN * ldk<D>() * sizeof(__half); }
-#endif
 template <int D>
 __host__ __device__ constexpr int ktile_halfs() { return (int)(ktile_bytes<D>() / sizeof(__half)); }
 
@@ -121,11 +104,7 @@ __device__ __forceinline__ void load_k_tile(__half *Ks, const __half *k, int64_t
         int r = x / CH, cc = x % CH;
         int64_t j = c0 + r;
         bool ok = j < N;
-#ifdef EXP_WGMMA
-        cp_async16(Ks + (r >> 3) * (D * 8) + cc * 64 + (r & 7) * 8, k + (ok ? j : 0) * D + cc * 8, ok);
-#else
         cp_async16(Ks + r * ldk<D>() + cc * 8, k + (ok ? j : 0) * D + cc * 8, ok);
-#endif
     }
     cp_async_commit();
 }
@@ -164,87 +143,6 @@ __device__ __forceinline__ void qk_tile(float acc[8][4], const uint32_t qf[D / 1
     }
 }
 
-#if defined(EXP_WGMMA) && !defined(EXP_WGPIPE)
-// The same product for the warpgroup (4 warps, 64 rows) by wgmma m64n64k16, A (the warp's query
-// fragments, as for mma.sync) from registers, B (the key tile) from shared memory through a matrix
-// descriptor; the accumulators come out in the mma.sync layout. Every warp of the group must call it.
-__device__ __forceinline__ void wgmma_16(float acc[8][4], const uint32_t a[4], uint64_t desc, int accumulate) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %36, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
-        "{%32, %33, %34, %35}, %37, p, 1, 1, 0;\n}\n"
-        : "+f"(acc[0][0]), "+f"(acc[0][1]), "+f"(acc[0][2]), "+f"(acc[0][3]), "+f"(acc[1][0]), "+f"(acc[1][1]),
-          "+f"(acc[1][2]), "+f"(acc[1][3]), "+f"(acc[2][0]), "+f"(acc[2][1]), "+f"(acc[2][2]), "+f"(acc[2][3]),
-          "+f"(acc[3][0]), "+f"(acc[3][1]), "+f"(acc[3][2]), "+f"(acc[3][3]), "+f"(acc[4][0]), "+f"(acc[4][1]),
-          "+f"(acc[4][2]), "+f"(acc[4][3]), "+f"(acc[5][0]), "+f"(acc[5][1]), "+f"(acc[5][2]), "+f"(acc[5][3]),
-          "+f"(acc[6][0]), "+f"(acc[6][1]), "+f"(acc[6][2]), "+f"(acc[6][3]), "+f"(acc[7][0]), "+f"(acc[7][1]),
-          "+f"(acc[7][2]), "+f"(acc[7][3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(accumulate), "l"(desc));
-}
-template <int D>
-__device__ __forceinline__ void qk_tile_wg(float acc[8][4], const uint32_t qf[D / 16][4], const __half *Kw) {
-    // descriptor: start address >> 4 in bits 0-13, leading (K) byte offset >> 4 in 16-29, stride
-    // (key groups of 8) byte offset >> 4 in 32-45, no swizzle
-    const uint64_t desc = (uint64_t)((smem_addr(Kw) >> 4) & 0x3fff) | ((uint64_t)(128 >> 4) << 16) |
-                          ((uint64_t)((D * 16) >> 4) << 32);
-#pragma unroll
-    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-    for (int s = 0; s < D / 16; s++) wgmma_16(acc, qf[s], desc + (uint64_t)(s * 256 >> 4), s > 0);
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-#endif
-#ifdef EXP_WGPIPE
-// Pins the accumulators in their registers across the asynchronous region (no copies of them
-// while a wgmma writes them).
-template <int H0, int NH>
-__device__ __forceinline__ void fence_acc(float acc[8][4]) {
-#pragma unroll
-    for (int n = H0; n < H0 + NH; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) asm volatile("" : "+f"(acc[n][e])::"memory");
-}
-// Half a tile (keys 32 h .. 32 h + 31, acc[4h .. 4h + 3]) by wgmma m64n32k16, issued and committed as
-// one group without waiting: the warp works on the other half meanwhile.
-__device__ __forceinline__ void wgmma_16_n32(float (&c)[4][4], const uint32_t a[4], uint64_t desc, int accumulate) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %20, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "
-        "{%16, %17, %18, %19}, %21, p, 1, 1, 0;\n}\n"
-        : "+f"(c[0][0]), "+f"(c[0][1]), "+f"(c[0][2]), "+f"(c[0][3]), "+f"(c[1][0]), "+f"(c[1][1]),
-          "+f"(c[1][2]), "+f"(c[1][3]), "+f"(c[2][0]), "+f"(c[2][1]), "+f"(c[2][2]), "+f"(c[2][3]),
-          "+f"(c[3][0]), "+f"(c[3][1]), "+f"(c[3][2]), "+f"(c[3][3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(accumulate), "l"(desc));
-}
-template <int D, int h>
-__device__ __forceinline__ void wg_issue_half(float acc[8][4], const uint32_t qf[D / 16][4], const __half *Kw) {
-    const uint64_t desc = (uint64_t)(((smem_addr(Kw) + h * 64 * D) >> 4) & 0x3fff) | ((uint64_t)(128 >> 4) << 16) |
-                          ((uint64_t)((D * 16) >> 4) << 32);
-    float(&c)[4][4] = *reinterpret_cast<float(*)[4][4]>(acc + 4 * h);
-    fence_acc<4 * h, 4>(acc);
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-    for (int s = 0; s < D / 16; s++) wgmma_16_n32(c, qf[s], desc + (uint64_t)(s * 256 >> 4), s > 0);
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-template <int n>
-__device__ __forceinline__ void wgmma_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(n) : "memory");
-}
-#endif
-
-// Shared memory written by cp.async (the generic proxy) and read next by wgmma (the async proxy)
-// needs a proxy fence in each writing thread before the barrier.
-__device__ __forceinline__ void async_proxy_fence() {
-#ifdef EXP_WGMMA
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
 
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
@@ -315,48 +213,41 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
     load_q_frags<D>(qf, a.q, N, rowA);
     const int64_t cols = r0 + BM < N ? r0 + BM : N;
     const int nt = (int)((cols + BN - 1) / BN);
-#if defined(EXP_WGMMA) && !defined(EXP_WGPIPE)
-    // the warpgroup multiplies a tile while any of its rows needs it (a warp whose rows do not
-    // takes the masked path, which adds nothing)
-    const int64_t rlast_mma = r0 + 64 * (warp >> 2) + 63 < N - 1 ? r0 + 64 * (warp >> 2) + 63 : N - 1;
-#elif !defined(EXP_WGPIPE)
-    const int64_t rlast_mma = rw + 15 < N - 1 ? rw + 15 : N - 1;  // the warp's last row
-#endif
+    const int64_t rlast = rw + 15 < N - 1 ? rw + 15 : N - 1;
     const float scale2 = a.scale2;
     float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f, tmn = INFINITY;
-    // The softmax work on n-tiles H0 .. H0 + NH - 1 of a tile (masked where it crosses the diagonal
-    // or the end). Short dependency chains: a partial min per e, a tree of maxima, two partial sums.
-    auto part = [&](auto h0c, auto nhc, float(&acc)[8][4], int64_t cw) {
-        constexpr int H0 = decltype(h0c)::value, NH = decltype(nhc)::value;
-        // max and min on the raw products (scale2 > 0); masked elements become -inf (in a copy: the
-        // accumulators are wgmma's)
-        float v[NH][4];
+    // The softmax work on a tile (masked where it crosses the diagonal or the end). Short dependency
+    // chains: a partial min per e, a tree of maxima, two partial sums a row (pass 1 at 128K 8.26 ->
+    // 8.20 ms alone, more beside wgmma; kept for the latency-bound pass).
+    auto part = [&](float(&acc)[8][4], int64_t cw) {
+        // max and min on the raw products (scale2 > 0); masked elements become -inf in a copy
+        float v[8][4];
 #pragma unroll
-        for (int n = 0; n < NH; n++)
+        for (int n = 0; n < 8; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) v[n][e] = acc[H0 + n][e];
+            for (int e = 0; e < 4; e++) v[n][e] = acc[n][e];
         float mn[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
         if (cw + BN - 1 > rw || rw + 15 >= N) {
 #pragma unroll
-            for (int n = H0; n < H0 + NH; n++)
+            for (int n = 0; n < 8; n++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int64_t row = e < 2 ? rowA : rowB, col = cw + n * 8 + 2 * t + (e & 1);
-                    if (!(col <= row && row < N)) v[n - H0][e] = -INFINITY;
-                    else mn[e] = fminf(mn[e], v[n - H0][e]);
+                    if (!(col <= row && row < N)) v[n][e] = -INFINITY;
+                    else mn[e] = fminf(mn[e], v[n][e]);
                 }
         } else {
 #pragma unroll
-            for (int n = H0; n < H0 + NH; n++)
+            for (int n = 0; n < 8; n++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) mn[e] = fminf(mn[e], v[n - H0][e]);
+                for (int e = 0; e < 4; e++) mn[e] = fminf(mn[e], v[n][e]);
         }
         tmn = fminf(tmn, fminf(fminf(mn[0], mn[1]), fminf(mn[2], mn[3])));
-        float xa[NH], xb[NH];
+        float xa[8], xb[8];
 #pragma unroll
-        for (int n = 0; n < NH; n++) xa[n] = fmaxf(v[n][0], v[n][1]), xb[n] = fmaxf(v[n][2], v[n][3]);
+        for (int n = 0; n < 8; n++) xa[n] = fmaxf(v[n][0], v[n][1]), xb[n] = fmaxf(v[n][2], v[n][3]);
 #pragma unroll
-        for (int w = NH / 2; w; w >>= 1)
+        for (int w = 4; w; w >>= 1)
 #pragma unroll
             for (int n = 0; n < w; n++) xa[n] = fmaxf(xa[n], xa[n + w]), xb[n] = fmaxf(xb[n], xb[n + w]);
         const float tA = xa[0] * scale2, tB = xb[0] * scale2;
@@ -367,53 +258,12 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
         const float oA = mA == -INFINITY ? 0.f : -mA, oB = mB == -INFINITY ? 0.f : -mB;
         float sA[2] = {0.f, 0.f}, sB[2] = {0.f, 0.f};
 #pragma unroll
-        for (int n = 0; n < NH; n++) {
+        for (int n = 0; n < 8; n++) {
             sA[n & 1] += fast_exp2(fmaf(v[n][0], scale2, oA)) + fast_exp2(fmaf(v[n][1], scale2, oA));
             sB[n & 1] += fast_exp2(fmaf(v[n][2], scale2, oB)) + fast_exp2(fmaf(v[n][3], scale2, oB));
         }
         lA += sA[0] + sA[1], lB += sB[0] + sB[1];
     };
-    using c0 = std::integral_constant<int, 0>;
-    using c4 = std::integral_constant<int, 4>;
-    using c8 = std::integral_constant<int, 8>;
-#ifdef EXP_WGPIPE
-    // A ring of 3 key tiles, one barrier a tile; each half of a tile's product is issued (wgmma,
-    // asynchronous) while the warp works on the other half: tile it + 1's first half during tile
-    // it's second, and its second half during its own first.
-    // No branch around the wgmma or their waits (ptxas serializes wgmma on divergent paths): every
-    // warpgroup multiplies every tile of the CTA, and a warp whose rows a tile misses takes the
-    // masked path, which adds nothing.
-    float acc[8][4];
-    load_k_tile<D>(Ks, a.k, N, 0);
-    if (nt > 1) load_k_tile<D>(Ks + ktile_halfs<D>(), a.k, N, BN), cp_async_wait<1>();
-    else cp_async_wait<0>();
-    async_proxy_fence();
-    __syncthreads();
-    // One group in flight at a time: each half's product runs while the warp works on the other.
-    wg_issue_half<D, 0>(acc, qf, Ks);
-    for (int it = 0; it + 1 < nt; it++) {
-        const int64_t cw = (int64_t)it * BN;
-        wgmma_wait<0>();  // first half of tile it
-        fence_acc<0, 4>(acc);
-        wg_issue_half<D, 1>(acc, qf, Ks + (it % 3) * ktile_halfs<D>());
-        part(c0{}, c4{}, acc, cw);
-        cp_async_wait<0>();  // tile it + 1
-        async_proxy_fence();
-        __syncthreads();     // and every warp is past its wgmma reads of tile it - 1
-        if (it + 2 < nt) load_k_tile<D>(Ks + ((it + 2) % 3) * ktile_halfs<D>(), a.k, N, (int64_t)(it + 2) * BN);
-        wgmma_wait<0>();  // second half of tile it
-        fence_acc<4, 4>(acc);
-        wg_issue_half<D, 0>(acc, qf, Ks + ((it + 1) % 3) * ktile_halfs<D>());
-        part(c4{}, c4{}, acc, cw);
-    }
-    wgmma_wait<0>();
-    fence_acc<0, 4>(acc);
-    wg_issue_half<D, 1>(acc, qf, Ks + ((nt - 1) % 3) * ktile_halfs<D>());
-    part(c0{}, c4{}, acc, (int64_t)(nt - 1) * BN);
-    wgmma_wait<0>();
-    fence_acc<4, 4>(acc);
-    part(c4{}, c4{}, acc, (int64_t)(nt - 1) * BN);
-#else
     load_k_tile<D>(Ks, a.k, N, 0);
     for (int it = 0, cur = 0; it < nt; it++) {
         const int nxt = cur + 1 == KBUF1 ? 0 : cur + 1;
@@ -423,22 +273,16 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
         } else {
             cp_async_wait<0>();
         }
-        async_proxy_fence();
         __syncthreads();
         const int64_t cw = (int64_t)it * BN;
-        if (cw <= rlast_mma) {
+        if (cw <= rlast) {
             float acc[8][4];
-#ifdef EXP_WGMMA
-            qk_tile_wg<D>(acc, qf, Ks + cur * ktile_halfs<D>());
-#else
             qk_tile<D>(acc, qf, Ks + cur * ktile_halfs<D>());
-#endif
-            part(c0{}, c8{}, acc, cw);
+            part(acc, cw);
         }
         if (KBUF1 == 2) __syncthreads();
         cur = nxt;
     }
-#endif
     // merge the 4 lanes of a row
 #pragma unroll
     for (int o = 1; o <= 2; o <<= 1) {
@@ -576,25 +420,18 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
 
     const int64_t cols = r0 + BM < N ? r0 + BM : N;
     const int nt = (int)((cols + BN - 1) / BN);
-#if defined(EXP_WGMMA) && !defined(EXP_WGPIPE)
-    // the warpgroup multiplies a tile while any of its rows needs it (a warp whose rows do not
-    // takes the masked path, which adds nothing)
-    const int64_t rlast_mma = r0 + 64 * (warp >> 2) + 63 < N - 1 ? r0 + 64 * (warp >> 2) + 63 : N - 1;
-#elif !defined(EXP_WGPIPE)
-    const int64_t rlast_mma = rw + 15 < N - 1 ? rw + 15 : N - 1;  // the warp's last row
-#endif
-    // The element loop over n-tiles H0 .. H0 + NH - 1 of a tile, with the causal/row-range test
-    // compiled only into tiles that need it. The block sums and max (bsA, bsB, bx) run on to the
-    // end of a block column, at the latest the end of the tile.
+    const int64_t rlast = rw + 15 < N - 1 ? rw + 15 : N - 1;
+    // The element loop over a tile, with the causal/row-range test compiled only into tiles that
+    // need it. The block sums and max (bsA, bsB, bx) run to the end of a block column, at the
+    // latest the end of the tile.
     float bsA = 0.f, bsB = 0.f, bx = -INFINITY;
-    auto body = [&](auto masked_tag, auto h0c, auto nhc, float(&acc)[8][4], int64_t cw) {
+    auto body = [&](auto masked_tag, float(&acc)[8][4], int64_t cw) {
         constexpr bool MASKED = decltype(masked_tag)::value;
-        constexpr int H0 = decltype(h0c)::value, NH = decltype(nhc)::value;
         float s1 = 0.f, s2 = 0.f, s3 = 0.f, s4 = 0.f;
         int curA = -1, curB = -1;  // image runs: the pixel column being accumulated
         float isA = 0.f, ixA = 0.f, isB = 0.f, ixB = 0.f;
 #pragma unroll
-        for (int n = H0; n < H0 + NH; n++) {
+        for (int n = 0; n < 8; n++) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const bool rb = e >= 2;
@@ -651,57 +488,15 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
         }
         m1 += s1, m2 += s2, m3 += s3, m4 += s4;
     };
-    auto half = [&](auto h0c, auto nhc, float(&acc)[8][4], int64_t cw) {
-        if (cw + BN - 1 > rw || rw + 15 >= N) body(std::true_type{}, h0c, nhc, acc, cw);
-        else body(std::false_type{}, h0c, nhc, acc, cw);
+    auto tile = [&](float(&acc)[8][4], int64_t cw) {
+        if (cw + BN - 1 > rw || rw + 15 >= N) body(std::true_type{}, acc, cw);
+        else body(std::false_type{}, acc, cw);
     };
-    using c0 = std::integral_constant<int, 0>;
-    using c4 = std::integral_constant<int, 4>;
-    using c8 = std::integral_constant<int, 8>;
     int nflush = 0;
     auto flush_due = [&](int done) { return (done & a.flush_mask) == 0 && done < nt; };  // after tile done - 1
     auto flush = [&]() {
         row_hist_flush(H, sh, a.rowhist + r0 * rhs, N - r0 < BM ? (int)(N - r0) : BM, nflush++ == 0);
     };
-#ifdef EXP_WGPIPE
-    // As in pass 1: one wgmma group in flight, each half of a tile's product running while the warp
-    // works on the other; every warpgroup multiplies every tile (no branch around the wgmma).
-    float acc[8][4];  // (the first wgmma of each half ignores its input: scale-d = 0)
-    load_k_tile<D>(Ks, a.k, N, 0);
-    if (nt > 1) load_k_tile<D>(Ks + ktile_halfs<D>(), a.k, N, BN), cp_async_wait<1>();
-    else cp_async_wait<0>();
-    async_proxy_fence();
-    __syncthreads();  // also: H and zh cleared before anyone adds
-    wg_issue_half<D, 0>(acc, qf, Ks);
-    for (int it = 0; it + 1 < nt; it++) {
-        const int64_t cw = (int64_t)it * BN;
-        wgmma_wait<0>();  // first half of tile it
-        fence_acc<0, 4>(acc);
-        wg_issue_half<D, 1>(acc, qf, Ks + (it % 3) * ktile_halfs<D>());
-        half(c0{}, c4{}, acc, cw);
-        cp_async_wait<0>();  // tile it + 1
-        async_proxy_fence();
-        __syncthreads();     // and every warp is past its wgmma reads of tile it - 1
-        if (it + 2 < nt) load_k_tile<D>(Ks + ((it + 2) % 3) * ktile_halfs<D>(), a.k, N, (int64_t)(it + 2) * BN);
-        // at most 32 tiles' elements since the last flush (the second half of tile it - 32 to the
-        // first of it; the first flush 31.5 tiles)
-        if (flush_due(it + 1)) {
-            flush();
-            __syncthreads();
-        }
-        wgmma_wait<0>();  // second half of tile it
-        fence_acc<4, 4>(acc);
-        wg_issue_half<D, 0>(acc, qf, Ks + ((it + 1) % 3) * ktile_halfs<D>());
-        half(c4{}, c4{}, acc, cw);
-    }
-    wgmma_wait<0>();
-    fence_acc<0, 4>(acc);
-    wg_issue_half<D, 1>(acc, qf, Ks + ((nt - 1) % 3) * ktile_halfs<D>());
-    half(c0{}, c4{}, acc, (int64_t)(nt - 1) * BN);
-    wgmma_wait<0>();
-    fence_acc<4, 4>(acc);
-    half(c4{}, c4{}, acc, (int64_t)(nt - 1) * BN);
-#else
     load_k_tile<D>(Ks, a.k, N, 0);
     __syncthreads();  // H and zh cleared before anyone adds
     for (int it = 0, cur = 0; it < nt; it++) {
@@ -712,17 +507,12 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
         } else {
             cp_async_wait<0>();
         }
-        async_proxy_fence();
         __syncthreads();
         const int64_t cw = (int64_t)it * BN;
-        if (cw <= rlast_mma) {
+        if (cw <= rlast) {
             float acc[8][4];
-#ifdef EXP_WGMMA
-            qk_tile_wg<D>(acc, qf, Ks + cur * ktile_halfs<D>());
-#else
             qk_tile<D>(acc, qf, Ks + cur * ktile_halfs<D>());
-#endif
-            half(c0{}, c8{}, acc, cw);
+            tile(acc, cw);
         }
         if (KBUF2 == 2) __syncthreads();
         // (the next tile's reductions start after the barrier at the top of the loop)
@@ -732,7 +522,6 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
         }
         cur = nxt;
     }
-#endif
     // the rows' total mass (4 lanes each), then one thread per row walks its histogram
     sA += __shfl_xor_sync(0xffffffffu, sA, 1), sA += __shfl_xor_sync(0xffffffffu, sA, 2);
     sB += __shfl_xor_sync(0xffffffffu, sB, 1), sB += __shfl_xor_sync(0xffffffffu, sB, 2);
