@@ -5,12 +5,13 @@
 //           histogram and moments, a per-row log-domain histogram per row giving the exact sparsity,
 //           and the pooled images (element by element when pixel cells are not whole blocks).
 // Tiling (both passes): a CTA of 8 warps owns 128 query rows, warp w rows 16 w .. +16; keys stream
-// through shared memory in tiles of 64 (cp.async, two buffers) and every warp multiplies its rows by
-// the whole tile with mma.sync m16n8k16 (f16 in, f32 accumulate), so a row lives in one warp and the
-// keys are read from L2 once per 128 rows. Softmax arithmetic in f32 and base 2. Two CTAs per SM.
-// Per element, pass 2 spends one SFU op (ex2); histogram bins and fixed-point masses come from
-// float adds against a magic constant instead of float-to-int conversions (which share the SFU's
-// quarter rate).
+// through shared memory in tiles of 64 (cp.async; a ring of 3 tiles in pass 1, 2 in pass 2) and
+// every warp multiplies its rows by the whole tile with mma.sync m16n8k16 (f16 in, f32 accumulate),
+// so a row lives in one warp and the keys are read from L2 once per 128 rows. Softmax arithmetic in
+// f32 and base 2. Two CTAs per SM. A tiny kernel first samples z for the moments' centre.
+// Per element, pass 2 spends one SFU op (ex2) and two shared reductions: the z histogram (bin by an
+// FMA against a magic constant, no float-to-int conversion, which shares the SFU's quarter rate) and
+// the row histogram (bin and mass from the float bits of A N / eps, one packed 32-bit entry).
 #include <math.h>
 #include <string.h>
 
@@ -23,38 +24,37 @@ extern "C" {
 #include "mask.h"
 }
 
+
 namespace {
 
 constexpr int BM = 128;       // query rows per CTA: 8 warps of 16
 constexpr int BN = 64;        // keys per shared-memory tile
 constexpr int NWARPS = 8;
 constexpr int THREADS = 32 * NWARPS;
-constexpr int RH = 64;        // bins of the per-row histogram over [log2(eps/(i+1)), 0]
-constexpr int RHS = RH + 2;   // entry 0 unused (the underflow is derived), RH + 1 catches log2 A > 0 by rounding
-constexpr int HSZ = BM * RHS + 32;  // one of the row-histogram arrays: its entries, then a dummy per lane
 constexpr int ZB = EXACT_ZHIST_BINS;
 constexpr int ZBS = ZB + 2;   // z histogram with a guard entry on each side (rounding at zlo and zhi)
-// z histogram copies, entry (bin, lane & 7): lanes of different copies never meet on one address or
-// bank, where one copy drew same-bin and same-bank collisions from the concentrated z (1 copy 18.2 ms,
-// 8 copies 17.6 ms for pass 2 at 128K; 8 KB, what fits beside two CTAs per SM)
-constexpr int ZC = 8;
-constexpr int ZC_SHIFT = 3;   // log2 ZC
-static_assert(ZC == 1 << ZC_SHIFT, "ZC is a power of two");
 constexpr float LN2 = 0.693147180559945309f;
 constexpr float LOG2E = 1.44269504088896341f;
 // x + MAGIC (|x| < 2^22) holds round(x) in the low mantissa bits: bits = MAGIC_BITS + round(x).
 constexpr float MAGIC = 12582912.0f;  // 1.5 * 2^23
 constexpr uint32_t MAGIC_BITS = 0x4B400000u;
-// Per-row histogram: a 32-bit count and a 32-bit mass in fixed point per entry (units of 2^-22,
-// from the mantissa of p / 2 + 1: rounding to nearest, at most 1.2e-7 per element and unbiased, so
-// ~3e-5 over a million keys), each added by a native 32-bit shared reduction. (A 64-bit packed add
-// compiles to a compare-and-swap loop on sm_90: ATOMS.CAST.SPIN.64.)
-constexpr double MASS_ONE = 4194304.0;  // 2^22
+// Per-row histogram entries per row at most (pass 2 keeps (BM, rhs) of them in shared memory beside
+// the key tiles and the z histogram, two CTAs per SM), and the mantissa bits of an element's mass.
+constexpr int RHS_MAX = 140;
+constexpr int RBITS = 9;
 
 template <int D>
 __host__ __device__ constexpr int ldk() { return D + 8; }  // padded shared row (halfs): ldmatrix rows hit distinct banks
+// Key tiles in shared memory: a ring of KBUF1 in pass 1, KBUF2 in pass 2. With 3, one barrier a
+// tile (the tile loaded at step it overwrites the one read at it - 2, which every warp finished
+// before the barrier of it - 1): pass 1 at 128K 8.72 -> 8.26 ms. Pass 2 keeps 2 (15.83 -> 15.70 ms
+// with 3, at the cost of 17 KB that the row and z histograms use better).
+constexpr int KBUF1 = 3;
+constexpr int KBUF2 = 2;
 template <int D>
 __host__ __device__ constexpr size_t ktile_bytes() { return (size_t)BN * ldk<D>() * sizeof(__half); }
+template <int D>
+__host__ __device__ constexpr int ktile_halfs() { return (int)(ktile_bytes<D>() / sizeof(__half)); }
 
 // Accumulators of one head, in device memory.
 struct exact_acc {
@@ -63,7 +63,9 @@ struct exact_acc {
     unsigned long long dropped; // the exact-sparsity count
     unsigned long long sparse_blocks;
     unsigned overflow;          // an input beyond the float16 range
-    double mom[4];              // sums of y, y^2, y^3, y^4 with y = (z - zc) log2 e
+    float zc_sum;               // z log2 e summed over the centre's sample (zcentre_kernel)
+    float zc;                   // the moments' centre, near zc_sum / ZC_SAMPLES (written by the pass that sums them)
+    double mom[4];              // sums of y, y^2, y^3, y^4 with y = z log2 e - zc
     unsigned long long zhist[ZB];
 };
 
@@ -75,13 +77,21 @@ struct pass_args {
     exact_acc *acc;
     // pass 2
     double eps;
-    float logthr2;        // log2(eps / N)
-    int B;
+    int B, lgB;           // block size and its log2
     int64_t nb;
     float *W, *X;         // (nb, nb)
     int P;
     const int *cellof;    // (N) pixel cell of each row and column
     float *img_sum, *img_max;  // (P, P)
+    // pass 2's row histogram (see row_hist_plan)
+    float lkap, inv_kap;  // log2 kappa and 1 / kappa, kappa = N / eps
+    double eps_kap;       // eps kappa = N
+    int hs, rs;           // bin = bits(p') >> hs; an element adds (1 : bits(p')) >> rs
+    uint32_t fb4;         // the bin of entry 0
+    int rhs;              // entries per row
+    int flush_mask;       // key tiles between flushes, less 1
+    int zc_copies;        // z histogram copies (8 or 32)
+    unsigned long long *rowhist;  // (N, rhs) wide entries: count << 32 | mass sum
 };
 
 // ---------------------------------------------------------------------------- shared pieces
@@ -133,6 +143,7 @@ __device__ __forceinline__ void qk_tile(float acc[8][4], const uint32_t qf[D / 1
     }
 }
 
+
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
     for (int o = 16; o; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
@@ -158,14 +169,33 @@ __device__ __forceinline__ float warp_min(float x) {
 __device__ __forceinline__ void red_shared_u32(uint32_t addr, uint32_t v) {
     asm volatile("red.shared.add.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
 }
-// The row-histogram pair: count += 1 at addr, mass += m at addr + moff. Elements under a row's
-// histogram go to a per-lane dummy entry instead: a select. (Predicated adds compiled to branches,
-// and measured 2.3 ms slower at 128K although they touch shared memory for ~30% of the elements.)
-template <uint32_t moff>
-__device__ __forceinline__ void red_shared_pair(uint32_t addr, uint32_t one, uint32_t m) {
-    asm volatile("red.shared.add.u32 [%0], %1;\n red.shared.add.u32 [%0+%3], %2;\n" ::"r"(addr), "r"(one), "r"(m),
-                 "n"(moff)
-                 : "memory");
+// ---------------------------------------------------------------------------- the moments' centre
+
+// The mean of z (base-2 units) over a fixed sample of causal pairs: row i drawn with density ~ i + 1
+// and a column below it by a hash, so the pairs are about uniform. Any value near the mean keeps the
+// moments' float sums accurate (y = z - zc small); the finish shifts them exactly. A warp a pair at a
+// time, the lanes over the dimensions; the sum by float atomics (any order gives a usable centre,
+// and pass 2 and the finish read the same one).
+constexpr int ZC_SAMPLES = 4096;  // a power of two: zc = zc_sum / ZC_SAMPLES exactly as on the device
+constexpr int ZC_BLOCKS = 64;
+__global__ void zcentre_kernel(const __half *q, const __half *k, int64_t N, int d, float scale2, exact_acc *acc) {
+    const int lane = threadIdx.x & 31, gw = (blockIdx.x * THREADS + threadIdx.x) >> 5;
+    float s = 0.f;
+    for (int x = gw; x < ZC_SAMPLES; x += ZC_BLOCKS * NWARPS) {
+        int64_t i = (int64_t)((double)N * sqrt((x + 0.5) / ZC_SAMPLES));
+        i = i < N ? i : N - 1;
+        uint64_t h = (uint64_t)(x + 1) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 31;
+        const int64_t j = (int64_t)(h % (uint64_t)(i + 1));
+        const __half2 *qi = (const __half2 *)(q + i * d), *kj = (const __half2 *)(k + j * d);
+        float dot = 0.f;
+        for (int c = lane; c < d / 2; c += 32) {
+            const float2 a = __half22float2(qi[c]), b = __half22float2(kj[c]);
+            dot = fmaf(a.x, b.x, fmaf(a.y, b.y, dot));
+        }
+        s += warp_sum(dot) * scale2;
+    }
+    if (lane == 0) atomicAdd(&acc->zc_sum, s);
 }
 
 // ---------------------------------------------------------------------------- pass 1: lse
@@ -186,10 +216,59 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
     const int64_t rlast = rw + 15 < N - 1 ? rw + 15 : N - 1;
     const float scale2 = a.scale2;
     float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f, tmn = INFINITY;
+    // The softmax work on a tile (masked where it crosses the diagonal or the end). Short dependency
+    // chains: a partial min per e, a tree of maxima, two partial sums a row (pass 1 at 128K 8.26 ->
+    // 8.20 ms alone, more beside wgmma; kept for the latency-bound pass).
+    auto part = [&](float(&acc)[8][4], int64_t cw) {
+        // max and min on the raw products (scale2 > 0); masked elements become -inf in a copy
+        float v[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) v[n][e] = acc[n][e];
+        float mn[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
+        if (cw + BN - 1 > rw || rw + 15 >= N) {
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int64_t row = e < 2 ? rowA : rowB, col = cw + n * 8 + 2 * t + (e & 1);
+                    if (!(col <= row && row < N)) v[n][e] = -INFINITY;
+                    else mn[e] = fminf(mn[e], v[n][e]);
+                }
+        } else {
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) mn[e] = fminf(mn[e], v[n][e]);
+        }
+        tmn = fminf(tmn, fminf(fminf(mn[0], mn[1]), fminf(mn[2], mn[3])));
+        float xa[8], xb[8];
+#pragma unroll
+        for (int n = 0; n < 8; n++) xa[n] = fmaxf(v[n][0], v[n][1]), xb[n] = fmaxf(v[n][2], v[n][3]);
+#pragma unroll
+        for (int w = 4; w; w >>= 1)
+#pragma unroll
+            for (int n = 0; n < w; n++) xa[n] = fmaxf(xa[n], xa[n + w]), xb[n] = fmaxf(xb[n], xb[n + w]);
+        const float tA = xa[0] * scale2, tB = xb[0] * scale2;
+        if (tA > mA) lA *= fast_exp2(mA - tA), mA = tA;
+        if (tB > mB) lB *= fast_exp2(mB - tB), mB = tB;
+        // a thread with no valid element in a row yet has m = -inf: subtract 0 instead (its
+        // masked elements are -inf, and -inf - -inf would be NaN)
+        const float oA = mA == -INFINITY ? 0.f : -mA, oB = mB == -INFINITY ? 0.f : -mB;
+        float sA[2] = {0.f, 0.f}, sB[2] = {0.f, 0.f};
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            sA[n & 1] += fast_exp2(fmaf(v[n][0], scale2, oA)) + fast_exp2(fmaf(v[n][1], scale2, oA));
+            sB[n & 1] += fast_exp2(fmaf(v[n][2], scale2, oB)) + fast_exp2(fmaf(v[n][3], scale2, oB));
+        }
+        lA += sA[0] + sA[1], lB += sB[0] + sB[1];
+    };
     load_k_tile<D>(Ks, a.k, N, 0);
-    for (int it = 0; it < nt; it++) {
+    for (int it = 0, cur = 0; it < nt; it++) {
+        const int nxt = cur + 1 == KBUF1 ? 0 : cur + 1;
         if (it + 1 < nt) {
-            load_k_tile<D>(Ks + ((it + 1) & 1) * BN * ldk<D>(), a.k, N, (int64_t)(it + 1) * BN);
+            load_k_tile<D>(Ks + nxt * ktile_halfs<D>(), a.k, N, (int64_t)(it + 1) * BN);
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
@@ -198,51 +277,21 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
         const int64_t cw = (int64_t)it * BN;
         if (cw <= rlast) {
             float acc[8][4];
-            qk_tile<D>(acc, qf, Ks + (it & 1) * BN * ldk<D>());
-            // max and min on the raw products (scale2 > 0); masked elements become -inf
-            float tA = -INFINITY, tB = -INFINITY;
-            if (cw + BN - 1 > rw || rw + 15 >= N) {
-#pragma unroll
-                for (int n = 0; n < 8; n++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        int64_t row = e < 2 ? rowA : rowB, col = cw + n * 8 + 2 * t + (e & 1);
-                        if (!(col <= row && row < N)) acc[n][e] = -INFINITY;
-                        else tmn = fminf(tmn, acc[n][e]);
-                    }
-            } else {
-#pragma unroll
-                for (int n = 0; n < 8; n++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) tmn = fminf(tmn, acc[n][e]);
-            }
-#pragma unroll
-            for (int n = 0; n < 8; n++) tA = fmaxf(tA, fmaxf(acc[n][0], acc[n][1])), tB = fmaxf(tB, fmaxf(acc[n][2], acc[n][3]));
-            tA *= scale2, tB *= scale2;
-            if (tA > mA) lA *= fast_exp2(mA - tA), mA = tA;
-            if (tB > mB) lB *= fast_exp2(mB - tB), mB = tB;
-            // a thread with no valid element in a row yet has m = -inf: subtract 0 instead (its
-            // masked elements are -inf, and -inf - -inf would be NaN)
-            const float oA = mA == -INFINITY ? 0.f : -mA, oB = mB == -INFINITY ? 0.f : -mB;
-            float sA = 0.f, sB = 0.f;
-#pragma unroll
-            for (int n = 0; n < 8; n++) {
-                sA += fast_exp2(fmaf(acc[n][0], scale2, oA)) + fast_exp2(fmaf(acc[n][1], scale2, oA));
-                sB += fast_exp2(fmaf(acc[n][2], scale2, oB)) + fast_exp2(fmaf(acc[n][3], scale2, oB));
-            }
-            lA += sA, lB += sB;
+            qk_tile<D>(acc, qf, Ks + cur * ktile_halfs<D>());
+            part(acc, cw);
         }
-        __syncthreads();
+        if (KBUF1 == 2) __syncthreads();
+        cur = nxt;
     }
     // merge the 4 lanes of a row
 #pragma unroll
     for (int o = 1; o <= 2; o <<= 1) {
-        float m2 = __shfl_xor_sync(0xffffffffu, mA, o), l2 = __shfl_xor_sync(0xffffffffu, lA, o);
-        float mx = fmaxf(mA, m2);
-        lA = mx == -INFINITY ? 0.f : lA * fast_exp2(mA - mx) + l2 * fast_exp2(m2 - mx), mA = mx;
-        m2 = __shfl_xor_sync(0xffffffffu, mB, o), l2 = __shfl_xor_sync(0xffffffffu, lB, o);
-        mx = fmaxf(mB, m2);
-        lB = mx == -INFINITY ? 0.f : lB * fast_exp2(mB - mx) + l2 * fast_exp2(m2 - mx), mB = mx;
+        float mo = __shfl_xor_sync(0xffffffffu, mA, o), lo = __shfl_xor_sync(0xffffffffu, lA, o);
+        float mx = fmaxf(mA, mo);
+        lA = mx == -INFINITY ? 0.f : lA * fast_exp2(mA - mx) + lo * fast_exp2(mo - mx), mA = mx;
+        mo = __shfl_xor_sync(0xffffffffu, mB, o), lo = __shfl_xor_sync(0xffffffffu, lB, o);
+        mx = fmaxf(mB, mo);
+        lB = mx == -INFINITY ? 0.f : lB * fast_exp2(mB - mx) + lo * fast_exp2(mo - mx), mB = mx;
     }
     if (t == 0) {
         if (rowA < N) a.lse[rowA] = (mA + log2f(lA)) * LN2;
@@ -258,70 +307,202 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
 
 // ---------------------------------------------------------------------------- pass 2
 
-// Row i's histogram covers log2 A in [ulo_i, 0] with ulo_i just below log2(eps / (i+1)): the
-// elements under it are always dropped (at most i+1 of them, each < eps/(i+1), so their mass is
-// < eps), so they need only a count and a mass, both derived at the end (row length minus the
-// histogram's count; row mass minus the histogram's mass). Bins of width |ulo_i| / 64, about 0.19
-// nats at 128K tokens; the boundary bin is resolved as the CPU does (its elements taken as equal).
-__device__ __forceinline__ void row_hist_params(int64_t i, double eps, float *ulo, float *invw) {
-    float u = (float)log2(eps / (double)(i + 1)) - 1e-3f;
-    *ulo = u;
-    *invw = RH / -u;
+// The per-row histogram behind the exact sparsity is over p' = A kappa, kappa = N / eps, so that
+// p' = 1 is the threshold eps / N. Its bins come from the float bits of p': bin = bits(p') >> hs,
+// the exponent and the top k = 23 - hs mantissa bits (2^k bins an octave; k = 2: 0.19 to 0.32 wide
+// in log2, where the previous 64 bins over [eps / (i+1), 1] were 0.27 to 0.32 at 128K). Inside a bin
+// p' is linear in the mantissa bits below it, so one 32-bit entry holds a count and a mass, added
+// by one shared reduction: an element adds (1 : bits(p')) >> rs (a funnel shift, rs = hs - RBITS)
+// = 2^P + (bin << RBITS) + r, with P = 32 - rs and r the next RBITS mantissa bits. n adds sum to
+// n K + sum r with K = 2^P + (bin << RBITS); sum r < n 2^RBITS <= 2^P < K while n <= 2^(9+k), i.e.
+// for 2^(k+3) key tiles of 64, so the entries go every 2^(k+3) tiles into wide per-row ones in
+// device memory (count << 32 | sum r; a CTA owns its rows) and are zeroed. A bin's mass is
+// n lo + (sum r + n / 2) unit, lo its lower edge and unit the step of r: truncation, unbiased by
+// the n / 2, at most 2^-(10+k) of an element (k = 2: 2.4e-4). Entries 0..3 hold p' < 1, A < eps / N
+// (each lane clamps such elements to its own entry t, so they never meet on a bank): always
+// dropped, at most i+1 of them each < eps / N, so they need a count only, derived at the end from
+// the row length, as their mass from the row total. The boundary bin is resolved as the CPU does.
+struct row_hist_entry {
+    uint32_t K;
+    double invK, lo, unit;
+};
+// The shape of the row histogram: pass_args' fields, by value (a reference to the kernel parameter
+// would copy it to the stack).
+struct row_hist_shape {
+    uint32_t fb4;
+    int hs, rs, rhs;
+};
+__device__ __forceinline__ row_hist_entry row_hist_bin(row_hist_shape sh, int idx) {
+    const uint32_t bin = sh.fb4 + (uint32_t)idx, lob = bin << sh.hs;
+    row_hist_entry e;
+    e.K = (1u << (32 - sh.rs)) + (bin << RBITS);
+    e.invK = 1.0 / e.K;
+    e.lo = __uint_as_float(lob);
+    e.unit = (double)__uint_as_float(lob & 0x7f800000u) * (double)(1u << sh.rs) * 0x1p-23;
+    return e;
+}
+// The count and mass sum of a packed entry (one that has taken at most 2^(9+k) elements), as count << 32 | sum r.
+__device__ __forceinline__ unsigned long long row_hist_unpack(uint32_t v, const row_hist_entry &e) {
+    const uint32_t n = (uint32_t)((double)v * e.invK + 1e-9);  // floor(v / K): v / K is within 5e-13, frac <= 1 - 1/K
+    return ((unsigned long long)n << 32) | (v - n * e.K);
+}
+
+// Every CTA's entries into the wide ones (stored by the first flush, added after), then zeroed.
+__device__ __noinline__ void row_hist_flush(unsigned *H, row_hist_shape sh, unsigned long long *rowhist, int nrows,
+                                            bool first) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rhs = sh.rhs;
+    for (int idx = lane; idx < rhs; idx += 32) {
+        const row_hist_entry e = row_hist_bin(sh, idx);
+        for (int r = warp; r < BM; r += NWARPS) {
+            const uint32_t v = H[r * rhs + idx];
+            H[r * rhs + idx] = 0u;
+            if (idx < 4 || r >= nrows) continue;
+            unsigned long long *w = rowhist + r * rhs + idx;
+            const unsigned long long x = row_hist_unpack(v, e);
+            if (first) *w = x;
+            else if (x) *w += x;
+        }
+    }
 }
 
 template <int D, bool IMG>
 __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
     extern __shared__ uint4 smem_u4[];
     __half *Ks = (__half *)smem_u4;
-    // (BM, RHS) counts and 32 dummies, then (BM, RHS) masses and 32 dummies, then the z histogram
-    unsigned *H = (unsigned *)(Ks + 2 * BN * ldk<D>());
-    unsigned *zh = H + 2 * HSZ;  // (ZBS, ZC)
+    unsigned *H = (unsigned *)(Ks + KBUF2 * ktile_halfs<D>());  // (BM, rhs) row-histogram entries
+    unsigned *zh = H + BM * a.rhs;                         // (ZBS, zc_copies)
     __shared__ float rowtot[BM];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int64_t N = a.N, r0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * BM;
     const int64_t rw = r0 + warp * 16, rowA = rw + g, rowB = rowA + 8;
-    for (int x = threadIdx.x; x < 2 * HSZ; x += THREADS) H[x] = 0u;
-    for (int x = threadIdx.x; x < ZBS * ZC; x += THREADS) zh[x] = 0u;
+    const int rhs = a.rhs, hs = a.hs, rs = a.rs, zcp = a.zc_copies;
+    const row_hist_shape sh = {a.fb4, hs, rs, rhs};
+    for (int x = threadIdx.x; x < BM * rhs; x += THREADS) H[x] = 0u;
+    for (int x = threadIdx.x; x < ZBS * zcp; x += THREADS) zh[x] = 0u;
 
     // head-wide constants from pass 1
     const float zlo = ordered_to_float(a.acc->zmin);
     float zhi = ordered_to_float(a.acc->zmax);
     if (zhi <= zlo) zhi = zlo + LOG2E;  // a constant head: one non-empty bin (the CPU's zmin + 1)
-    const float zc = 0.5f * (zlo + zhi);  // the moments' centre (any value near the mean will do)
     const float zbinv = (float)(ZB / ((double)zhi - zlo) * (1 - 1e-6));
     const float zlo2 = zlo + 0.5f / zbinv;  // (z - zlo2) zbinv rounds to floor((z - zlo) zbinv)
     // z histogram entry of z: bits(fmaf(z - zlo2, zbinv, MAGIC + 1)) - MAGIC_BITS = bin + 1, in this
-    // lane's copy (the address arithmetic wraps modulo 2^32, as intended)
-    const uint32_t zbase = smem_addr(zh) + 4u * (uint32_t)(lane % ZC) - (MAGIC_BITS << (2 + ZC_SHIFT));
+    // lane's copy (entry (bin + 1, lane % copies); the address arithmetic wraps modulo 2^32). With 32
+    // copies every lane has its own bank.
+    const uint32_t zstride = 4u * (uint32_t)zcp;
+    const uint32_t zbase = smem_addr(zh) + 4u * (uint32_t)(lane & (zcp - 1)) - MAGIC_BITS * zstride;
     const uint32_t one = a.N > 0;  // the increment in a register (see NOTES.md: ATOMS.POPC.INC)
+    const float scale2 = a.scale2;
+    // the moments' centre: the sampled mean moved onto the z histogram's grid, (zc - zlo2) zbinv =
+    // mz an integer, so that the bin entry of z is bits(fmaf(y, zbinv, MAGIC + 1 + mz)) with
+    // y = z - zc, one FMA from the y the moments need (pass 2 at 128K 16.00 -> 15.80 ms)
+    const float mz = rintf((a.acc->zc_sum * (1.f / ZC_SAMPLES) - zlo2) * zbinv);
+    const float zc = zlo2 + mz / zbinv, zmagic = MAGIC + 1.f + mz;
+    if (blockIdx.x == 0 && threadIdx.x == 0) a.acc->zc = zc;
 
     uint32_t qf[D / 16][4];
     load_q_frags<D>(qf, a.q, N, rowA);
-    float lA = 0.f, lB = 0.f, uloA = 0.f, uloB = 0.f, iwA = 0.f, iwB = 0.f;
+    // log2 p' = z log2 e - (lse log2 e - log2 kappa)
+    const float lA = rowA < N ? a.lse[rowA] * LOG2E - a.lkap : 0.f;
+    const float lB = rowB < N ? a.lse[rowB] * LOG2E - a.lkap : 0.f;
+    const float inv_kap = a.inv_kap;
+    const uint32_t floor_t = (a.fb4 + (uint32_t)t) << hs;  // bits(p') of this lane's underflow entry
+    // row entry of bits b: base + 4 (b >> hs); rows at a stride of rhs = 4 mod 8 words, so that the
+    // lanes (g, t) at their underflow entries fill the 32 banks
+    const uint32_t hbA = smem_addr(H + (rowA - r0) * rhs) - 4u * a.fb4;
+    const uint32_t hbB = smem_addr(H + (rowB - r0) * rhs) - 4u * a.fb4;
     int pA = 0, pB = 0;
-    if (rowA < N) lA = a.lse[rowA] * LOG2E, row_hist_params(rowA, a.eps, &uloA, &iwA);
-    if (rowB < N) lB = a.lse[rowB] * LOG2E, row_hist_params(rowB, a.eps, &uloB, &iwB);
-    // (u - ulo2) iw rounds to floor((u - ulo) iw); the row's entry is that plus 1
-    const float ulo2A = uloA + 0.5f / iwA, ulo2B = uloB + 0.5f / iwB;
-    const uint32_t hbA = smem_addr(H + (rowA - r0) * RHS) - (MAGIC_BITS << 2);
-    const uint32_t hbB = smem_addr(H + (rowB - r0) * RHS) - (MAGIC_BITS << 2);
-    const uint32_t hdummy = smem_addr(H + BM * RHS + lane);
     if (IMG) pA = rowA < N ? a.cellof[rowA] : 0, pB = rowB < N ? a.cellof[rowB] : 0;
-    const float logthr2 = a.logthr2;
-    unsigned below = 0;
-    float sA = 0.f, sB = 0.f;  // the rows' mass over this thread's columns
+    float sA = 0.f, sB = 0.f;  // the rows' mass (in units of p') over this thread's columns
     double m1 = 0, m2 = 0, m3 = 0, m4 = 0;
     const int gmask = (a.B >= 64 ? 8 : a.B / 8) - 1;  // n-tiles (8 keys each) per block column in a tile, less 1
-    const int64_t I = rw / a.B;
+    const int64_t I = rw >> a.lgB;
 
     const int64_t cols = r0 + BM < N ? r0 + BM : N;
     const int nt = (int)((cols + BN - 1) / BN);
     const int64_t rlast = rw + 15 < N - 1 ? rw + 15 : N - 1;
+    // The element loop over a tile, with the causal/row-range test compiled only into tiles that
+    // need it. The block sums and max (bsA, bsB, bx) run to the end of a block column, at the
+    // latest the end of the tile.
+    float bsA = 0.f, bsB = 0.f, bx = -INFINITY;
+    auto body = [&](auto masked_tag, float(&acc)[8][4], int64_t cw) {
+        constexpr bool MASKED = decltype(masked_tag)::value;
+        float s1 = 0.f, s2 = 0.f, s3 = 0.f, s4 = 0.f;
+        int curA = -1, curB = -1;  // image runs: the pixel column being accumulated
+        float isA = 0.f, ixA = 0.f, isB = 0.f, ixB = 0.f;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const bool rb = e >= 2;
+                const int64_t row = rb ? rowB : rowA, col = cw + n * 8 + 2 * t + (e & 1);
+                if (MASKED && !(col <= row && row < N)) continue;
+                const float x = acc[n][e];
+                const float u = fmaf(x, scale2, -(rb ? lB : lA));  // log2 p'
+                const float p = fast_exp2(u);
+                if (rb) bsB += p;
+                else bsA += p;
+                bx = fmaxf(bx, u);
+                const float y = fmaf(x, scale2, -zc), y2 = y * y;
+                s1 += y, s2 += y2, s3 = fmaf(y2, y, s3), s4 = fmaf(y2, y2, s4);
+                red_shared_u32(zbase + __float_as_uint(fmaf(y, zbinv, zmagic)) * zstride, one);
+                const uint32_t b = max(__float_as_uint(p), floor_t);
+                red_shared_u32((rb ? hbB : hbA) + ((b >> hs) << 2), __funnelshift_r(b, 1u, rs));
+                if (IMG) {
+                    const int pc = a.cellof[col];
+                    int &cur = rb ? curB : curA;
+                    float &is = rb ? isB : isA, &ix = rb ? ixB : ixA;
+                    if (pc != cur) {
+                        if (cur >= 0) {
+                            const int64_t o = (int64_t)(rb ? pB : pA) * a.P + cur;
+                            atomicAdd(&a.img_sum[o], is * inv_kap);
+                            atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ix * inv_kap));
+                        }
+                        cur = pc, is = 0.f, ix = 0.f;
+                    }
+                    is += p, ix = fmaxf(ix, p);
+                }
+            }
+            if (((n + 1) & gmask) == 0) {  // end of a block column: the warp's 16 rows are one block row
+                const int64_t J = (cw + (n - gmask) * 8) >> a.lgB;
+                const float ws = warp_sum(bsA + bsB), wx = warp_max(bx);
+                if (lane == 0 && J <= I && ws > 0.f) {
+                    atomicAdd(&a.W[I * a.nb + J], ws * inv_kap);
+                    atomicMax((unsigned *)&a.X[I * a.nb + J], __float_as_uint(fast_exp2(wx) * inv_kap));
+                }
+                sA += bsA, sB += bsB;
+                bsA = bsB = 0.f, bx = -INFINITY;
+            }
+        }
+        if (IMG) {
+            if (curA >= 0) {
+                const int64_t o = (int64_t)pA * a.P + curA;
+                atomicAdd(&a.img_sum[o], isA * inv_kap);
+                atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ixA * inv_kap));
+            }
+            if (curB >= 0) {
+                const int64_t o = (int64_t)pB * a.P + curB;
+                atomicAdd(&a.img_sum[o], isB * inv_kap);
+                atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ixB * inv_kap));
+            }
+        }
+        m1 += s1, m2 += s2, m3 += s3, m4 += s4;
+    };
+    auto tile = [&](float(&acc)[8][4], int64_t cw) {
+        if (cw + BN - 1 > rw || rw + 15 >= N) body(std::true_type{}, acc, cw);
+        else body(std::false_type{}, acc, cw);
+    };
+    int nflush = 0;
+    auto flush_due = [&](int done) { return (done & a.flush_mask) == 0 && done < nt; };  // after tile done - 1
+    auto flush = [&]() {
+        row_hist_flush(H, sh, a.rowhist + r0 * rhs, N - r0 < BM ? (int)(N - r0) : BM, nflush++ == 0);
+    };
     load_k_tile<D>(Ks, a.k, N, 0);
     __syncthreads();  // H and zh cleared before anyone adds
-    for (int it = 0; it < nt; it++) {
+    for (int it = 0, cur = 0; it < nt; it++) {
+        const int nxt = cur + 1 == KBUF2 ? 0 : cur + 1;
         if (it + 1 < nt) {
-            load_k_tile<D>(Ks + ((it + 1) & 1) * BN * ldk<D>(), a.k, N, (int64_t)(it + 1) * BN);
+            load_k_tile<D>(Ks + nxt * ktile_halfs<D>(), a.k, N, (int64_t)(it + 1) * BN);
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
@@ -330,100 +511,53 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
         const int64_t cw = (int64_t)it * BN;
         if (cw <= rlast) {
             float acc[8][4];
-            qk_tile<D>(acc, qf, Ks + (it & 1) * BN * ldk<D>());
-            // The element loop, with the causal/row-range test compiled only into tiles that need it.
-            auto body = [&](auto masked_tag) {
-                constexpr bool MASKED = decltype(masked_tag)::value;
-                float s1 = 0.f, s2 = 0.f, s3 = 0.f, s4 = 0.f, bsA = 0.f, bsB = 0.f, bx = -INFINITY;
-                int curA = -1, curB = -1;  // image runs: the pixel column being accumulated
-                float isA = 0.f, ixA = 0.f, isB = 0.f, ixB = 0.f;
-#pragma unroll
-                for (int n = 0; n < 8; n++) {
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const bool rb = e >= 2;
-                        const int64_t row = rb ? rowB : rowA, col = cw + n * 8 + 2 * t + (e & 1);
-                        if (MASKED && !(col <= row && row < N)) continue;
-                        const float z = acc[n][e] * a.scale2, u = z - (rb ? lB : lA);
-                        const float p = fast_exp2(u);
-                        if (rb) bsB += p;
-                        else bsA += p;
-                        bx = fmaxf(bx, u);
-                        below += u < logthr2;
-                        const float y = z - zc, y2 = y * y;
-                        s1 += y, s2 += y2, s3 = fmaf(y2, y, s3), s4 = fmaf(y2, y2, s4);
-                        red_shared_u32(zbase + (__float_as_uint(fmaf(z - zlo2, zbinv, MAGIC + 1.f)) << (2 + ZC_SHIFT)), one);
-                        {  // the row histogram, for elements at or above ulo
-                            const uint32_t hb = __float_as_uint(fmaf(u - (rb ? ulo2B : ulo2A), rb ? iwB : iwA, MAGIC + 1.f));
-                            const uint32_t m = __float_as_uint(fmaf(p, 0.5f, 1.f)) & 0x7fffffu;
-                            const uint32_t ad = u >= (rb ? uloB : uloA) ? (rb ? hbB : hbA) + (hb << 2) : hdummy;
-                            red_shared_pair<HSZ * 4>(ad, one, m);
-                        }
-                        if (IMG) {
-                            const int pc = a.cellof[col];
-                            int &cur = rb ? curB : curA;
-                            float &is = rb ? isB : isA, &ix = rb ? ixB : ixA;
-                            if (pc != cur) {
-                                if (cur >= 0) {
-                                    const int64_t o = (int64_t)(rb ? pB : pA) * a.P + cur;
-                                    atomicAdd(&a.img_sum[o], is);
-                                    atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ix));
-                                }
-                                cur = pc, is = 0.f, ix = 0.f;
-                            }
-                            is += p, ix = fmaxf(ix, p);
-                        }
-                    }
-                    if (((n + 1) & gmask) == 0) {  // end of a block column: the warp's 16 rows are one block row
-                        const int64_t J = (cw + (n - gmask) * 8) / a.B;
-                        const float ws = warp_sum(bsA + bsB), wx = warp_max(bx);
-                        if (lane == 0 && J <= I && ws > 0.f) {
-                            atomicAdd(&a.W[I * a.nb + J], ws);
-                            atomicMax((unsigned *)&a.X[I * a.nb + J], __float_as_uint(fast_exp2(wx)));
-                        }
-                        sA += bsA, sB += bsB;
-                        bsA = bsB = 0.f, bx = -INFINITY;
-                    }
-                }
-                if (IMG) {
-                    if (curA >= 0) {
-                        const int64_t o = (int64_t)pA * a.P + curA;
-                        atomicAdd(&a.img_sum[o], isA);
-                        atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ixA));
-                    }
-                    if (curB >= 0) {
-                        const int64_t o = (int64_t)pB * a.P + curB;
-                        atomicAdd(&a.img_sum[o], isB);
-                        atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ixB));
-                    }
-                }
-                m1 += s1, m2 += s2, m3 += s3, m4 += s4;
-            };
-            if (cw + BN - 1 > rw || rw + 15 >= N) body(std::true_type{});
-            else body(std::false_type{});
+            qk_tile<D>(acc, qf, Ks + cur * ktile_halfs<D>());
+            tile(acc, cw);
         }
-        __syncthreads();
+        if (KBUF2 == 2) __syncthreads();
+        // (the next tile's reductions start after the barrier at the top of the loop)
+        if (flush_due(it + 1)) {
+            if (KBUF2 > 2) __syncthreads();
+            flush();
+        }
+        cur = nxt;
     }
     // the rows' total mass (4 lanes each), then one thread per row walks its histogram
     sA += __shfl_xor_sync(0xffffffffu, sA, 1), sA += __shfl_xor_sync(0xffffffffu, sA, 2);
     sB += __shfl_xor_sync(0xffffffffu, sB, 1), sB += __shfl_xor_sync(0xffffffffu, sB, 2);
     if (t == 0) rowtot[warp * 16 + g] = sA, rowtot[warp * 16 + g + 8] = sB;
     __syncthreads();
-    unsigned long long dropped = 0;
+    unsigned long long dropped = 0, below = 0;
     if (threadIdx.x < BM && r0 + threadIdx.x < N) {
-        const unsigned *hcnt = H + threadIdx.x * RHS, *hmass = hcnt + HSZ;
-        const double eps = a.eps;
-        unsigned long long hc = 0, hm = 0;
-        for (int b = 1; b < RHS; b++) hc += hcnt[b], hm += hmass[b];
+        const unsigned *h = H + threadIdx.x * rhs;
+        const unsigned long long *w = a.rowhist + (r0 + threadIdx.x) * rhs;
+        const double eps = a.eps_kap;
+        // an entry: what is left in shared memory plus what the flushes put in the wide one
+        auto entry = [&](int idx, unsigned long long *n, double *m) {
+            const row_hist_entry e = row_hist_bin(sh, idx);
+            unsigned long long x = row_hist_unpack(h[idx], e);
+            if (nflush) x += w[idx];
+            *n = x >> 32;
+            *m = (double)*n * e.lo + ((double)(x & 0xffffffffu) + 0.5 * (double)*n) * e.unit;
+        };
+        unsigned long long hc = 0;
+        double hm = 0;
+        for (int idx = 4; idx < rhs; idx++) {
+            unsigned long long n;
+            double m;
+            entry(idx, &n, &m);
+            hc += n, hm += m;
+        }
         // the underflow (always dropped whole): what the histogram did not take of the row
-        const double um = rowtot[threadIdx.x] - (double)hm / MASS_ONE;
+        below = (unsigned long long)(r0 + threadIdx.x + 1) - hc;
+        const double um = rowtot[threadIdx.x] - hm;
         double cm = um > 0 ? um : 0;
-        dropped = (unsigned long long)(r0 + threadIdx.x + 1) - hc;
-        for (int b = 1; b <= RH; b++) {
-            // log2 A rounded above 0 belongs to the top bin
-            const unsigned c = hcnt[b] + (b == RH ? hcnt[RH + 1] : 0u);
+        dropped = below;
+        for (int idx = 4; idx < rhs; idx++) {
+            unsigned long long c;
+            double m;
+            entry(idx, &c, &m);
             if (!c) continue;
-            const double m = (double)(hmass[b] + (b == RH ? hmass[RH + 1] : 0u)) / MASS_ONE;
             if (cm + m < eps) {
                 cm += m, dropped += c;
                 continue;
@@ -439,20 +573,19 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
     // z histogram: the copies add up, the guard entries fold into the end bins
     for (int x = threadIdx.x; x < ZB; x += THREADS) {
         unsigned c = 0;
-        for (int j = 0; j < ZC; j++)
-            c += zh[(x + 1) * ZC + j] + (x == 0 ? zh[j] : 0u) + (x == ZB - 1 ? zh[(ZB + 1) * ZC + j] : 0u);
+        for (int j = 0; j < zcp; j++)
+            c += zh[(x + 1) * zcp + j] + (x == 0 ? zh[j] : 0u) + (x == ZB - 1 ? zh[(ZB + 1) * zcp + j] : 0u);
         if (c) atomicAdd(&a.acc->zhist[x], (unsigned long long)c);
     }
     // per-warp totals
-    unsigned long long bl = below;
 #pragma unroll
     for (int o = 16; o; o >>= 1) {
-        bl += __shfl_xor_sync(0xffffffffu, bl, o);
+        below += __shfl_xor_sync(0xffffffffu, below, o);
         dropped += __shfl_xor_sync(0xffffffffu, dropped, o);
     }
     m1 = warp_sum_d(m1), m2 = warp_sum_d(m2), m3 = warp_sum_d(m3), m4 = warp_sum_d(m4);
     if (lane == 0) {
-        atomicAdd(&a.acc->below, bl);
+        if (below) atomicAdd(&a.acc->below, below);
         if (dropped) atomicAdd(&a.acc->dropped, dropped);
         atomicAdd(&a.acc->mom[0], m1), atomicAdd(&a.acc->mom[1], m2);
         atomicAdd(&a.acc->mom[2], m3), atomicAdd(&a.acc->mom[3], m4);
@@ -503,8 +636,37 @@ __global__ void image_from_blocks_kernel(const float *W, const float *X, int64_t
     imax[x] = m;
 }
 
-template <int D>
-size_t pass2_smem() { return 2 * ktile_bytes<D>() + 2 * sizeof(unsigned) * HSZ + sizeof(unsigned) * ZBS * ZC; }
+// Pass 1's shared memory: the key tiles.
+size_t pass1_smem(int d) {
+    const size_t kt = d == 64 ? ktile_bytes<64>() : ktile_bytes<128>();
+    return KBUF1 * kt;
+}
+// Pass 2's shared memory: two key tiles, the row histogram, the z histogram. Two CTAs per SM need
+// each at most 114 KB (228 KB an SM, 1 KB reserved per CTA) with the static 512 bytes.
+size_t pass2_smem(int d, int rhs, int zc_copies) {
+    return KBUF2 * (d == 64 ? ktile_bytes<64>() : ktile_bytes<128>()) + sizeof(unsigned) * ((size_t)BM * rhs + (size_t)ZBS * zc_copies);
+}
+constexpr size_t SMEM_PER_CTA = 114 * 1024 - 1024 - BM * sizeof(float);
+
+// The row histogram's shape for N and eps (see pass 2): the most bins an octave (k <= 2) whose
+// entries from p' = 1/16 (the underflow entries) to p' = kappa (the largest A, 1, with room for
+// rounding) fit RHS_MAX; rhs = 4 mod 8. 0 when eps is too small for any (N / eps > 2^90 or so).
+int row_hist_plan(pass_args *a, int64_t N, double eps) {
+    const double kap = (double)N / eps;
+    for (int k = 2; k >= 0; k--) {
+        const int hs = 23 - k;
+        const uint32_t fb4 = (0x3f800000u >> hs) - 4;
+        const float top = (float)(kap * 1.001);
+        uint32_t tb;
+        memcpy(&tb, &top, 4);
+        const int n = (int)((tb >> hs) - fb4 + 1), rhs = n + (12 - n % 8) % 8;
+        if (!isfinite(top) || rhs > RHS_MAX) continue;
+        a->lkap = (float)log2(kap), a->inv_kap = (float)(1 / kap), a->eps_kap = eps * kap;
+        a->hs = hs, a->rs = hs - RBITS, a->fb4 = fb4, a->rhs = rhs, a->flush_mask = (1 << (k + 3)) - 1;
+        return 1;
+    }
+    return 0;
+}
 
 }  // namespace
 
@@ -523,6 +685,8 @@ struct gpu_exact {
     int *cellof;        // (N)
     exact_acc *acc;
     unsigned long long *sparse_blocks;
+    unsigned long long *rowhist;  // (N, rhs) pass 2's wide row-histogram entries
+    pass_args rh;       // the row histogram's shape (row_hist_plan) and the z histogram's copies
     float *h_isum;      // (P, P) host copy of the image sums
     cudaEvent_t ev[6];
 };
@@ -561,10 +725,18 @@ extern "C" int gpu_exact_init(gpu_exact **out, int64_t N, int d, int B, int imag
     g->nb = (N + B - 1) / B;
     g->P = (int)(N < image_size ? N : image_size);
     g->img_blocks = N % g->P == 0 && (N / g->P) % B == 0;
+    if (!row_hist_plan(&g->rh, N, eps)) {
+        free(g);
+        return skel_fail(e, "eps = %g at N = %lld: the GPU's per-row histogram cannot span N / eps; use --device cpu", eps, (long long)N);
+    }
+    // z histogram copies: one a lane (no bank conflicts) where it fits beside the row histogram
+    g->rh.zc_copies = pass2_smem(d, g->rh.rhs, 32) <= SMEM_PER_CTA ? 32 : 8;
     const size_t nd = (size_t)N * d, nb2 = (size_t)g->nb * g->nb, p2 = (size_t)g->P * g->P;
+    const size_t nrh = (size_t)N * g->rh.rhs;
     // What one head needs on the device, in one sum so the error can name it.
     const size_t need = nd * (sizeof(float) + 2 * sizeof(__half)) + (size_t)N * (sizeof(float) + sizeof(int)) +
-                        nb2 * 2 * sizeof(float) + p2 * 2 * sizeof(float) + sizeof(exact_acc) + 64;
+                        nb2 * 2 * sizeof(float) + p2 * 2 * sizeof(float) + nrh * sizeof(unsigned long long) +
+                        sizeof(exact_acc) + 64;
     size_t free_b = 0, total_b = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     // Leave 256 MiB for the CUDA context's own needs and the kernels' stacks.
@@ -575,10 +747,11 @@ extern "C" int gpu_exact_init(gpu_exact **out, int64_t N, int d, int B, int imag
     }
     void **bufs[] = {(void **)&g->stage, (void **)&g->q, (void **)&g->k, (void **)&g->lse, (void **)&g->W,
                      (void **)&g->X, (void **)&g->isum, (void **)&g->imax, (void **)&g->cellof, (void **)&g->acc,
-                     (void **)&g->sparse_blocks};
+                     (void **)&g->sparse_blocks, (void **)&g->rowhist};
     const size_t sizes[] = {nd * sizeof(float), nd * sizeof(__half), nd * sizeof(__half), N * sizeof(float),
                             nb2 * sizeof(float), nb2 * sizeof(float), p2 * sizeof(float), p2 * sizeof(float),
-                            N * sizeof(int), sizeof(exact_acc), sizeof(unsigned long long)};
+                            N * sizeof(int), sizeof(exact_acc), sizeof(unsigned long long),
+                            nrh * sizeof(unsigned long long)};
     for (size_t x = 0; x < sizeof sizes / sizeof sizes[0]; x++) {
         cudaError_t err = cudaMalloc(bufs[x], sizes[x]);
         if (err != cudaSuccess) {
@@ -598,19 +771,24 @@ extern "C" int gpu_exact_init(gpu_exact **out, int64_t N, int d, int B, int imag
     g->h_isum = (float *)malloc(p2 * sizeof(float));
     CHECK(g->h_isum);
     for (int x = 0; x < 6; x++) CUDA_CHECK(cudaEventCreate(&g->ev[x]));
-    CUDA_CHECK(cudaFuncSetAttribute(exact_pass1_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(2 * ktile_bytes<64>())));
-    CUDA_CHECK(cudaFuncSetAttribute(exact_pass1_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(2 * ktile_bytes<128>())));
-    CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<64, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass2_smem<64>()));
-    CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<64, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass2_smem<64>()));
-    CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<128, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass2_smem<128>()));
-    CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<128, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass2_smem<128>()));
+    CUDA_CHECK(cudaFuncSetAttribute(exact_pass1_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass1_smem(64)));
+    CUDA_CHECK(cudaFuncSetAttribute(exact_pass1_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass1_smem(128)));
+    const int smem2 = (int)pass2_smem(d, g->rh.rhs, g->rh.zc_copies);
+    CHECK(smem2 <= (int)SMEM_PER_CTA);
+    if (d == 64) {
+        CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<64, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
+        CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<64, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
+    } else {
+        CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<128, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
+        CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<128, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
+    }
     *out = g;
     return 0;
 }
 
 extern "C" void gpu_exact_free(gpu_exact *g) {
     if (!g) return;
-    void *bufs[] = {g->stage, g->q, g->k, g->lse, g->W, g->X, g->isum, g->imax, g->cellof, g->acc, g->sparse_blocks};
+    void *bufs[] = {g->stage, g->q, g->k, g->lse, g->W, g->X, g->isum, g->imax, g->cellof, g->acc, g->sparse_blocks, g->rowhist};
     for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
         if (bufs[x]) CUDA_CHECK(cudaFree(bufs[x]));
     for (int x = 0; x < 6; x++)
@@ -648,27 +826,30 @@ extern "C" int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, 
     CUDA_CHECK(cudaMemsetAsync(g->imax, 0, sizeof(float) * P * P));
     CUDA_CHECK(cudaMemsetAsync(g->sparse_blocks, 0, sizeof(unsigned long long)));
 
-    pass_args a;
-    memset(&a, 0, sizeof a);
+    pass_args a = g->rh;  // the row histogram's shape
     a.q = g->q, a.k = g->k, a.N = N;
     a.scale2 = (float)(LOG2E / sqrt((double)g->d));
     a.lse = g->lse, a.acc = g->acc;
-    a.eps = g->eps, a.logthr2 = (float)log2(g->eps / (double)N);
-    a.B = g->B, a.nb = nb, a.W = g->W, a.X = g->X;
+    a.eps = g->eps;
+    a.B = g->B, a.lgB = __builtin_ctz((unsigned)g->B), a.nb = nb, a.W = g->W, a.X = g->X;
     a.P = P, a.cellof = g->cellof, a.img_sum = g->isum, a.img_max = g->imax;
+    a.rowhist = g->rowhist;
     const unsigned grid = (unsigned)((N + BM - 1) / BM);
+    const size_t smem2 = pass2_smem(g->d, a.rhs, a.zc_copies);
 
     CUDA_CHECK(cudaEventRecord(g->ev[1]));
-    if (g->d == 64) exact_pass1_kernel<64><<<grid, THREADS, 2 * ktile_bytes<64>()>>>(a);
-    else exact_pass1_kernel<128><<<grid, THREADS, 2 * ktile_bytes<128>()>>>(a);
+    zcentre_kernel<<<ZC_BLOCKS, THREADS>>>(g->q, g->k, N, g->d, a.scale2, g->acc);
+    CUDA_CHECK_LAUNCH();
+    if (g->d == 64) exact_pass1_kernel<64><<<grid, THREADS, pass1_smem(64)>>>(a);
+    else exact_pass1_kernel<128><<<grid, THREADS, pass1_smem(128)>>>(a);
     CUDA_CHECK_LAUNCH();
     CUDA_CHECK(cudaEventRecord(g->ev[2]));
     if (g->d == 64) {
-        if (g->img_blocks) exact_pass2_kernel<64, false><<<grid, THREADS, pass2_smem<64>()>>>(a);
-        else exact_pass2_kernel<64, true><<<grid, THREADS, pass2_smem<64>()>>>(a);
+        if (g->img_blocks) exact_pass2_kernel<64, false><<<grid, THREADS, smem2>>>(a);
+        else exact_pass2_kernel<64, true><<<grid, THREADS, smem2>>>(a);
     } else {
-        if (g->img_blocks) exact_pass2_kernel<128, false><<<grid, THREADS, pass2_smem<128>()>>>(a);
-        else exact_pass2_kernel<128, true><<<grid, THREADS, pass2_smem<128>()>>>(a);
+        if (g->img_blocks) exact_pass2_kernel<128, false><<<grid, THREADS, smem2>>>(a);
+        else exact_pass2_kernel<128, true><<<grid, THREADS, smem2>>>(a);
     }
     CUDA_CHECK_LAUNCH();
     CUDA_CHECK(cudaEventRecord(g->ev[3]));
@@ -711,9 +892,7 @@ extern "C" int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, 
         if (zmax <= zmin) zmax = zmin + 1;
         st->zlo = zmin, st->zhi = zmax;
         for (int b = 0; b < ZB; b++) st->zhist[b] = (double)h.zhist[b];
-        float zlo2 = ordered_to_float(h.zmin), zhi2 = ordered_to_float(h.zmax);
-        if (zhi2 <= zlo2) zhi2 = zlo2 + LOG2E;
-        const double zc = 0.5f * (zlo2 + zhi2);  // the centre pass 2 used
+        const double zc = h.zc;  // the centre the moments' sums used
         const double mu1 = h.mom[0] / npairs, e2 = h.mom[1] / npairs, e3 = h.mom[2] / npairs, e4 = h.mom[3] / npairs;
         const double var = e2 - mu1 * mu1;
         const double c3 = e3 - 3 * mu1 * e2 + 2 * mu1 * mu1 * mu1;
