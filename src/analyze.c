@@ -39,6 +39,7 @@ int analyze_check_opts(const analyze_opts *o, skel_err *e) {
     if (o->image_size < 16 || o->image_size > 8192) return skel_fail(e, "--image %d: must be in [16, 8192]", o->image_size);
     if (o->threads < 0) return skel_fail(e, "--threads %d: must be positive", o->threads);
     if (o->workers < 0) return skel_fail(e, "--workers %d: must be positive", o->workers);
+    if (o->gpus < 0 || o->gpu_threads < 0) return skel_fail(e, "--gpus %d / --gpu-threads %d: must be positive", o->gpus, o->gpu_threads);
     if (!(o->ridge > 0)) return skel_fail(e, "--ridge %g: must be positive", o->ridge);
     return 0;
 }
@@ -71,7 +72,7 @@ static void fmt_time(char *buf, size_t n, double s) {
 
 // A job's states, in order; JOB_OUTPUT only on the GPU path with values, where the output error of
 // every mask (the compared methods' come from the host stage) is measured on the device last.
-enum { JOB_FREE, JOB_READ, JOB_DEVICE, JOB_HOST, JOB_OUTPUT, JOB_DONE };
+enum { JOB_FREE, JOB_READ, JOB_DEVICE, JOB_HOST, JOB_OUTPUT, JOB_DONE, JOB_RUN /* on a device thread */ };
 
 typedef struct kvbuf {
     float *k, *v;  // (N, d) each; v NULL without values
@@ -101,6 +102,17 @@ typedef struct {
     results_packed pk;  // the 2-D arrays, compressed by the worker for the writer
 } job;
 
+// One device thread: its GPU, the GPU objects it owns (all NULL on the CPU path), and what it last
+// left on the device (keys and values are kept between the query heads of a group).
+typedef struct {
+    int gpu;
+    gpu_exact *G;
+    gpu_decomp *GD;
+    gpu_methods *GM;
+    gpu_output *GO;  // the output error on the device (GPU path with values), or NULL
+    int last_L, last_kvh, out_L, out_kvh;
+} devctx;
+
 typedef struct {
     // fixed for the run
     const analyze_opts *o;
@@ -109,10 +121,8 @@ typedef struct {
     results_writer *R;
     int64_t N;
     int d, group, nb, nl, nh, total, nslots, nworkers, worker_threads, use_gpu;
-    gpu_exact *G;
-    gpu_decomp *GD;
-    gpu_methods *GM;
-    gpu_output *GO;  // the output error on the device (GPU path with values), or NULL
+    devctx *dev;  // (ndev) device threads: the calling thread runs dev[0]
+    int ndev, has_output;  // has_output: the output stage runs on the device (GPU path with values)
     job *slots;
     double t_start;
     int progress;
@@ -120,6 +130,7 @@ typedef struct {
     pthread_mutex_t mu, h5_mu;
     pthread_cond_t cv;
     int stop, failed, device_done;
+    int64_t claimed1, done1, claimed2;  // device stages claimed and finished, output stages claimed
     skel_err err;
     double t_read, t_device, t_host, t_write;  // seconds spent in each stage, summed over heads
 } pipeline;
@@ -236,7 +247,7 @@ static void run_methods(const pipeline *P, job *j) {
 
 // The device stage of one job (the calling thread, in head order). k_changed: the job's keys differ
 // from the last job's (the GPU keeps its converted keys otherwise).
-static int device_stage(pipeline *P, job *j, int k_changed, skel_err *e) {
+static int device_stage(pipeline *P, devctx *c, job *j, int k_changed, skel_err *e) {
     const analyze_opts *o = P->o;
     const dump *D = P->D;
     const int64_t N = P->N;
@@ -255,9 +266,9 @@ static int device_stage(pipeline *P, job *j, int k_changed, skel_err *e) {
     j->have_dc = 1;
     mask_params mp = {.B = o->block, .S = o->sink, .T = o->local, .eps = o->eps, .budget = o->budget};
     double t1, t2;
-    if (P->GD) {  // decomposition and mask (threshold or budget mode) on the device
+    if (c->GD) {  // decomposition and mask (threshold or budget mode) on the device
         gpu_decomp_times dt;
-        if (gpu_decomp_compute(P->GD, &j->dc, q, k, k_changed, D->inv_freq, D->positions, D->meta.layout, &mp, mask,
+        if (gpu_decomp_compute(c->GD, &j->dc, q, k, k_changed, D->inv_freq, D->positions, D->meta.layout, &mp, mask,
                                &rep->predicted_block_sparsity, &dt, e))
             goto fail;
         t2 = skel_now();
@@ -268,16 +279,16 @@ static int device_stage(pipeline *P, job *j, int k_changed, skel_err *e) {
         rep->predicted_block_sparsity = mask_skeleton(mask, j->dc.s, j->dc.v, j->dc.h, N, &mp);
         t2 = skel_now();
     }
-    if (!P->G) run_methods(P, j);
+    if (!c->G) run_methods(P, j);
     double t3 = skel_now();
     exact_stats_init(&j->st, N, d, o->block, o->image_size, o->eps);
     j->have_st = 1;
-    if (P->G) {  // with values, the output error comes after the host stage (output_stage)
-        if (gpu_exact_compute(P->G, &j->st, q, k, k_changed, NULL, e)) goto fail;
+    if (c->G) {  // with values, the output error comes after the host stage (output_stage)
+        if (gpu_exact_compute(c->G, &j->st, q, k, k_changed, NULL, e)) goto fail;
         for (int x = 0; x < EXACT_MAX_MASKS; x++) j->st.output_rel_error[x] = NAN;
         // XAttention's quadratic scoring, on the float16 q and k the exact pass left on the device
-        if (P->GM) {
-            if (gpu_xattention_scores(P->GM, P->G, j->xa_score, e)) goto fail;
+        if (c->GM) {
+            if (gpu_xattention_scores(c->GM, c->G, j->xa_score, e)) goto fail;
             j->xa_have = 1;
         }
     } else {
@@ -297,7 +308,7 @@ fail:
 static void host_stage(const pipeline *P, job *j) {
     const analyze_opts *o = P->o;
     const int64_t N = P->N;
-    if (P->G) run_methods(P, j);
+    if (P->use_gpu) run_methods(P, j);
     head_report *rep = &j->rep;
     const exact_stats *st = &j->st;
     const decomp *dc = &j->dc;
@@ -366,7 +377,7 @@ static void *worker_main(void *arg) {
         const double t0 = skel_now();
         host_stage(P, j);
         add_time(P, &P->t_host, t0);
-        set_state(P, j, P->GO ? JOB_OUTPUT : JOB_DONE);
+        set_state(P, j, P->has_output ? JOB_OUTPUT : JOB_DONE);
     }
 }
 
@@ -416,9 +427,9 @@ static void *writer_main(void *arg) {
 
 // The output error of every mask of a job on the device (after its host stage made the compared
 // methods' masks), into the report and the methods table.
-static int output_stage(pipeline *P, job *j, int kv_changed, skel_err *e) {
+static int output_stage(pipeline *P, devctx *c, job *j, int kv_changed, skel_err *e) {
     double err[N_MEASURED + 1];
-    if (gpu_output_error(P->GO, j->q, j->kv->k, j->kv->v, kv_changed, j->st.lse, j->mptr, j->nm, err, e)) {
+    if (gpu_output_error(c->GO, j->q, j->kv->k, j->kv->v, kv_changed, j->st.lse, j->mptr, j->nm, err, e)) {
         char msg[sizeof e->msg];
         snprintf(msg, sizeof msg, "%s", e->msg);
         return skel_fail(e, "%s: /layers/%d head %d: %s", P->dump_path, j->L, j->h, msg);
@@ -428,65 +439,86 @@ static int output_stage(pipeline *P, job *j, int kv_changed, skel_err *e) {
     return 0;
 }
 
-// The device's work over every job (the calling thread): the device stage in head order, and on the
-// GPU path with values the output stage of jobs whose host stage is done, oldest first.
-static void device_loop(pipeline *P) {
+// A device thread's work: device stages, claimed in head order, and on the GPU path with values the
+// output stages of jobs whose host stage is done, oldest first. Several device threads (several
+// GPUs, or --gpu-threads) take jobs as they come; the writer restores head order.
+static void device_loop(pipeline *P, devctx *c) {
     skel_err e;
-    int last_L = -1, last_kvh = -1, out_L = -1, out_kvh = -1;
-    int64_t next = 0, outputs = 0;
-    while (next < P->total || (P->GO && outputs < P->total)) {
+    for (;;) {
         job *j = NULL;
         int stage = 0;
         pthread_mutex_lock(&P->mu);
         for (;;) {
             if (P->stop) break;
             int64_t best = -1;
-            for (int s = 0; P->GO && s < P->nslots; s++)
+            for (int s = 0; P->has_output && s < P->nslots; s++)
                 if (P->slots[s].state == JOB_OUTPUT && (best < 0 || P->slots[s].n < P->slots[best].n)) best = s;
             if (best >= 0) {
                 j = &P->slots[best], stage = 2;
+                P->claimed2++;
                 break;
             }
-            if (next < P->total && P->slots[next % P->nslots].state == JOB_READ) {
-                j = &P->slots[next % P->nslots], stage = 1;
+            if (P->claimed1 < P->total && P->slots[P->claimed1 % P->nslots].state == JOB_READ) {
+                j = &P->slots[P->claimed1 % P->nslots], stage = 1;
+                P->claimed1++;
                 break;
             }
+            if (P->claimed1 == P->total && (!P->has_output || P->claimed2 == P->total)) break;  // nothing left
             pthread_cond_wait(&P->cv, &P->mu);
         }
+        if (j) j->state = JOB_RUN;
         pthread_mutex_unlock(&P->mu);
         if (!j) break;
         const double t0 = skel_now();
         if (stage == 1) {
-            const int k_changed = j->L != last_L || j->kvh != last_kvh;
-            last_L = j->L, last_kvh = j->kvh;
-            if (device_stage(P, j, k_changed, &e)) {
+            const int k_changed = j->L != c->last_L || j->kvh != c->last_kvh;
+            c->last_L = j->L, c->last_kvh = j->kvh;
+            if (device_stage(P, c, j, k_changed, &e)) {
                 pipe_fail(P, &e);
                 break;
-            }
-            next++;
-            if (next == P->total) {  // no more device stages: idle workers may leave
-                pthread_mutex_lock(&P->mu);
-                P->device_done = 1;
-                pthread_mutex_unlock(&P->mu);
             }
             add_time(P, &P->t_device, t0);
-            set_state(P, j, JOB_DEVICE);
+            pthread_mutex_lock(&P->mu);
+            j->state = JOB_DEVICE;
+            if (++P->done1 == P->total) P->device_done = 1;  // idle workers may leave
+            pthread_cond_broadcast(&P->cv);
+            pthread_mutex_unlock(&P->mu);
         } else {
-            const int kv_changed = j->L != out_L || j->kvh != out_kvh;
-            out_L = j->L, out_kvh = j->kvh;
-            if (output_stage(P, j, kv_changed, &e)) {
+            const int kv_changed = j->L != c->out_L || j->kvh != c->out_kvh;
+            c->out_L = j->L, c->out_kvh = j->kvh;
+            if (output_stage(P, c, j, kv_changed, &e)) {
                 pipe_fail(P, &e);
                 break;
             }
-            outputs++;
             add_time(P, &P->t_device, t0);
             set_state(P, j, JOB_DONE);
         }
     }
-    pthread_mutex_lock(&P->mu);
-    P->device_done = 1;
-    pthread_cond_broadcast(&P->cv);
-    pthread_mutex_unlock(&P->mu);
+}
+
+typedef struct {
+    pipeline *P;
+    devctx *c;
+} device_arg;
+
+static void *device_main(void *arg) {
+    device_arg *a = arg;
+    skel_err e;
+    if (a->P->use_gpu && gpu_set_device(a->c->gpu, &e)) pipe_fail(a->P, &e);
+    else device_loop(a->P, a->c);
+    return NULL;
+}
+
+static void devctx_free(devctx *c) {
+    if (c->G || c->GD || c->GM || c->GO) {
+        skel_err e;
+        gpu_set_device(c->gpu, &e);
+    }
+    gpu_exact_free(c->G);
+    gpu_decomp_free(c->GD);
+    gpu_methods_free(c->GM);
+    gpu_output_free(c->GO);
+    memset(c, 0, sizeof *c);
 }
 
 // Host memory of one job in flight, to bound how many fit.
@@ -537,32 +569,36 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         }
         if (use_gpu && !o->quiet) fprintf(stderr, "analyze: exact statistics, decomposition and mask on %s\n", name);
     }
-    gpu_exact *G = NULL;
-    gpu_decomp *GD = NULL;
-    if (use_gpu && gpu_exact_init(&G, N, d, o->block, o->image_size, o->eps, e)) goto fail_dump;
-    gpu_methods *GM = NULL;
-    gpu_output *GO = NULL;
-    if (use_gpu) {
+    // device threads: on the GPU path --gpu-threads per GPU over --gpus GPUs (default all), each with
+    // its own buffers; on the CPU path one, with none
+    const int ngpu = use_gpu ? gpu_device_count() : 0;
+    const int use_gpus = !use_gpu ? 0 : o->gpus > 0 && o->gpus < ngpu ? o->gpus : ngpu;
+    const int ndev = use_gpu ? use_gpus * (o->gpu_threads > 0 ? o->gpu_threads : 1) : 1;
+    devctx *dev = xcalloc((size_t)ndev, sizeof(devctx));
+    for (int x = 0; x < ndev; x++) {
+        devctx *c = &dev[x];
+        c->gpu = use_gpus ? x % use_gpus : 0;
+        c->last_L = c->last_kvh = c->out_L = c->out_kvh = -1;
+        if (!use_gpu) continue;
         decomp_params dp = {.S = o->sink, .T = o->local, .M = o->samples, .ridge = o->ridge, .seed = o->seed};
-        if (gpu_decomp_init(&GD, N, d, &dp, o->block, e) ||
-            ((o->methods || o->sweep) && gpu_methods_init(&GM, N, d, &o->mp, e)) ||
-            (D.has_values && gpu_output_init(&GO, N, d, o->block, e))) {
-            gpu_exact_free(G);
-            gpu_decomp_free(GD);
-            gpu_methods_free(GM);
+        if (gpu_set_device(c->gpu, e) || gpu_exact_init(&c->G, N, d, o->block, o->image_size, o->eps, e) ||
+            gpu_decomp_init(&c->GD, N, d, &dp, o->block, e) ||
+            ((o->methods || o->sweep) && gpu_methods_init(&c->GM, N, d, &o->mp, e)) ||
+            (D.has_values && gpu_output_init(&c->GO, N, d, o->block, e))) {
+            for (int y = 0; y <= x; y++) devctx_free(&dev[y]);
+            free(dev);
             goto fail_dump;
         }
     }
+    if (use_gpu && !o->quiet && ndev > 1) fprintf(stderr, "analyze: %d device threads on %d GPU(s)\n", ndev, use_gpus);
 
     results_params rp = {.block = o->block, .sink = o->sink, .local = o->local, .samples = o->samples ? o->samples : 80 * d,
                          .image_size = o->image_size, .eps = o->eps, .budget = o->budget, .ridge = o->ridge,
                          .seed = o->seed, .device = use_gpu ? "gpu" : "cpu"};
     results_writer R;
     if (results_create(&R, out_path, &D, &rp, e)) {
-        gpu_exact_free(G);
-        gpu_decomp_free(GD);
-        gpu_methods_free(GM);
-        gpu_output_free(GO);
+        for (int x = 0; x < ndev; x++) devctx_free(&dev[x]);
+        free(dev);
         goto fail_dump;
     }
 
@@ -571,7 +607,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     const int cores = omp_get_max_threads();
     pipeline P = {.o = o, .dump_path = dump_path, .D = &D, .R = &R, .N = N, .d = d,
                   .group = m->n_q_heads / m->n_kv_heads, .nl = nl, .nh = nh, .total = nl * nh, .use_gpu = use_gpu,
-                  .G = G, .GD = GD, .GM = GM, .GO = GO, .progress = !o->quiet && isatty(2)};
+                  .dev = dev, .ndev = ndev, .has_output = use_gpu && D.has_values, .progress = !o->quiet && isatty(2)};
     P.nb = (int)((N + o->block - 1) / o->block);
     P.nworkers = o->workers > 0 ? o->workers : (cores / 4 < 1 ? 1 : cores / 4 > 8 ? 8 : cores / 4);
     P.worker_threads = cores / P.nworkers < 1 ? 1 : cores / P.nworkers;
@@ -580,7 +616,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     const int want_xa = o->methods || o->sweep;
     const double jb = job_bytes(N, d, o->block, o->image_size, D.has_values) + (want_xa ? 8.0 * nbx * nbx : 0);
     int fit = (int)(mem / jb);
-    P.nslots = P.nworkers + 3;
+    P.nslots = P.nworkers + 2 + ndev;
     if (P.nslots > fit) P.nslots = fit < 1 ? 1 : fit;
     if (P.nslots > P.total) P.nslots = P.total;
     P.slots = xcalloc((size_t)P.nslots, sizeof(job));
@@ -600,7 +636,17 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     CHECK(!pthread_create(&reader, NULL, reader_main, &P));
     CHECK(!pthread_create(&writer, NULL, writer_main, &P));
     for (int w = 0; w < P.nworkers; w++) CHECK(!pthread_create(&workers[w], NULL, worker_main, &P));
-    device_loop(&P);
+    pthread_t *dthreads = xmalloc(sizeof(pthread_t) * ndev);
+    device_arg *dargs = xmalloc(sizeof(device_arg) * ndev);
+    for (int x = 0; x < ndev; x++) dargs[x] = (device_arg){&P, &dev[x]};
+    for (int x = 1; x < ndev; x++) CHECK(!pthread_create(&dthreads[x], NULL, device_main, &dargs[x]));
+    device_main(&dargs[0]);
+    for (int x = 1; x < ndev; x++) pthread_join(dthreads[x], NULL);
+    pthread_mutex_lock(&P.mu);
+    P.device_done = 1;  // also after a failure: idle workers leave
+    pthread_cond_broadcast(&P.cv);
+    pthread_mutex_unlock(&P.mu);
+    free(dthreads), free(dargs);
     pthread_join(reader, NULL);
     for (int w = 0; w < P.nworkers; w++) pthread_join(workers[w], NULL);
     pthread_join(writer, NULL);
@@ -636,10 +682,8 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     pthread_mutex_destroy(&P.mu);
     pthread_mutex_destroy(&P.h5_mu);
     pthread_cond_destroy(&P.cv);
-    gpu_exact_free(G);
-    gpu_decomp_free(GD);
-    gpu_methods_free(GM);
-    gpu_output_free(GO);
+    for (int x = 0; x < ndev; x++) devctx_free(&dev[x]);
+    free(dev);
     dump_close(&D);
     if (P.failed) {
         *e = P.err;

@@ -24,6 +24,8 @@ typedef struct {
     int sweep;          // also each method's recall-density sweep (default 0)
     methods_params mp;
     analyze_device device;  // exact statistics on the CPU or the GPU; auto: the GPU when usable
+    int gpus;               // GPUs used (0 = every visible one); heads are spread over them
+    int gpu_threads;        // device threads per GPU (0 = 1); 2 overlaps one head's copies with another's kernels
     const int *layers;  // selection (n_layers entries) or NULL for every present layer
     int n_layers;
     const int *heads;   // selection or NULL for every query head

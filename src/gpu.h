@@ -24,6 +24,11 @@ extern "C" {
 // in e otherwise (no device, no driver, or built without CUDA).
 int gpu_probe(char *name, size_t n, skel_err *e);
 
+// CUDA devices visible (0 without a driver or a build without CUDA), and selecting one for the calling
+// host thread: every gpu_* object made and used afterwards in that thread lives on it.
+int gpu_device_count(void);
+int gpu_set_device(int dev, skel_err *e);
+
 // Whether the GPU path handles this shape (d and B); 0 with the reason in e.
 int gpu_exact_supported(int d, int B, skel_err *e);
 

@@ -12,6 +12,10 @@ int gpu_probe(char *name, size_t n, skel_err *e) {
 
 int gpu_exact_supported(int d, int B, skel_err *e) { return skel_fail(e, NO_CUDA), 0; }
 
+int gpu_device_count(void) { return 0; }
+
+int gpu_set_device(int dev, skel_err *e) { return skel_fail(e, NO_CUDA); }
+
 int gpu_exact_init(gpu_exact **g, int64_t N, int d, int B, int image_size, double eps, skel_err *e) {
     *g = NULL;
     return skel_fail(e, NO_CUDA);

@@ -191,8 +191,9 @@ static void e2e_layer(int64_t N, int hq, int hkv, int values, int nruns) {
     double b = skel_now();
     const struct {
         const char *what;
-        int workers, methods;
-    } runs[3] = {{"default workers", 0, 1}, {"1 host worker", 1, 1}, {"--no-methods", 0, 0}};
+        int workers, methods, gpu_threads;
+    } runs[4] = {{"default workers", 0, 1, 0}, {"1 host worker", 1, 1, 0}, {"--no-methods", 0, 0, 0},
+                 {"--gpu-threads 2", 0, 1, 2}};
     for (int r = 0; r < nruns; r++) {
         analyze_opts o;
         analyze_opts_default(&o);
@@ -200,6 +201,7 @@ static void e2e_layer(int64_t N, int hq, int hkv, int values, int nruns) {
         o.device = ANALYZE_DEVICE_GPU;
         o.workers = runs[r].workers;
         o.methods = runs[r].methods;
+        o.gpu_threads = runs[r].gpu_threads;
         double tt[5];
         o.stage_times = tt;
         double c0 = skel_now();
@@ -292,7 +294,7 @@ int main(int argc, char **argv) {
     }
     fflush(stdout);
 
-    if (e2e) e2e_layer(32768, 32, 8, 0, 3);
+    if (e2e) e2e_layer(32768, 32, 8, 0, 4);
     if (e2e_long) e2e_layer(131072, 8, 2, 1, 1);
     return 0;
 }

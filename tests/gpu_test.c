@@ -494,6 +494,7 @@ static void check_analyze(void) {
     o.device = ANALYZE_DEVICE_CPU;
     int r1 = analyze_run(dump_p, rc_p, &o, &e);
     o.device = ANALYZE_DEVICE_GPU;
+    o.gpu_threads = 2;  // two device threads on one GPU: the pipeline's concurrent device stages
     int r2 = r1 ? -1 : analyze_run(dump_p, rg_p, &o, &e);
     checks++;
     if (r1 || r2) {

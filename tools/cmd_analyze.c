@@ -28,6 +28,9 @@ static void help(FILE *f) {
             "  --seed S       sampling seed (default 1)\n"
             "  --image P      pooled image side in pixels (default 1024)\n"
             "  --threads T    OpenMP threads (default: all cores)\n"
+            "  --gpus G       GPUs to spread the heads over (default: every visible one)\n"
+            "  --gpu-threads T  device threads per GPU, each with its own buffers (default 1; 2 overlaps\n"
+            "                 one head's copies and host work with another's kernels)\n"
             "  --workers W    heads processed at once by the host stage (compared methods, metrics,\n"
             "                 sweep) while the next head reads and computes (default: cores / 4, 1 to 8)\n"
             "  --device DEV   cpu, gpu or auto: where the exact statistics run (default auto: the GPU when\n"
@@ -150,6 +153,12 @@ int cmd_analyze(int argc, char **argv) {
         } else if (!strcmp(a, "--threads")) {
             if (arg_int(a, v, 1, 4096, &x)) goto done;
             o.threads = (int)x;
+        } else if (!strcmp(a, "--gpus")) {
+            if (arg_int(a, v, 1, 1024, &x)) goto done;
+            o.gpus = (int)x;
+        } else if (!strcmp(a, "--gpu-threads")) {
+            if (arg_int(a, v, 1, 16, &x)) goto done;
+            o.gpu_threads = (int)x;
         } else if (!strcmp(a, "--workers")) {
             if (arg_int(a, v, 1, 256, &x)) goto done;
             o.workers = (int)x;
