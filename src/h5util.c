@@ -50,7 +50,7 @@ void h5_pack2d(h5_packed *p, const void *data, size_t elem, hsize_t rows, hsize_
     const size_t raw = (size_t)(p->chunk[0] * p->chunk[1]) * elem, row_bytes = (size_t)p->chunk[1] * elem;
 #pragma omp parallel
     {
-        unsigned char *tile = xmalloc(raw);
+        unsigned char *tile = xmalloc(raw), *sh = xmalloc(raw);
 #pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < p->nch; c++) {
             const hsize_t r0 = (hsize_t)c / gc * p->chunk[0], c0 = (hsize_t)c % gc * p->chunk[1];
@@ -60,12 +60,19 @@ void h5_pack2d(h5_packed *p, const void *data, size_t elem, hsize_t rows, hsize_
             if (nr < p->chunk[0] || nc < p->chunk[1]) memset(tile, 0, raw);
             for (hsize_t r = 0; r < nr; r++)
                 memcpy(tile + r * row_bytes, (const unsigned char *)data + ((r0 + r) * cols + c0) * elem, nc * elem);
+            const unsigned char *src = tile;
+            if (elem > 1) {  // HDF5's shuffle filter: byte plane b holds byte b of every element
+                const size_t ne = raw / elem;
+                for (size_t i = 0; i < ne; i++)
+                    for (size_t b = 0; b < elem; b++) sh[b * ne + i] = tile[i * elem + b];
+                src = sh;
+            }
             uLongf n = compressBound((uLong)raw);
             p->buf[c] = xmalloc(n);
-            CHECK(compress2(p->buf[c], &n, tile, (uLong)raw, 1) == Z_OK);
+            CHECK(compress2(p->buf[c], &n, src, (uLong)raw, 1) == Z_OK);
             p->len[c] = n;
         }
-        free(tile);
+        free(tile), free(sh);
     }
 }
 
@@ -83,6 +90,7 @@ int h5_put2d(hid_t g, const char *name, hid_t ft, hid_t mt, const hsize_t dims[2
     chunk_dims(dims[0], dims[1], chunk);
     if (chunked) {
         H5Pset_chunk(dcpl, 2, chunk);
+        if (H5Tget_size(ft) > 1) H5Pset_shuffle(dcpl);  // float32: ~1.5x faster to deflate, ~6% smaller
         H5Pset_deflate(dcpl, 1);
     }
     hid_t d = H5Dcreate2(g, name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);

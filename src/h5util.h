@@ -11,8 +11,8 @@ void h5_attr_put_i64(hid_t obj, const char *name, int64_t v);
 void h5_attr_put_f64(hid_t obj, const char *name, double v);
 void h5_attr_put_str(hid_t obj, const char *name, const char *s);
 
-// A 2-D array compressed ahead of writing: deflate level 1 over chunks of at most 256 x 256, the
-// bytes HDF5's own deflate filter would store. Compressing is the slow part of writing a results
+// A 2-D array compressed ahead of writing: HDF5's shuffle (elements wider than a byte) and deflate
+// level 1 over chunks of at most 256 x 256, the bytes HDF5's own filters would store. Compressing is the slow part of writing a results
 // file (about 60 MB/s of float32 on one core), so the pipeline packs in its worker threads and the
 // HDF5 writer only copies the chunks (H5Dwrite_chunk). Elements are stored little-endian as in
 // memory (x86-64 and arm64 hosts).

@@ -1,5 +1,6 @@
-// h5util's packed 2-D arrays: chunks compressed ahead of writing (in worker threads) must store
-// the same data as HDF5's own deflate filter, edge chunks included, and read back exactly.
+// h5util's packed 2-D arrays: chunks shuffled and compressed ahead of writing (in worker threads)
+// must store the same data as HDF5's own shuffle and deflate filters, edge chunks included, and read
+// back exactly.
 #include <hdf5.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,13 +15,16 @@ static void read_back(hid_t f, const char *name, hid_t mt, void *out) {
     H5Dclose(d);
 }
 
-static hsize_t storage(hid_t f, const char *name, int *deflate) {
+// The dataset's stored size; *deflate and *shuffle: whether those filters are in its pipeline.
+static hsize_t storage(hid_t f, const char *name, int *deflate, int *shuffle) {
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT), pl = H5Dget_create_plist(d);
-    *deflate = 0;
+    *deflate = *shuffle = 0;
     for (int x = 0; x < H5Pget_nfilters(pl); x++) {
         unsigned flags, cd[4];
         size_t ncd = 4;
-        *deflate |= H5Pget_filter2(pl, (unsigned)x, &flags, &ncd, cd, 0, NULL, NULL) == H5Z_FILTER_DEFLATE;
+        const H5Z_filter_t id = H5Pget_filter2(pl, (unsigned)x, &flags, &ncd, cd, 0, NULL, NULL);
+        *deflate |= id == H5Z_FILTER_DEFLATE;
+        *shuffle |= id == H5Z_FILTER_SHUFFLE;
     }
     hsize_t s = H5Dget_storage_size(d);
     H5Pclose(pl);
@@ -52,9 +56,11 @@ static void check_shape(hid_t f, int rows, int cols, int bytes) {
     assert_memory_equal(a, src, n * bytes);
     assert_memory_equal(b, src, n * bytes);
     if (n >= 4096) {  // chunked: the same filter, and the same compressed bytes as HDF5's own
-        int dp, dh;
-        hsize_t sp = storage(f, pn, &dp), sh = storage(f, hn, &dh);
+        int dp, dh, shp, shh;
+        hsize_t sp = storage(f, pn, &dp, &shp), sh = storage(f, hn, &dh, &shh);
         assert_true(dp && dh);
+        assert_int_equal(shp, bytes > 1);  // shuffled when elements are wider than a byte
+        assert_int_equal(shh, bytes > 1);
         assert_int_equal(sp, sh);
     }
     free(src), free(a), free(b);
