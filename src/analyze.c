@@ -62,10 +62,12 @@ static void fmt_time(char *buf, size_t n, double s) {
 // One head is one job, in a ring of `nslots` slots. Four kinds of thread work on them:
 //   reader:  q (and k, v when the key head changes) from the dump, ahead of the device stage, so
 //            the next head streams in while the current one computes;
-//   device (the calling thread), in head order: the decomposition and its mask, and the exact pass,
-//            on the GPU; on the CPU also the compared methods, whose masks the exact pass measures;
+//   device:  one thread per GPU (times --gpu-threads; on the CPU path just the calling thread),
+//            claiming heads in order: the decomposition and its mask and the exact pass, on the GPU
+//            also XAttention's scores; on the CPU also the compared methods, whose masks the exact
+//            pass measures. On the GPU path with values, later, each mask's output error;
 //   workers: the host stage, in any order: the compared methods (GPU path), predicted sparsity, the
-//            mask metrics, the oracle and the sweep;
+//            mask metrics, the oracle, the sweep, and compressing the 2-D arrays;
 //   writer:  the results file, in head order, and the progress line.
 // Every HDF5 call (dump reads, results writes) holds h5_mu: the library is not thread-safe. The
 // results do not depend on the number of workers (tests/test_cli.c checks it).
