@@ -24,24 +24,3 @@ extern "C" int gpu_set_device(int dev, skel_err *e) {
     }
     return 0;
 }
-
-// Pinned buffers are few and large (a head's q, k, v); the runtime says which pointers are its own.
-extern "C" void *gpu_host_alloc(size_t bytes) {
-    void *p = NULL;
-    if (cudaHostAlloc(&p, bytes, cudaHostAllocPortable) != cudaSuccess) {
-        cudaGetLastError();
-        return NULL;
-    }
-    return p;
-}
-
-extern "C" int gpu_host_free(void *p) {
-    cudaPointerAttributes at;
-    if (cudaPointerGetAttributes(&at, p) != cudaSuccess) {
-        cudaGetLastError();
-        return 0;
-    }
-    if (at.type != cudaMemoryTypeHost) return 0;
-    CUDA_CHECK(cudaFreeHost(p));
-    return 1;
-}

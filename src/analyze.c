@@ -80,7 +80,6 @@ typedef struct kvbuf {
     float *k, *v;  // (N, d) each; v NULL without values
     int L, kvh;
     int refs;      // under mu
-    struct kvbuf *next;  // in the pool of free ones
 } kvbuf;
 
 typedef struct {
@@ -136,19 +135,7 @@ typedef struct {
     int64_t claimed1, done1, claimed2;  // device stages claimed and finished, output stages claimed
     skel_err err;
     double t_read, t_device, t_host, t_write;  // seconds spent in each stage, summed over heads
-    kvbuf *kv_pool;  // key/value buffers no job holds, for reuse (under mu)
 } pipeline;
-
-// Host buffers of a head: page-locked on the GPU path, so that the copies to the device run at the
-// bus's speed (pageable copies went at a third of it); ordinary memory otherwise or when pinning fails.
-static float *head_alloc(const pipeline *P, size_t n) {
-    float *p = P->use_gpu ? gpu_host_alloc(sizeof(float) * n) : NULL;
-    return p ? p : xmalloc(sizeof(float) * n);
-}
-
-static void head_free(const pipeline *P, float *p) {
-    if (p && !(P->use_gpu && gpu_host_free(p))) free(p);
-}
 
 static void add_time(pipeline *P, double *acc, double t0) {
     const double t = skel_now() - t0;
@@ -174,7 +161,7 @@ static void pipe_fail(pipeline *P, const skel_err *e) {
 }
 
 static void kv_release(pipeline *P, kvbuf *kv) {  // under mu
-    if (kv && --kv->refs == 0) kv->next = P->kv_pool, P->kv_pool = kv;
+    if (kv && --kv->refs == 0) free(kv->k), free(kv->v), free(kv);
 }
 
 // Waits until slot s is in `state` (returns 1) or the run stops (returns 0).
@@ -213,20 +200,12 @@ static void *reader_main(void *arg) {
         const int kvh = h / P->group;
         const double t0 = skel_now();
         if (!cur || cur->L != L || cur->kvh != kvh) {  // GQA: a key head serves `group` query heads
-            pthread_mutex_lock(&P->mu);
-            kvbuf *kv = P->kv_pool;
-            if (kv) P->kv_pool = kv->next;
-            pthread_mutex_unlock(&P->mu);
-            if (!kv) {
-                kv = xcalloc(1, sizeof *kv);
-                kv->k = head_alloc(P, nd);
-                if (P->D->has_values) kv->v = head_alloc(P, nd);
-            }
+            kvbuf *kv = xcalloc(1, sizeof *kv);
             kv->L = L, kv->kvh = kvh, kv->refs = 1;
+            kv->k = xmalloc(sizeof(float) * nd);
+            if (P->D->has_values) kv->v = xmalloc(sizeof(float) * nd);
             if (read_head(P, L, 'k', kvh, kv->k, &e) || (kv->v && read_head(P, L, 'v', kvh, kv->v, &e))) {
-                pthread_mutex_lock(&P->mu);
-                kv_release(P, kv);
-                pthread_mutex_unlock(&P->mu);
+                free(kv->k), free(kv->v), free(kv);
                 pipe_fail(P, &e);
                 break;
             }
@@ -645,7 +624,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     P.slots = xcalloc((size_t)P.nslots, sizeof(job));
     for (int s = 0; s < P.nslots; s++) {
         job *j = &P.slots[s];
-        j->q = head_alloc(&P, (size_t)N * d);
+        j->q = xmalloc(sizeof(float) * N * d);
         for (int x = 0; x < N_MEASURED; x++) j->mmask[x] = xmalloc((size_t)P.nb * P.nb);
         j->oracle = xmalloc((size_t)P.nb * P.nb);
         if (want_xa) j->xa_score = xmalloc(sizeof(double) * nbx * nbx);
@@ -698,10 +677,9 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         if (j->have_dc) decomp_free(&j->dc);
         results_packed_free(&j->pk);
         kv_release(&P, j->kv);
-        head_free(&P, j->q), free(j->oracle), free(j->xa_score);
+        free(j->q), free(j->oracle), free(j->xa_score);
         for (int x = 0; x < N_MEASURED; x++) free(j->mmask[x]);
     }
-    for (kvbuf *kv = P.kv_pool, *nx; kv; kv = nx) nx = kv->next, head_free(&P, kv->k), head_free(&P, kv->v), free(kv);
     free(P.slots);
     pthread_mutex_destroy(&P.mu);
     pthread_mutex_destroy(&P.h5_mu);

@@ -29,11 +29,6 @@ int gpu_probe(char *name, size_t n, skel_err *e);
 int gpu_device_count(void);
 int gpu_set_device(int dev, skel_err *e);
 
-// Page-locked host memory (visible as such to every device), or NULL when it cannot be had (then the
-// caller uses ordinary memory); gpu_host_free returns 0 for a pointer it did not give.
-void *gpu_host_alloc(size_t bytes);
-int gpu_host_free(void *p);
-
 // Whether the GPU path handles this shape (d and B); 0 with the reason in e.
 int gpu_exact_supported(int d, int B, skel_err *e);
 

@@ -14,10 +14,6 @@ int gpu_exact_supported(int d, int B, skel_err *e) { return skel_fail(e, NO_CUDA
 
 int gpu_device_count(void) { return 0; }
 
-void *gpu_host_alloc(size_t bytes) { return NULL; }
-
-int gpu_host_free(void *p) { return 0; }
-
 int gpu_set_device(int dev, skel_err *e) { return skel_fail(e, NO_CUDA); }
 
 int gpu_exact_init(gpu_exact **g, int64_t N, int d, int B, int image_size, double eps, skel_err *e) {
