@@ -19,6 +19,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "blas_check.cuh"
 #include "gpu_common.cuh"
 #include "mask_budget.cuh"
 
@@ -27,15 +28,6 @@ extern "C" {
 #include "gpu.h"
 #include "mask.h"
 }
-
-#define CUBLAS_CHECK(stmt)                                                                                \
-    do {                                                                                                  \
-        cublasStatus_t st_ = (stmt);                                                                      \
-        if (st_ != CUBLAS_STATUS_SUCCESS) {                                                               \
-            fprintf(stderr, "cuBLAS error at %s:%d: %s: status %d\n", __FILE__, __LINE__, #stmt, (int)st_); \
-            abort();                                                                                      \
-        }                                                                                                 \
-    } while (0)
 
 namespace {
 

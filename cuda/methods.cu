@@ -13,23 +13,13 @@
 #include <math.h>
 #include <string.h>
 
-#include <cublas_v2.h>
-
+#include "blas_check.cuh"
 #include "gpu_common.cuh"
 
 extern "C" {
 #include "gpu.h"
 #include "methods.h"
 }
-
-#define XA_CUBLAS_CHECK(stmt)                                                                             \
-    do {                                                                                                  \
-        cublasStatus_t st_ = (stmt);                                                                      \
-        if (st_ != CUBLAS_STATUS_SUCCESS) {                                                               \
-            fprintf(stderr, "cuBLAS error at %s:%d: %s: status %d\n", __FILE__, __LINE__, #stmt, (int)st_); \
-            abort();                                                                                      \
-        }                                                                                                 \
-    } while (0)
 
 namespace {
 
@@ -132,7 +122,7 @@ extern "C" int gpu_methods_init(gpu_methods **out, int64_t N, int d, const metho
                              (long long)N, (sizes[0] + sizes[1] + sizes[2]) / GiB, free_b / GiB, total_b / GiB);
         }
     }
-    XA_CUBLAS_CHECK(cublasCreate(&g->blas));
+    CUBLAS_CHECK(cublasCreate(&g->blas));
     *out = g;
     return 0;
 }
@@ -142,7 +132,7 @@ extern "C" void gpu_methods_free(gpu_methods *g) {
     if (g->Qr) CUDA_CHECK(cudaFree(g->Qr));
     if (g->Z) CUDA_CHECK(cudaFree(g->Z));
     if (g->score) CUDA_CHECK(cudaFree(g->score));
-    if (g->blas) XA_CUBLAS_CHECK(cublasDestroy(g->blas));
+    if (g->blas) CUBLAS_CHECK(cublasDestroy(g->blas));
     free(g);
 }
 
@@ -162,7 +152,7 @@ extern "C" int gpu_xattention_scores(gpu_methods *g, const gpu_exact *x, double 
         for (int64_t a0 = 0; a0 < ns; a0 += g->band) {
             const int64_t a1 = a0 + g->band < ns ? a0 + g->band : ns, nc = a1;  // keys b < a1 cover b <= a
             // row-major Z (a1 - a0, nc) = Qr[a0:a1] Kr[0:nc]^T, as column-major Z^T = Kr Qr^T
-            XA_CUBLAS_CHECK(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nc, (int)(a1 - a0), (int)w, &one, k,
+            CUBLAS_CHECK(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nc, (int)(a1 - a0), (int)w, &one, k,
                                          CUDA_R_16F, (int)w, g->Qr + a0 * w, CUDA_R_16F, (int)w, &zero, g->Z,
                                          CUDA_R_32F, (int)nc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
             xa_rows_kernel<<<(unsigned)(a1 - a0), 256>>>(g->Z, nc, a0, g->per, nbx, g->score);
