@@ -72,8 +72,9 @@ static void fmt_time(char *buf, size_t n, double s) {
 // Every HDF5 call (dump reads, results writes) holds h5_mu: the library is not thread-safe. The
 // results do not depend on the number of workers (tests/test_cli.c checks it).
 
-// A job's states, in order; JOB_OUTPUT only on the GPU path with values, where the output error of
-// every mask (the compared methods' come from the host stage) is measured on the device last.
+// A job's states, in the order it passes them (JOB_RUN while a device thread holds it, before
+// JOB_DEVICE and before JOB_DONE); JOB_OUTPUT only on the GPU path with values, where the output error
+// of every mask (the compared methods' come from the host stage) is measured on the device last.
 enum { JOB_FREE, JOB_READ, JOB_DEVICE, JOB_HOST, JOB_OUTPUT, JOB_DONE, JOB_RUN /* on a device thread */ };
 
 typedef struct kvbuf {
@@ -122,7 +123,7 @@ typedef struct {
     dump *D;
     results_writer *R;
     int64_t N;
-    int d, group, nb, nl, nh, total, nslots, nworkers, worker_threads, use_gpu;
+    int d, group, nb, nh, total, nslots, nworkers, worker_threads, use_gpu;
     devctx *dev;  // (ndev) device threads: the calling thread runs dev[0]
     int ndev, has_output;  // has_output: the output stage runs on the device (GPU path with values)
     job *slots;
@@ -160,7 +161,7 @@ static void pipe_fail(pipeline *P, const skel_err *e) {
     pthread_mutex_unlock(&P->mu);
 }
 
-static void kv_release(pipeline *P, kvbuf *kv) {  // under mu
+static void kv_release(kvbuf *kv) {  // under mu
     if (kv && --kv->refs == 0) free(kv->k), free(kv->v), free(kv);
 }
 
@@ -210,7 +211,7 @@ static void *reader_main(void *arg) {
                 break;
             }
             pthread_mutex_lock(&P->mu);
-            kv_release(P, cur);
+            kv_release(cur);
             pthread_mutex_unlock(&P->mu);
             cur = kv;
         }
@@ -227,7 +228,7 @@ static void *reader_main(void *arg) {
         pthread_mutex_unlock(&P->mu);
     }
     pthread_mutex_lock(&P->mu);
-    kv_release(P, cur);
+    kv_release(cur);
     pthread_mutex_unlock(&P->mu);
     return NULL;
 }
@@ -390,7 +391,7 @@ static void release_job(pipeline *P, job *j) {
     j->xa_have = 0;
     results_packed_free(&j->pk);
     pthread_mutex_lock(&P->mu);
-    kv_release(P, j->kv);
+    kv_release(j->kv);
     j->kv = NULL;
     j->state = JOB_FREE;
     pthread_cond_broadcast(&P->cv);
@@ -608,7 +609,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
     // heads, within a third of physical memory.
     const int cores = omp_get_max_threads();
     pipeline P = {.o = o, .dump_path = dump_path, .D = &D, .R = &R, .N = N, .d = d,
-                  .group = m->n_q_heads / m->n_kv_heads, .nl = nl, .nh = nh, .total = nl * nh, .use_gpu = use_gpu,
+                  .group = m->n_q_heads / m->n_kv_heads, .nh = nh, .total = nl * nh, .use_gpu = use_gpu,
                   .dev = dev, .ndev = ndev, .has_output = use_gpu && D.has_values, .progress = !o->quiet && isatty(2)};
     P.nb = (int)((N + o->block - 1) / o->block);
     P.nworkers = o->workers > 0 ? o->workers : (cores / 4 < 1 ? 1 : cores / 4 > 8 ? 8 : cores / 4);
@@ -676,7 +677,7 @@ int analyze_run(const char *dump_path, const char *out_path, const analyze_opts 
         if (j->have_st) exact_stats_free(&j->st);
         if (j->have_dc) decomp_free(&j->dc);
         results_packed_free(&j->pk);
-        kv_release(&P, j->kv);
+        kv_release(j->kv);
         free(j->q), free(j->oracle), free(j->xa_score);
         for (int x = 0; x < N_MEASURED; x++) free(j->mmask[x]);
     }
