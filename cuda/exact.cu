@@ -109,21 +109,6 @@ __device__ __forceinline__ void load_k_tile(__half *Ks, const __half *k, int64_t
     cp_async_commit();
 }
 
-// The warp's 16 query rows as mma A fragments (zero beyond N).
-template <int D>
-__device__ __forceinline__ void load_q_frags(uint32_t qf[D / 16][4], const __half *q, int64_t N, int64_t rowA) {
-    const int t = threadIdx.x & 3;
-    const int64_t rowB = rowA + 8;
-#pragma unroll
-    for (int s = 0; s < D / 16; s++) {
-        const int col = s * 16 + 2 * t;
-        qf[s][0] = rowA < N ? *(const uint32_t *)(q + rowA * D + col) : 0u;
-        qf[s][1] = rowB < N ? *(const uint32_t *)(q + rowB * D + col) : 0u;
-        qf[s][2] = rowA < N ? *(const uint32_t *)(q + rowA * D + col + 8) : 0u;
-        qf[s][3] = rowB < N ? *(const uint32_t *)(q + rowB * D + col + 8) : 0u;
-    }
-}
-
 // S (16 x 64) = Q_warp K_tile^T: acc[n] holds rows g, g+8 and columns 8n + 2t, +1 (g = lane / 4,
 // t = lane % 4) as {(g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)}.
 template <int D>
@@ -593,15 +578,6 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
 }
 
 // ---------------------------------------------------------------------------- small kernels
-
-// float32 -> float16, flagging values beyond the float16 range.
-__global__ void to_half_kernel(__half *out, const float *in, int64_t n, unsigned *overflow) {
-    for (int64_t x = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; x < n; x += (int64_t)gridDim.x * blockDim.x) {
-        float v = in[x];
-        if (fabsf(v) > 65504.f) atomicOr(overflow, 1u);
-        out[x] = __float2half_rn(v);
-    }
-}
 
 __global__ void init_acc_kernel(exact_acc *acc) {
     memset(acc, 0, sizeof *acc);

@@ -71,4 +71,36 @@ __device__ __forceinline__ void mma_f16_16816(float c[4], const uint32_t a[4], u
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Four 8x8 b16 matrices from shared memory, each transposed on the way (a row-major V tile as the
+// column-major B operand of P V).
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+// A warp's 16 query rows (rowA = its row g, rowA + 8) as mma A fragments, zero beyond N; q (N, D).
+template <int D>
+__device__ __forceinline__ void load_q_frags(uint32_t qf[D / 16][4], const __half *q, int64_t N, int64_t rowA) {
+    const int t = threadIdx.x & 3;
+    const int64_t rowB = rowA + 8;
+#pragma unroll
+    for (int s = 0; s < D / 16; s++) {
+        const int col = s * 16 + 2 * t;
+        qf[s][0] = rowA < N ? *(const uint32_t *)(q + rowA * D + col) : 0u;
+        qf[s][1] = rowB < N ? *(const uint32_t *)(q + rowB * D + col) : 0u;
+        qf[s][2] = rowA < N ? *(const uint32_t *)(q + rowA * D + col + 8) : 0u;
+        qf[s][3] = rowB < N ? *(const uint32_t *)(q + rowB * D + col + 8) : 0u;
+    }
+}
+
+// float32 -> float16, flagging values beyond the float16 range (static: one copy per file).
+static __global__ void to_half_kernel(__half *out, const float *in, int64_t n, unsigned *overflow) {
+    for (int64_t x = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; x < n; x += (int64_t)gridDim.x * blockDim.x) {
+        float v = in[x];
+        if (fabsf(v) > 65504.f) atomicOr(overflow, 1u);
+        out[x] = __float2half_rn(v);
+    }
+}
+
 #endif

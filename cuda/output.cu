@@ -35,12 +35,6 @@ __host__ __device__ constexpr size_t tile_bytes() { return (size_t)OBN * ldt<D>(
 template <int D>
 constexpr size_t out_smem() { return 4 * tile_bytes<D>(); }  // K and V, two buffers each
 
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
     __half2 h = __floats2half2_rn(lo, hi);
     return *(uint32_t *)&h;
@@ -75,16 +69,8 @@ __global__ void __launch_bounds__(OTHREADS) output_kernel(out_args a) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int64_t N = a.N, r0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * OBM;  // longest rows first
     const int64_t rw = r0 + warp * 16, rowA = rw + g, rowB = rowA + 8;
-    // the warp's query rows as A fragments
     uint32_t qf[D / 16][4];
-#pragma unroll
-    for (int s = 0; s < D / 16; s++) {
-        const int col = s * 16 + 2 * t;
-        qf[s][0] = rowA < N ? *(const uint32_t *)(a.q + rowA * D + col) : 0u;
-        qf[s][1] = rowB < N ? *(const uint32_t *)(a.q + rowB * D + col) : 0u;
-        qf[s][2] = rowA < N ? *(const uint32_t *)(a.q + rowA * D + col + 8) : 0u;
-        qf[s][3] = rowB < N ? *(const uint32_t *)(a.q + rowB * D + col + 8) : 0u;
-    }
+    load_q_frags<D>(qf, a.q, N, rowA);
     const float lA = rowA < N ? a.lse[rowA] * OLOG2E : 0.f, lB = rowB < N ? a.lse[rowB] * OLOG2E : 0.f;
     const int64_t IA = rowA / a.B, IB = rowB / a.B;
     float o[D / 8][4];
@@ -204,11 +190,6 @@ __global__ void __launch_bounds__(OTHREADS) output_kernel(out_args a) {
     if (lane == 0) atomicAdd(&a.acc[a.mask ? 1 : 0], sum);
 }
 
-__global__ void out_to_half_kernel(__half *out, const float *in, int64_t n) {
-    for (int64_t x = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; x < n; x += (int64_t)gridDim.x * blockDim.x)
-        out[x] = __float2half_rn(in[x]);
-}
-
 }  // namespace
 
 struct gpu_output {
@@ -219,6 +200,7 @@ struct gpu_output {
     float *lse, *O;     // (N), (N, d)
     uint8_t *mask;      // (nb, nb)
     double *acc;        // (2)
+    unsigned *overflow; // an input beyond the float16 range
 };
 
 static const double GiB = 1024.0 * 1024.0 * 1024.0;
@@ -231,9 +213,10 @@ extern "C" int gpu_output_init(gpu_output **out, int64_t N, int d, int B, skel_e
     g->N = N, g->d = d, g->B = B, g->nb = (N + B - 1) / B;
     const size_t nd = (size_t)N * d;
     void **bufs[] = {(void **)&g->stage, (void **)&g->q, (void **)&g->k, (void **)&g->v, (void **)&g->lse,
-                     (void **)&g->O, (void **)&g->mask, (void **)&g->acc};
+                     (void **)&g->O, (void **)&g->mask, (void **)&g->acc, (void **)&g->overflow};
     const size_t sizes[] = {nd * sizeof(float), nd * sizeof(__half), nd * sizeof(__half), nd * sizeof(__half),
-                            (size_t)N * sizeof(float), nd * sizeof(float), (size_t)(g->nb * g->nb), 2 * sizeof(double)};
+                            (size_t)N * sizeof(float), nd * sizeof(float), (size_t)(g->nb * g->nb), 2 * sizeof(double),
+                            sizeof(unsigned)};
     size_t need = 0;
     for (size_t x = 0; x < sizeof sizes / sizeof sizes[0]; x++) need += sizes[x];
     for (size_t x = 0; x < sizeof sizes / sizeof sizes[0]; x++) {
@@ -247,6 +230,7 @@ extern "C" int gpu_output_init(gpu_output **out, int64_t N, int d, int B, skel_e
                              (long long)N, d, need / GiB, free_b / GiB, total_b / GiB);
         }
     }
+    CUDA_CHECK(cudaMemset(g->overflow, 0, sizeof(unsigned)));
     CUDA_CHECK(cudaFuncSetAttribute(output_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)out_smem<64>()));
     CUDA_CHECK(cudaFuncSetAttribute(output_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)out_smem<128>()));
     *out = g;
@@ -255,7 +239,7 @@ extern "C" int gpu_output_init(gpu_output **out, int64_t N, int d, int B, skel_e
 
 extern "C" void gpu_output_free(gpu_output *g) {
     if (!g) return;
-    void *bufs[] = {g->stage, g->q, g->k, g->v, g->lse, g->O, g->mask, g->acc};
+    void *bufs[] = {g->stage, g->q, g->k, g->v, g->lse, g->O, g->mask, g->acc, g->overflow};
     for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
         if (bufs[x]) CUDA_CHECK(cudaFree(bufs[x]));
     free(g);
@@ -264,15 +248,21 @@ extern "C" void gpu_output_free(gpu_output *g) {
 static void upload_half(gpu_output *g, __half *dst, const float *src) {
     const int64_t nd = g->N * g->d;
     CUDA_CHECK(cudaMemcpy(g->stage, src, sizeof(float) * nd, cudaMemcpyHostToDevice));
-    out_to_half_kernel<<<1024, 256>>>(dst, g->stage, nd);
+    to_half_kernel<<<1024, 256>>>(dst, g->stage, nd, g->overflow);
     CUDA_CHECK_LAUNCH();
 }
 
 extern "C" int gpu_output_error(gpu_output *g, const float *q, const float *k, const float *v, int kv_changed,
                                 const float *lse, const uint8_t *const *masks, int nmasks, double *err, skel_err *e) {
     const int64_t N = g->N, nb = g->nb;
+    // the flag covers q and the k, v on the device: cleared when those change (a call that saw it set
+    // failed, so it is clear otherwise)
+    if (kv_changed) CUDA_CHECK(cudaMemsetAsync(g->overflow, 0, sizeof(unsigned)));
     upload_half(g, g->q, q);
     if (kv_changed) upload_half(g, g->k, k), upload_half(g, g->v, v);
+    unsigned overflow = 0;
+    CUDA_CHECK(cudaMemcpy(&overflow, g->overflow, sizeof overflow, cudaMemcpyDeviceToHost));
+    if (overflow) return skel_fail(e, "an input value exceeds the float16 range (|x| > 65504); use --device cpu");
     CUDA_CHECK(cudaMemcpy(g->lse, lse, sizeof(float) * N, cudaMemcpyHostToDevice));
     out_args a;
     memset(&a, 0, sizeof a);
@@ -296,6 +286,5 @@ extern "C" int gpu_output_error(gpu_output *g, const float *q, const float *k, c
         if (m < 0) norm2 = acc[0];
         else err[m] = norm2 > 0 ? sqrt(acc[1] / norm2) : NAN;
     }
-    (void)e;
     return 0;
 }

@@ -53,10 +53,11 @@ int sweep_head(const sweep_input *in, sweep_point *pts) {
     // XAttention's scores do not depend on tau: computed once (or given), selected per tau
     static const double tau[] = {0.5, 0.7, 0.8, 0.9, 0.95, 0.99};
     const int64_t nbx = xattention_blocks(N, &in->mp);
-    double *xs = (double *)in->xa_score;
+    const double *xs = in->xa_score;
+    double *own = NULL;
     if (!xs) {
-        xs = xmalloc(sizeof(double) * nbx * nbx);
-        xattention_scores(xs, in->q, in->k, N, in->d, &in->mp);
+        xs = own = xmalloc(sizeof(double) * nbx * nbx);
+        xattention_scores(own, in->q, in->k, N, in->d, &in->mp);
     }
     for (size_t t = 0; t < sizeof tau / sizeof tau[0]; t++) {
         methods_params mp = in->mp;
@@ -64,7 +65,7 @@ int sweep_head(const sweep_input *in, sweep_point *pts) {
         xattention_select(mask, xs, N, in->B, &mp);
         add(pts, &n, "xattention", tau[t], mask, in);
     }
-    if (xs != in->xa_score) free(xs);
+    free(own);
     static const double gamma[] = {0.5, 0.7, 0.8, 0.9, 0.95, 0.99};
     for (size_t t = 0; t < sizeof gamma / sizeof gamma[0]; t++) {
         methods_params mp = in->mp;
