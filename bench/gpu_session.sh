@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
           nsys stats --report cuda_gpu_kern_sum --format csv /tmp/prof.nsys-rep >"$OUT/nsys_kern.csv" 2>&1
           echo "nsys rc=$?"; cut -d, -f1-3,9 "$OUT/nsys_kern.csv" | head -40 ;;
     variant) shift  # rebuild with -D$1=1 (an experiment), then gpu_test, bench at $2, ncu and sass of it
-          touch cuda/exact.cu
+          touch cuda/*.cu
           make -j16 NVCCFLAGS="-O3 ${VARIANT_ARCH:--arch=sm_90} -std=c++17 -Isrc -D$1=1" bin/skel build/gpu_test build/gpu_bench >"$OUT/build_$1.log" 2>&1 || { tail -20 "$OUT/build_$1.log"; exit 1; }
           ./build/gpu_test ${VARIANT_TEST:+--$VARIANT_TEST} >"$OUT/gpu_test_$1.log" 2>&1; echo "gpu_test ($1) rc=$?"; grep -E "FAIL|checks failed" "$OUT/gpu_test_$1.log" | head
           ./build/gpu_bench --sizes "$2" --no-e2e >"$OUT/bench_$1.log" 2>&1; grep -A6 "exact ms" "$OUT/bench_$1.log"

@@ -10,7 +10,9 @@
 // `analyze --device gpu` end to end on a 32-head layer at 32K (as shipped, one host worker, no
 // compared methods), and with --e2e-long on 8 heads at 128K with values.
 //
-//   build/gpu_bench [--sizes 8192,32768] [--no-e2e] [--e2e-long] [--out DIR]
+//   build/gpu_bench [--sizes 8192,32768] [--no-e2e] [--e2e-long] [--exact-only] [--no-sdpa] [--out DIR]
+// --exact-only: the exact pass and SDPA alone (A/B runs of cuda/exact.cu; the other columns are 0);
+// --no-sdpa: without SDPA (a later run in the same call has it).
 // Q/K/V: seeded Gaussian rows (z = c q.k with standard deviation ~2, a sparse-ish head), written as
 // float16 to DIR (default /tmp) for bench/sdpa_bench.py.
 #include <math.h>
@@ -64,6 +66,8 @@ static void write_f16(const char *path, const float *x, int64_t n) {
     free(h);
 }
 
+static int exact_only, no_sdpa;
+
 static void bench_one(bench_row *r, const char *dir) {
     const int64_t N = r->N;
     const int d = r->d;
@@ -85,7 +89,7 @@ static void bench_one(bench_row *r, const char *dir) {
         fprintf(stderr, "gpu_bench: N = %lld: %s\n", (long long)N, e.msg);
         exit(1);
     }
-    const int reps = N >= (1 << 20) ? 3 : (N >= (1 << 17) ? 5 : 10);
+    const int reps = exact_only ? 11 : (N >= (1 << 20) ? 3 : (N >= (1 << 17) ? 5 : 10));
     double tt[16], t1[16], t2[16];
     gpu_exact_times tm;
     CHECK(!gpu_exact_compute(G, NULL, q, k, 1, &tm, &e));  // warm-up
@@ -100,6 +104,12 @@ static void bench_one(bench_row *r, const char *dir) {
     CHECK(!gpu_exact_compute(G, &st, q, k, 0, &tm, &e));
     printf("  N=%lld d=%d: exact sparsity %.4f, threshold %.4f, block %.4f (download %.1f ms)\n", (long long)N, d,
            st.exact_sparsity, st.threshold_sparsity, st.block_sparsity, tm.download_ms);
+    if (exact_only) {
+        gpu_exact_free(G);
+        exact_stats_free(&st);
+        free(q), free(k), free(v);
+        return;
+    }
     {  // XAttention's block scores (the compared methods' quadratic step), wall time with the download
         methods_params xp;
         methods_params_default(&xp);
@@ -237,13 +247,15 @@ int main(int argc, char **argv) {
     const char *dir = "/tmp";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-e2e")) e2e = 0;
+        else if (!strcmp(argv[i], "--exact-only")) exact_only = 1, e2e = 0;
+        else if (!strcmp(argv[i], "--no-sdpa")) no_sdpa = 1;
         else if (!strcmp(argv[i], "--e2e-long")) e2e_long = 1;
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
             nsizes = 0;
             for (char *p = argv[++i]; *p && nsizes < 8; p += *p == ',') sizes[nsizes] = strtoll(p, &p, 10), dims[nsizes++] = 128;
         } else {
-            fprintf(stderr, "usage: gpu_bench [--sizes N,N,...] [--no-e2e] [--e2e-long] [--out DIR]\n");
+            fprintf(stderr, "usage: gpu_bench [--sizes N,N,...] [--no-e2e] [--e2e-long] [--exact-only] [--no-sdpa] [--out DIR]\n");
             return 2;
         }
     }
@@ -266,10 +278,10 @@ int main(int argc, char **argv) {
     int n = snprintf(cmd, sizeof cmd, "python3 bench/sdpa_bench.py %s", dir);
     for (int x = 0; x < nsizes; x++) n += snprintf(cmd + n, sizeof cmd - n, " %lld:%d", (long long)rows[x].N, rows[x].d);
     fflush(stdout);
-    FILE *p = popen(cmd, "r");
-    CHECK(p);
+    FILE *p = no_sdpa ? NULL : popen(cmd, "r");
+    CHECK(p || no_sdpa);
     char line[512];
-    while (fgets(line, sizeof line, p)) {
+    while (p && fgets(line, sizeof line, p)) {
         long long N;
         int d;
         double fl, cu;
@@ -280,7 +292,7 @@ int main(int argc, char **argv) {
             fputs(line, stdout);
         }
     }
-    pclose(p);
+    if (p) pclose(p);
 
     printf("\n%8s %4s | %10s %8s %8s %8s | %10s %8s %10s | %8s | %10s %10s %8s | %10s\n", "N", "d", "exact ms", "TFLOP/s",
            "pass1", "pass2", "flash ms", "TFLOP/s", "cudnn ms", "x flash", "decomp ms", "mask ms", "% flash", "host ms");
