@@ -11,7 +11,7 @@
 // and local products. The Grams (gram_kernel) are also split-precision mma, summed over segments of
 // GSEG chunks in registers, the segments' prefix by a small scan. Ridge samples are built on the
 // device (their mu from a fine key prefix), their normal equations by DGEMM and solved by a one-CTA
-// blocked Cholesky (the ridge as ridge_solve_normal adds it); that chain (with u, s and the prefix
+// tiled Cholesky (chol.cuh; the ridge as ridge_solve_normal adds it); that chain (with u, s and the prefix
 // sums of v and s) runs on a second stream beside the Grams and row statistics. Per-row reductions
 // accumulate in double, as the CPU does. Nothing waits for the host between the upload and the
 // download of the results.
@@ -20,6 +20,17 @@
 #include <string.h>
 
 #include "blas_check.cuh"
+// DECOMP4 (default 0): branch decomp4's tiled Cholesky (chol.cuh) and the CUDA graph of the launch
+// sequence, written while no GPU was lent and not yet run on one (cuda/NOTES.md); the default build
+// is decomp3's, which gpu_test and memcheck passed.
+#ifndef DECOMP4
+#define DECOMP4 0
+#endif
+#if DECOMP4
+#include "chol.cuh"
+#else
+#include "chol3.cuh"
+#endif
 #include "gpu_common.cuh"
 #include "mask_budget.cuh"
 
@@ -126,17 +137,6 @@ __global__ void __launch_bounds__(1024) scan_cols_kernel(Tv *a, int64_t n, int64
             run += v;
         }
     }
-}
-
-__device__ __forceinline__ double warp_sum_d(double x) {
-#pragma unroll
-    for (int o = 16; o; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-    return x;
-}
-__device__ __forceinline__ double warp_max_d(double x) {
-#pragma unroll
-    for (int o = 16; o; o >>= 1) x = fmax(x, __shfl_xor_sync(0xffffffffu, x, o));
-    return x;
 }
 
 // ---------------------------------------------------------------------------- row statistics
@@ -805,175 +805,6 @@ __global__ void s_kernel(float *s, const double *alpha, const double *inv_freq, 
         if (m0 + t < N) s[m0 + t] = (float)(acc[t] - rba);
 }
 
-// The ridge solve (ridge_solve_normal): x = (G + lambda^2 I)^{-1} rhs, lambda = eps_r sqrt(trace G) / 2,
-// in one CTA: G (n x n, symmetric) is copied with the ridge into L (np x np, row-major; n padded to
-// np = CB ceil(n / CB) with an identity block) and factored in place by a blocked right-looking
-// Cholesky: per CB-column panel, warp 0 factors the diagonal block in registers (lane r holds row r),
-// every thread solves panel rows against it, and the trailing matrix takes the rank-CB update in 4 x 4
-// register tiles with the panel in shared memory. Then the two triangular solves by CB-row blocks.
-// *info = 1 when a pivot is not positive. One launch where cuSOLVER's potrf + potrs took 8 rounds of
-// three small kernels at n = 256.
-constexpr int CB = 32;
-constexpr int CHOL_THREADS = 384;
-constexpr int MAXW = 2 * MAXD;
-constexpr size_t CHOL_SMEM = sizeof(double) * ((size_t)(MAXW - CB) * (CB + 1) + CB * (CB + 1) + 2 * MAXW);
-
-__global__ void __launch_bounds__(CHOL_THREADS) chol_solve_kernel(double *L, double *x, int *info, const double *G,
-                                                                  const double *rhs, int n, int np, double eps_r) {
-    extern __shared__ double csm[];
-    double *P = csm;                              // (np - CB, CB + 1) panel rows below the diagonal block
-    double *Lkk = P + (MAXW - CB) * (CB + 1);     // (CB, CB + 1) the factored diagonal block
-    double *yv = Lkk + CB * (CB + 1);             // (np) right-hand side, then the solution
-    double *invd = yv + MAXW;                     // (np) 1 / L_pp (multiplications on the dependent chains)
-    __shared__ double red[CHOL_THREADS / 32];
-    __shared__ int bad;
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    double tr = 0;
-    for (int i = tid; i < n; i += CHOL_THREADS) tr += G[(size_t)i * n + i];
-    tr = warp_sum_d(tr);
-    if (lane == 0) red[warp] = tr;
-    if (tid == 0) bad = 0;
-    __syncthreads();
-    tr = 0;
-    for (int w = 0; w < CHOL_THREADS / 32; w++) tr += red[w];
-    const double lam = eps_r * sqrt(tr) / 2, lam2 = lam * lam;
-#pragma unroll 8
-    for (int e = tid; e < np * np; e += CHOL_THREADS) {  // G symmetric: read it row by row (coalesced)
-        const int i = e / np, j = e % np;
-        double v = i < n && j < n ? G[(size_t)i * n + j] : 0.0;
-        if (i == j) v += i < n ? lam2 : 1.0;
-        L[e] = v;
-    }
-    for (int i = tid; i < np; i += CHOL_THREADS) yv[i] = i < n ? rhs[i] : 0.0;
-    __syncthreads();
-    for (int k0 = 0; k0 < np; k0 += CB) {
-        if (warp == 0) {
-            double a[CB];
-#pragma unroll
-            for (int j = 0; j < CB; j++) a[j] = L[(size_t)(k0 + lane) * np + k0 + j];
-#pragma unroll
-            for (int p = 0; p < CB; p++) {
-                double piv = __shfl_sync(0xffffffffu, a[p], p);
-                if (!(piv > 0)) {
-                    if (lane == 0) bad = 1;
-                    piv = 1;
-                }
-                const double rinv = rsqrt(piv), lpp = piv * rinv;
-                if (lane == p) invd[k0 + p] = rinv;
-                a[p] = lane == p ? lpp : lane > p ? a[p] * rinv : a[p];
-#pragma unroll
-                for (int j = p + 1; j < CB; j++) {
-                    const double ljp = __shfl_sync(0xffffffffu, a[p], j);
-                    if (lane >= j) a[j] -= a[p] * ljp;
-                }
-            }
-#pragma unroll
-            for (int j = 0; j < CB; j++)
-                if (j <= lane) {
-                    Lkk[lane * (CB + 1) + j] = a[j];
-                    L[(size_t)(k0 + lane) * np + k0 + j] = a[j];
-                }
-        }
-        __syncthreads();
-        const int m = np - k0 - CB;  // rows below the block
-        for (int r = tid; r < m; r += CHOL_THREADS) {
-            const int i = k0 + CB + r;
-            double v[CB];
-#pragma unroll
-            for (int j = 0; j < CB; j++) v[j] = L[(size_t)i * np + k0 + j];
-#pragma unroll
-            for (int p = 0; p < CB; p++) {
-                double s = v[p];
-#pragma unroll
-                for (int q = 0; q < p; q++) s -= v[q] * Lkk[p * (CB + 1) + q];
-                v[p] = s * invd[k0 + p];
-            }
-#pragma unroll
-            for (int j = 0; j < CB; j++) {
-                P[r * (CB + 1) + j] = v[j];
-                L[(size_t)i * np + k0 + j] = v[j];
-            }
-        }
-        __syncthreads();
-        const int mt = m / 4, ntile = mt * (mt + 1) / 2;
-        for (int tt = tid; tt < ntile; tt += CHOL_THREADS) {
-            int ti = (int)((sqrt(8.0 * tt + 1) - 1) / 2);
-            while ((ti + 1) * (ti + 2) / 2 <= tt) ti++;
-            while (ti * (ti + 1) / 2 > tt) ti--;
-            const int tj = tt - ti * (ti + 1) / 2;
-            double acc[4][4] = {};
-#pragma unroll 4
-            for (int p = 0; p < CB; p++) {
-                double av[4], bv[4];
-#pragma unroll
-                for (int r = 0; r < 4; r++) av[r] = P[(4 * ti + r) * (CB + 1) + p], bv[r] = P[(4 * tj + r) * (CB + 1) + p];
-#pragma unroll
-                for (int r = 0; r < 4; r++)
-#pragma unroll
-                    for (int s = 0; s < 4; s++) acc[r][s] += av[r] * bv[s];
-            }
-#pragma unroll
-            for (int r = 0; r < 4; r++)
-#pragma unroll
-                for (int s = 0; s < 4; s++) {
-                    const int i = k0 + CB + 4 * ti + r, j = k0 + CB + 4 * tj + s;
-                    if (i >= j) L[(size_t)i * np + j] -= acc[r][s];
-                }
-        }
-        __syncthreads();
-    }
-    // L y = rhs: lane r of warp 0 holds row r of the diagonal block
-    for (int k0 = 0; k0 < np; k0 += CB) {
-        if (warp == 0) {
-            double a[CB];
-#pragma unroll
-            for (int p = 0; p < CB; p++) a[p] = L[(size_t)(k0 + lane) * np + k0 + p];
-            double yr = yv[k0 + lane];
-#pragma unroll
-            for (int p = 0; p < CB; p++) {
-                if (lane == p) yr *= invd[k0 + p];
-                const double yp = __shfl_sync(0xffffffffu, yr, p);
-                if (lane > p) yr -= a[p] * yp;
-            }
-            yv[k0 + lane] = yr;
-        }
-        __syncthreads();
-        for (int i = k0 + CB + tid; i < np; i += CHOL_THREADS) {
-            double s = 0;
-#pragma unroll 8
-            for (int p = 0; p < CB; p++) s += L[(size_t)i * np + k0 + p] * yv[k0 + p];
-            yv[i] -= s;
-        }
-        __syncthreads();
-    }
-    // L^T x = y: lane r of warp 0 holds column r of the diagonal block
-    for (int k0 = np - CB; k0 >= 0; k0 -= CB) {
-        if (warp == 0) {
-            double cl[CB];
-#pragma unroll
-            for (int p = 0; p < CB; p++) cl[p] = L[(size_t)(k0 + p) * np + k0 + lane];
-            double yr = yv[k0 + lane];
-#pragma unroll
-            for (int p = CB - 1; p >= 0; p--) {
-                if (lane == p) yr *= invd[k0 + p];
-                const double xp = __shfl_sync(0xffffffffu, yr, p);
-                if (lane < p) yr -= cl[p] * xp;
-            }
-            yv[k0 + lane] = yr;
-        }
-        __syncthreads();
-        for (int i = tid; i < k0; i += CHOL_THREADS) {
-            double s = 0;
-#pragma unroll 8
-            for (int p = 0; p < CB; p++) s += L[(size_t)(k0 + p) * np + i] * yv[k0 + p];
-            yv[i] -= s;
-        }
-        __syncthreads();
-    }
-    for (int i = tid; i < n; i += CHOL_THREADS) x[i] = yv[i];
-    if (tid == 0) *info = bad;
-}
-
 // Device scalars: sc[0] = ubar_{N-1} kappa (from the prefix pv), sc[1] = zeta (from the last row's
 // log-sum-exp red = {max, sum} and its mu, sigma^2).
 __global__ void scalars_kernel(double *sc, const double *pv, const double *red, const double *mu, const double *sigma2,
@@ -1115,6 +946,12 @@ __global__ void mask_kernel(uint8_t *mask, unsigned long long *below, const floa
 unsigned blocks_for(int64_t threads, int per_block) { return (unsigned)((threads + per_block - 1) / per_block); }
 
 constexpr int LSE_PARTS = 256;
+constexpr size_t CUBLAS_WS = 4u << 20;  // bytes of workspace per cuBLAS handle (DECOMP4)
+#if DECOMP4
+constexpr int CHOL_TILE = chol::CT;
+#else
+constexpr int CHOL_TILE = chol3::CB;
+#endif
 
 // out (n + 1): exclusive prefix sums (see scan_out_kernel); tiles: ceil(n / SCAN_TILE) doubles.
 void scan_device(double *out, double *tiles, const float *sf, const double *xd, const double *offp, int64_t n,
@@ -1137,11 +974,18 @@ struct gpu_decomp {
     int d, S, T, M, np;
     double ridge;
     uint64_t seed;
-    cublasHandle_t blas, blas2;  // on the legacy stream and on s2
+    cublasHandle_t blas, blas2;  // on s1 (DECOMP4; else the legacy stream) and on s2
+    void *blas_ws[2];    // their workspaces (CUBLAS_WS bytes each: no allocation inside a stream capture)
+    cudaStream_t s1;     // DECOMP4: the main stream (non-blocking, ordered by events after the uploads and before the
+                         // mask and downloads on the legacy stream: a blocking stream under capture would
+                         // turn other host threads' legacy-stream work into capture errors)
     cudaStream_t s2;     // the ridge chain (samples .. s, v's prefix), beside the row statistics
-    cudaEvent_t fork, join;
+    cudaGraphExec_t graph[2][2];  // the launch sequence by [k_changed][layout == ROPE_HALF], captured on first use
+    cudaEvent_t fork, join, done;  // main to s2, s2 back to main, s1 back to the legacy stream (DECOMP4)
     double *tiles2;      // scan scratch of s2
-    double *L;           // (np, np) the ridge system's Cholesky factor, np = 2d rounded up to CB
+    double *L;           // (np, np) the ridge system's Cholesky factor (DECOMP4: below its diagonal tiles), np = 2d
+                         // rounded up to CHOL_TILE
+    double *Mg;          // DECOMP4: (np, CHOL_TILE) the inverses of its diagonal tiles
     int *info;           // the factorisation's status
     double *rbarN;       // (d) rbar of the last row
     double *sc;          // (2) ubar_{N-1} kappa, zeta
@@ -1188,14 +1032,18 @@ extern "C" void gpu_decomp_free(gpu_decomp *g) {
     void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->KP, g->UP, g->KF, g->G, g->Gseg, g->amax, g->zlast,
                     g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x, g->pred,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
-                    g->budget, g->L, g->info, g->rbarN, g->sc, g->tiles, g->tiles2};
+                    g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2, g->blas_ws[0], g->blas_ws[1]};
     for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
         if (bufs[x]) CUDA_CHECK(cudaFree(bufs[x]));
     if (g->blas) CUBLAS_CHECK(cublasDestroy(g->blas));
     if (g->blas2) CUBLAS_CHECK(cublasDestroy(g->blas2));
+    for (int x = 0; x < 4; x++)
+        if (g->graph[x / 2][x % 2]) CUDA_CHECK(cudaGraphExecDestroy(g->graph[x / 2][x % 2]));
+    if (g->s1) CUDA_CHECK(cudaStreamDestroy(g->s1));
     if (g->s2) CUDA_CHECK(cudaStreamDestroy(g->s2));
     if (g->fork) CUDA_CHECK(cudaEventDestroy(g->fork));
     if (g->join) CUDA_CHECK(cudaEventDestroy(g->join));
+    if (g->done) CUDA_CHECK(cudaEventDestroy(g->done));
     for (int x = 0; x < 4; x++)
         if (g->ev[x]) CUDA_CHECK(cudaEventDestroy(g->ev[x]));
     free(g);
@@ -1218,7 +1066,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     g->nch = (nint + C - 1) / C, g->ncu = (N - g->S + CU - 1) / CU;
     g->nseg = (g->nch + GSEG - 1) / GSEG;
     g->ns = 2 * (int64_t)g->M;
-    g->np = (2 * d + CB - 1) / CB * CB;
+    g->np = (2 * d + CHOL_TILE - 1) / CHOL_TILE * CHOL_TILE;
     g->Npad = g->S + g->nch * C;  // the chunks' Grams read keys S .. S + nch C - 1
     if (g->Npad < N) g->Npad = N;
     g->nb_cap = (N + B - 1) / B;
@@ -1264,10 +1112,12 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->below, sizeof(unsigned long long), &total);
     bad |= dev_alloc((void **)&g->info, sizeof(int), &total);
     bad |= dev_alloc((void **)&g->L, sizeof(double) * g->np * g->np, &total);
+    if (DECOMP4) bad |= dev_alloc((void **)&g->Mg, sizeof(double) * g->np * CHOL_TILE, &total);
     bad |= dev_alloc((void **)&g->rbarN, sizeof(double) * d, &total);
     bad |= dev_alloc((void **)&g->sc, sizeof(double) * 2, &total);
     bad |= dev_alloc((void **)&g->tiles, sizeof(double) * (N / SCAN_TILE + 1 + 2 * LSE_PARTS), &total);
     bad |= dev_alloc((void **)&g->tiles2, sizeof(double) * (N / SCAN_TILE + 1), &total);
+    if (DECOMP4) bad |= dev_alloc(&g->blas_ws[0], CUBLAS_WS, &total), bad |= dev_alloc(&g->blas_ws[1], CUBLAS_WS, &total);
     if (bad) {
         size_t free_b = 0, total_b = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -1278,15 +1128,26 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     }
     CUDA_CHECK(cudaMemset(g->q, 0, g->Npad * fd));
     CUDA_CHECK(cudaMemset(g->k, 0, g->Npad * fd));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&g->s2, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&g->blas));
     CUBLAS_CHECK(cublasSetMathMode(g->blas, CUBLAS_PEDANTIC_MATH));  // true float32 GEMMs, no TF32
-    CUDA_CHECK(cudaStreamCreateWithFlags(&g->s2, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&g->blas2));
     CUBLAS_CHECK(cublasSetMathMode(g->blas2, CUBLAS_PEDANTIC_MATH));
     CUBLAS_CHECK(cublasSetStream(g->blas2, g->s2));
+#if DECOMP4
+    CUDA_CHECK(cudaStreamCreateWithFlags(&g->s1, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasSetStream(g->blas, g->s1));
+    CUBLAS_CHECK(cublasSetWorkspace(g->blas, g->blas_ws[0], CUBLAS_WS));
+    CUBLAS_CHECK(cublasSetWorkspace(g->blas2, g->blas_ws[1], CUBLAS_WS));
+#endif
     CUDA_CHECK(cudaEventCreateWithFlags(&g->fork, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join, cudaEventDisableTiming));
-    CUDA_CHECK(cudaFuncSetAttribute(chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)CHOL_SMEM));
+    CUDA_CHECK(cudaEventCreateWithFlags(&g->done, cudaEventDisableTiming));
+#if DECOMP4
+    CUDA_CHECK(cudaFuncSetAttribute(chol::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol::SMEM));
+#else
+    CUDA_CHECK(cudaFuncSetAttribute(chol3::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol3::SMEM));
+#endif
     for (int x = 0; x < 4; x++) CUDA_CHECK(cudaEventCreate(&g->ev[x]));
     *out = g;
     return 0;
@@ -1298,41 +1159,20 @@ static float elapsed_ms(cudaEvent_t a, cudaEvent_t b) {
     return ms;
 }
 
-extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed,
-                                  const double *inv_freq, const int32_t *pos, rope_layout layout, const mask_params *mp,
-                                  uint8_t *mask, double *pred_block_sparsity, gpu_decomp_times *tm, skel_err *e) {
+// The decomposition's launches after the upload (everything up to v and h) on the main stream st,
+// for stream capture: shapes and buffers are fixed per gpu_decomp, so the sequence depends only on
+// k_changed and the RoPE layout.
+static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout, cudaStream_t st) {
     const int64_t N = g->N, ns = g->ns;
     const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
     const double c = 1.0 / sqrt((double)d);
-    CHECK(D->N == N && D->d == d && D->prm.S == S && D->prm.T == T && D->prm.M == M);
     const float one = 1.f, zero = 0.f;
     const double oned = 1.0, zerod = 0.0;
     cublasHandle_t hb = g->blas;
-
-    CUDA_CHECK(cudaEventRecord(g->ev[0]));
-    CUDA_CHECK(cudaMemcpy(g->q, q, sizeof(float) * N * d, cudaMemcpyHostToDevice));
-    if (k_changed) {
-        CUDA_CHECK(cudaMemcpy(g->k, k, sizeof(float) * N * d, cudaMemcpyHostToDevice));
-        CUDA_CHECK(cudaMemcpy(g->inv_freq, inv_freq, sizeof(double) * d / 2, cudaMemcpyHostToDevice));
-        CUDA_CHECK(cudaMemcpy(g->pos, pos, sizeof(int32_t) * N, cudaMemcpyHostToDevice));
-    }
-    int64_t *hI = (int64_t *)malloc(sizeof(int64_t) * ns), *hJ = (int64_t *)malloc(sizeof(int64_t) * ns);
-    CHECK(hI && hJ);
-    decomp_draw_samples(hI, hJ, ns, N, S, T, g->seed);
-    {
-        double rbarN[2 * MAXD];
-        decomp_rope_mean(rbarN, inv_freq, d, T, N - T - S);
-        CUDA_CHECK(cudaMemcpy(g->rbarN, rbarN, sizeof(double) * d, cudaMemcpyHostToDevice));
-    }
-    CUDA_CHECK(cudaMemcpy(g->sI, hI, sizeof(int64_t) * ns, cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(g->sJ, hJ, sizeof(int64_t) * ns, cudaMemcpyHostToDevice));
-    free(hI), free(hJ);
-    CUDA_CHECK(cudaEventRecord(g->ev[1]));
-
-    // Two streams from here: s2 takes u, the samples, the ridge solve, s and the prefix sums of v and
-    // s; the legacy stream the key Grams and the row statistics. They join before v and h.
+    // Two streams: s2 takes u, the samples, the ridge solve, s and the prefix sums of v and s; st
+    // the key Grams and the row statistics. They join before v and h.
     const double nall = (double)(N - T - S);  // the last row's interior
-    CUDA_CHECK(cudaEventRecord(g->fork, 0));
+    CUDA_CHECK(cudaEventRecord(g->fork, st));
     CUDA_CHECK(cudaStreamWaitEvent(g->s2, g->fork, 0));
     // ------------------------------------------------------------ s2: u, its prefix sums and k's
     if (k_changed) {
@@ -1354,7 +1194,11 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
     // A (M x w, row-major) is A^T column-major: A^T A = At At^T, A^T b = At b
     CUBLAS_CHECK(cublasDgemm(g->blas2, CUBLAS_OP_N, CUBLAS_OP_T, w, w, M, &oned, g->A, w, g->A, w, &zerod, g->AtA, w));
     CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_N, w, M, &oned, g->A, w, g->b, 1, &zerod, g->Atb, 1));
-    chol_solve_kernel<<<1, CHOL_THREADS, CHOL_SMEM, g->s2>>>(g->L, g->x, g->info, g->AtA, g->Atb, w, g->np, g->ridge);
+#if DECOMP4
+    chol::chol_solve_kernel<<<1, chol::THREADS, chol::SMEM, g->s2>>>(g->L, g->Mg, g->x, g->info, g->AtA, g->Atb, w, g->ridge);
+#else
+    chol3::chol_solve_kernel<<<1, chol3::THREADS, chol3::SMEM, g->s2>>>(g->L, g->x, g->info, g->AtA, g->Atb, w, g->np, g->ridge);
+#endif
     CUDA_CHECK_LAUNCH();
     // held-out predictions: rows M .. 2M
     CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_T, w, M, &oned, g->A + (size_t)M * w, w, g->x, 1, &zerod, g->pred, 1));
@@ -1367,48 +1211,102 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
     CUDA_CHECK(cudaEventRecord(g->join, g->s2));
     // ------------------------------------------------------------ key sums and Grams, mu, sigma^2, Lambda
     if (k_changed) {
-        CUDA_CHECK(cudaMemsetAsync(g->amax, 0, sizeof(float) * d));
-        chunk_colsum_kernel<<<(unsigned)g->nch, d>>>(g->KP, g->k, d, S, C, N - T, g->amax, N);
+        CUDA_CHECK(cudaMemsetAsync(g->amax, 0, sizeof(float) * d, st));
+        chunk_colsum_kernel<<<(unsigned)g->nch, d, 0, st>>>(g->KP, g->k, d, S, C, N - T, g->amax, N);
         CUDA_CHECK_LAUNCH();
-        scan_cols_kernel<double, 2><<<blocks_for(d, 2), dim3(2, 512)>>>(g->KP, g->nch, d, 1);
+        scan_cols_kernel<double, 2><<<blocks_for(d, 2), dim3(2, 512), 0, st>>>(g->KP, g->nch, d, 1);
         CUDA_CHECK_LAUNCH();
         if (d <= 64)
-            gram_kernel<64><<<dim3((unsigned)g->nseg, 1), 256>>>(g->G, g->Gseg, g->k, g->amax, g->KP + g->nch * d, nall, d,
+            gram_kernel<64><<<dim3((unsigned)g->nseg, 1), 256, 0, st>>>(g->G, g->Gseg, g->k, g->amax, g->KP + g->nch * d, nall, d,
                                                                  S, g->nch);
         else
-            gram_kernel<128><<<dim3((unsigned)g->nseg, 2), 256>>>(g->G, g->Gseg, g->k, g->amax, g->KP + g->nch * d, nall, d,
+            gram_kernel<128><<<dim3((unsigned)g->nseg, 2), 256, 0, st>>>(g->G, g->Gseg, g->k, g->amax, g->KP + g->nch * d, nall, d,
                                                                   S, g->nch);
         CUDA_CHECK_LAUNCH();
-        scan_cols_kernel<float, 32><<<blocks_for((int64_t)d * d, 32), dim3(32, 32)>>>(g->Gseg, g->nseg, (int64_t)d * d, 0);
+        scan_cols_kernel<float, 32><<<blocks_for((int64_t)d * d, 32), dim3(32, 32), 0, st>>>(g->Gseg, g->nseg, (int64_t)d * d, 0);
         CUDA_CHECK_LAUNCH();
     }
     const float *kc0 = g->k + (size_t)S * d;
     {
         const rows_args ra = {g->q, g->k, g->G, g->Gseg, g->KP, g->mu, g->sigma2, g->log_lambda, nall, N, d, S, T, c};
         if (d <= 64)
-            rows_kernel<64, 2><<<(unsigned)g->nch, 256>>>(ra);
+            rows_kernel<64, 2><<<(unsigned)g->nch, 256, 0, st>>>(ra);
         else  // 239 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
               // 1.70 against 1.66 ms for the whole decomposition at 128K in round 2, decomp3_ab.log)
-            rows_kernel<128, 1><<<(unsigned)g->nch, 256>>>(ra);
+            rows_kernel<128, 1><<<(unsigned)g->nch, 256, 0, st>>>(ra);
         CUDA_CHECK_LAUNCH();
     }
     // ------------------------------------------------------------ short rows, zeta
-    short_rows_kernel<<<S + T, 128, sizeof(double) * (S + T)>>>(g->mu, g->sigma2, g->log_lambda, g->nu, g->q, g->k, d, c);
+    short_rows_kernel<<<S + T, 128, sizeof(double) * (S + T), st>>>(g->mu, g->sigma2, g->log_lambda, g->nu, g->q, g->k, d, c);
     CUDA_CHECK_LAUNCH();
     const int64_t nlast = N - T - S;  // interior of row N - 1
     CUBLAS_CHECK(cublasSgemv(hb, CUBLAS_OP_T, d, (int)nlast, &one, kc0, d, g->q + (size_t)(N - 1) * d, 1, &zero, g->zlast, 1));
-    lse_part_kernel<<<LSE_PARTS, 256>>>(g->tiles, g->zlast, nlast, c);
+    lse_part_kernel<<<LSE_PARTS, 256, 0, st>>>(g->tiles, g->zlast, nlast, c);
     CUDA_CHECK_LAUNCH();
-    lse_merge_kernel<<<1, 32>>>(g->red, g->tiles, LSE_PARTS);
+    lse_merge_kernel<<<1, 32, 0, st>>>(g->red, g->tiles, LSE_PARTS);
     CUDA_CHECK_LAUNCH();
     // ------------------------------------------------------------ v, h (after s2)
-    CUDA_CHECK(cudaStreamWaitEvent(0, g->join, 0));
-    scalars_kernel<<<1, 1>>>(g->sc, g->pv, g->red, g->mu, g->sigma2, N, S, T);
+    CUDA_CHECK(cudaStreamWaitEvent(st, g->join, 0));
+    scalars_kernel<<<1, 1, 0, st>>>(g->sc, g->pv, g->red, g->mu, g->sigma2, N, S, T);
     CUDA_CHECK_LAUNCH();
-    scan_device(g->pv, g->tiles, NULL, g->uk, g->sc, N);
-    vh_kernel<<<blocks_for(N, 256), 256>>>(g->v, g->h, g->nu, g->uk, g->sc, g->ps, g->pv, g->log_lambda, g->sigma2, N,
+    scan_device(g->pv, g->tiles, NULL, g->uk, g->sc, N, st);
+    vh_kernel<<<blocks_for(N, 256), 256, 0, st>>>(g->v, g->h, g->nu, g->uk, g->sc, g->ps, g->pv, g->log_lambda, g->sigma2, N,
                                            S, T);
     CUDA_CHECK_LAUNCH();
+}
+
+extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed,
+                                  const double *inv_freq, const int32_t *pos, rope_layout layout, const mask_params *mp,
+                                  uint8_t *mask, double *pred_block_sparsity, gpu_decomp_times *tm, skel_err *e) {
+    const int64_t N = g->N, ns = g->ns;
+    const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
+    CHECK(D->N == N && D->d == d && D->prm.S == S && D->prm.T == T && D->prm.M == M);
+
+    CUDA_CHECK(cudaEventRecord(g->ev[0]));
+    CUDA_CHECK(cudaMemcpy(g->q, q, sizeof(float) * N * d, cudaMemcpyHostToDevice));
+    if (k_changed) {
+        CUDA_CHECK(cudaMemcpy(g->k, k, sizeof(float) * N * d, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(g->inv_freq, inv_freq, sizeof(double) * d / 2, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(g->pos, pos, sizeof(int32_t) * N, cudaMemcpyHostToDevice));
+    }
+    int64_t *hI = (int64_t *)malloc(sizeof(int64_t) * ns), *hJ = (int64_t *)malloc(sizeof(int64_t) * ns);
+    CHECK(hI && hJ);
+    decomp_draw_samples(hI, hJ, ns, N, S, T, g->seed);
+    {
+        double rbarN[2 * MAXD];
+        decomp_rope_mean(rbarN, inv_freq, d, T, N - T - S);
+        CUDA_CHECK(cudaMemcpy(g->rbarN, rbarN, sizeof(double) * d, cudaMemcpyHostToDevice));
+    }
+    CUDA_CHECK(cudaMemcpy(g->sI, hI, sizeof(int64_t) * ns, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(g->sJ, hJ, sizeof(int64_t) * ns, cudaMemcpyHostToDevice));
+    free(hI), free(hJ);
+    CUDA_CHECK(cudaEventRecord(g->ev[1]));
+
+#if DECOMP4
+    // the launches, as a CUDA graph captured once per variant (k_changed, layout): ~30 launches and
+    // the cuBLAS calls' host work left gaps at small N
+    CUDA_CHECK(cudaStreamWaitEvent(g->s1, g->ev[1], 0));
+    {
+        cudaGraphExec_t *ge = &g->graph[k_changed ? 1 : 0][layout == ROPE_HALF];
+        if (getenv("SKEL_DECOMP_NOGRAPH")) {
+            decomp_enqueue(g, k_changed, layout, g->s1);
+        } else {
+            if (!*ge) {
+                cudaGraph_t gr;
+                CUDA_CHECK(cudaStreamBeginCapture(g->s1, cudaStreamCaptureModeThreadLocal));
+                decomp_enqueue(g, k_changed, layout, g->s1);
+                CUDA_CHECK(cudaStreamEndCapture(g->s1, &gr));
+                CUDA_CHECK(cudaGraphInstantiate(ge, gr, 0));
+                CUDA_CHECK(cudaGraphDestroy(gr));
+            }
+            CUDA_CHECK(cudaGraphLaunch(*ge, g->s1));
+        }
+    }
+    CUDA_CHECK(cudaEventRecord(g->done, g->s1));
+    CUDA_CHECK(cudaStreamWaitEvent(0, g->done, 0));
+#else
+    decomp_enqueue(g, k_changed, layout, 0);
+#endif
     CUDA_CHECK(cudaEventRecord(g->ev[2]));
     // ------------------------------------------------------------ mask (the block scan; in budget mode
     // it keeps the forced blocks and the radix selection of mask_budget.cu adds the best others)

@@ -80,6 +80,18 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p) 
 }
 
 // A warp's 16 query rows (rowA = its row g, rowA + 8) as mma A fragments, zero beyond N; q (N, D).
+// warp-wide double sum and max (every lane gets the result)
+__device__ __forceinline__ double warp_sum_d(double x) {
+#pragma unroll
+    for (int o = 16; o; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+__device__ __forceinline__ double warp_max_d(double x) {
+#pragma unroll
+    for (int o = 16; o; o >>= 1) x = fmax(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+
 template <int D>
 __device__ __forceinline__ void load_q_frags(uint32_t qf[D / 16][4], const __half *q, int64_t N, int64_t rowA) {
     const int t = threadIdx.x & 3;

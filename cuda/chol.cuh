@@ -1,0 +1,260 @@
+// chol.cuh: the ridge solve of the decomposition's normal equations (SPEC section 3; the GPU twin of
+// ridge_solve_normal in src/decomp.c): x = (G + lambda^2 I)^{-1} rhs with lambda = eps_r sqrt(trace G) / 2,
+// G (n, n) symmetric, n <= 256, all in double.
+//   inputs: G (n, n) row-major, rhs (n); outputs: x (n), *info (1 when a pivot is not positive), and as
+//   scratch in global memory Lg (np, np) (the factor's tiles below the diagonal) and Mg (np, CT) (the
+//   inverses of the diagonal tiles), np = n rounded up to CT (padded with an identity block).
+// One CTA of THREADS, a left-looking blocked Cholesky over CT x CT tiles held in shared memory:
+// panel K (tile column K) needs only the tiles of tile rows >= K, so that at most (nt - K)(K + 1) <= 20
+// of the 36 tiles of n = 256 are live at once (a row of tiles is dropped after its panel; Lg keeps a
+// copy for the back substitution). Per panel: the panel's update from the tiles on its left as double
+// mma (m8n8k4) on the tensor cores; warp 0 factors the diagonal tile in registers; warp 0 also forms
+// that tile's inverse and warp 1 the forward substitution of the right-hand side (y = L^{-1} rhs); the
+// tiles below take X = P L_KK^{-T} as another double mma (a diagonal tile's condition is about the
+// square root of G's, ~1e3, so the explicit inverse costs at most ~1e-13 relative; the host emulation,
+// bench/chol_emu.cpp, gives 7e-15 at n = 256). The back
+// substitution L^T x = y runs last from Lg and Mg. The one-CTA right-looking version kept the matrix
+// in global memory and walked each panel's rows one thread at a time (0.41 ms under ncu at n = 256).
+#ifndef SKEL_CHOL_CUH
+#define SKEL_CHOL_CUH
+
+#include "gpu_common.cuh"
+
+namespace chol {
+
+constexpr int CT = 32;        // tile side
+constexpr int MAXT = 8;       // tiles per side at most (n <= 256)
+constexpr int LDT = 36;       // padded tile row (doubles): the mma fragments' loads are free of bank conflicts
+constexpr int NSLOT = 20;     // live tiles at most: max over K of (MAXT - K)(K + 1)
+constexpr int THREADS = 256;  // 8 warps, each up to two of the 2 (MAXT - K) mma tasks (32 x 16) of a panel
+constexpr int NW = THREADS / 32;
+constexpr int TILE = CT * LDT;
+constexpr size_t SMEM = sizeof(double) * ((size_t)(NSLOT + 1) * TILE + 2 * MAXT * CT + THREADS);
+
+// Element (r, j) of a tile: the low two bits of the column are swapped by bits 2-3 of the row, so that
+// both a thread per row (lanes over r) and the mma fragments (lanes over 8 rows x 4 columns) meet 16
+// distinct bank pairs.
+__device__ __forceinline__ int tix(int r, int j) { return r * LDT + (j ^ ((r >> 2) & 3)); }
+
+// d (8 x 8) += a (8 x 4) b (4 x 8): lane (g = lane / 4, t = lane % 4) holds a[g][t], b[t][g] and
+// d[g][2 t .. 2 t + 1].
+__device__ __forceinline__ void dmma(double d[2], double a, double b) {
+    asm volatile("mma.sync.aligned.m8n8k4.row.col.f64.f64.f64.f64 {%0, %1}, {%2}, {%3}, {%0, %1};\n"
+                 : "+d"(d[0]), "+d"(d[1])
+                 : "d"(a), "d"(b));
+}
+
+// acc (32 x 16: rows 8 fr + g, columns 8 fc + 2 t + e) += A (32 x 32 tile) B^T where B's rows c0 ..
+// c0 + 15 are the output's columns.
+__device__ __forceinline__ void mma_32x16(double acc[4][2][2], const double *A, const double *B, int c0) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int kk = 0; kk < CT; kk += 4) {
+        double a[4], b[2];
+#pragma unroll
+        for (int fr = 0; fr < 4; fr++) a[fr] = A[tix(8 * fr + g, kk + t)];
+#pragma unroll
+        for (int fc = 0; fc < 2; fc++) b[fc] = B[tix(c0 + 8 * fc + g, kk + t)];
+#pragma unroll
+        for (int fr = 0; fr < 4; fr++)
+#pragma unroll
+            for (int fc = 0; fc < 2; fc++) dmma(acc[fr][fc], a[fr], b[fc]);
+    }
+}
+
+__global__ void __launch_bounds__(THREADS, 1) chol_solve_kernel(double *Lg, double *Mg, double *x, int *info,
+                                                              const double *G, const double *rhs, int n, double eps_r) {
+    extern __shared__ double sm[];
+    double *tiles = sm;                  // NSLOT tiles of (CT, LDT)
+    double *Mt = tiles + NSLOT * TILE;   // (CT, LDT) L_KK^{-1} of the current panel
+    double *y = Mt + TILE;               // (MAXT CT) rhs, then L^{-1} rhs
+    double *xs = y + MAXT * CT;          // (MAXT CT) the solution
+    double *red = xs + MAXT * CT;        // (THREADS) partial sums of the back substitution
+    __shared__ double rk[CT], invd[CT], lam2s;
+    __shared__ int slot[MAXT][MAXT], freel[NSLOT], bad;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+    const int nt = (n + CT - 1) / CT, np = nt * CT;
+    if (warp == 0) {
+        double tr = 0;
+        for (int i = lane; i < n; i += 32) tr += G[(size_t)i * n + i];
+#pragma unroll
+        for (int o = 16; o; o >>= 1) tr += __shfl_xor_sync(0xffffffffu, tr, o);
+        if (lane == 0) {
+            const double lam = eps_r * sqrt(tr) / 2;
+            lam2s = lam * lam;
+            bad = 0;
+            // the slots: tile (I, K) is taken at panel K, tile row K given back after it
+            int nf = 0;
+            for (int s = NSLOT - 1; s >= 0; s--) freel[nf++] = s;
+            for (int K = 0; K < nt; K++) {
+                for (int I = K; I < nt; I++) slot[I][K] = freel[--nf];
+                for (int J = 0; J <= K; J++) freel[nf++] = slot[K][J];
+            }
+        }
+    }
+    for (int i = tid; i < np; i += THREADS) y[i] = i < n ? rhs[i] : 0.0;
+    __syncthreads();
+    const double lam2 = lam2s;
+    for (int K = 0; K < nt; K++) {
+        const int k0 = K * CT;
+        double *D = tiles + slot[K][K] * TILE;
+        // P (I, K) = G (I, K) + ridge - sum_{J < K} L (I, J) L (K, J)^T for I >= K: task (I, column half)
+        for (int task = warp; task < 2 * (nt - K); task += NW) {
+            const int I = K + task / 2, c0 = 16 * (task & 1);
+            double gv[4][2][2], acc[4][2][2] = {};
+#pragma unroll
+            for (int fr = 0; fr < 4; fr++)
+#pragma unroll
+                for (int fc = 0; fc < 2; fc++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int r = I * CT + 8 * fr + g, c = k0 + c0 + 8 * fc + 2 * t + e;
+                        double v = r < n && c < n ? G[(size_t)r * n + c] : 0.0;
+                        if (r == c) v += r < n ? lam2 : 1.0;
+                        gv[fr][fc][e] = v;
+                    }
+            for (int J = 0; J < K; J++) mma_32x16(acc, tiles + slot[I][J] * TILE, tiles + slot[K][J] * TILE, c0);
+            double *P = tiles + slot[I][K] * TILE;
+#pragma unroll
+            for (int fr = 0; fr < 4; fr++)
+#pragma unroll
+                for (int fc = 0; fc < 2; fc++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) P[tix(8 * fr + g, c0 + 8 * fc + 2 * t + e)] = gv[fr][fc][e] - acc[fr][fc][e];
+        }
+        __syncthreads();
+        if (warp == 0) {  // the diagonal tile in registers: lane r holds row r
+            double a[CT];
+#pragma unroll
+            for (int j = 0; j < CT; j++) a[j] = D[tix(lane, j)];
+            // nxt: lane p + 1's a[p + 1] after column p's update, formed from its own a[p] (the value the
+            // shuffled update below gives it, bit for bit), so that the next pivot waits for one
+            // shuffle less: the 256 pivots are the serial depth of the whole factorisation
+            double nxt = a[0];
+#pragma unroll
+            for (int p = 0; p < CT; p++) {
+                double piv = __shfl_sync(0xffffffffu, nxt, p);
+                if (!(piv > 0)) {
+                    if (lane == 0) bad = 1;
+                    piv = 1;
+                }
+                const double rinv = rsqrt(piv), lpp = piv * rinv;
+                if (lane == p) invd[p] = rinv;
+                a[p] = lane == p ? lpp : lane > p ? a[p] * rinv : a[p];
+                if (p + 1 < CT) nxt = fma(-a[p], a[p], a[p + 1]);
+#pragma unroll
+                for (int j = p + 1; j < CT; j++) {
+                    const double ljp = __shfl_sync(0xffffffffu, a[p], j);
+                    if (lane >= j) a[j] = fma(-a[p], ljp, a[j]);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < CT; j++)
+                if (j <= lane) D[tix(lane, j)] = a[j];
+        } else if (warp == 1) {  // rk = y_K - sum_{J < K} L (K, J) y_J, lane c row c (4 partial sums)
+            double s[4] = {y[k0 + lane], 0.0, 0.0, 0.0};
+            for (int J = 0; J < K; J++) {
+                const double *B = tiles + slot[K][J] * TILE;
+#pragma unroll
+                for (int p = 0; p < CT; p++) s[p & 3] -= B[tix(lane, p)] * y[J * CT + p];
+            }
+            rk[lane] = (s[0] + s[1]) + (s[2] + s[3]);
+        }
+        __syncthreads();
+        if (warp == 0 || (warp == 1 && lane == 0)) {
+            // v L_KK^T = e_c (lane c of warp 0: v = column c of L_KK^{-1}) or = rk (warp 1: v = y_K),
+            // by columns: v_p /= L_pp, then v_j -= v_p L_jp for j > p (independent updates)
+            double v[CT];
+#pragma unroll
+            for (int j = 0; j < CT; j++) v[j] = warp ? rk[j] : (j == lane ? 1.0 : 0.0);
+#pragma unroll
+            for (int p = 0; p < CT; p++) {
+                v[p] *= invd[p];
+#pragma unroll
+                for (int j = p + 1; j < CT; j++) v[j] -= v[p] * D[tix(j, p)];
+            }
+            if (warp) {
+#pragma unroll
+                for (int j = 0; j < CT; j++) y[k0 + j] = v[j];
+            } else {
+#pragma unroll
+                for (int j = 0; j < CT; j++) {
+                    Mt[tix(j, lane)] = v[j];                   // Mt[c][j] = (L_KK^{-1})[c][j]
+                    Mg[(size_t)(k0 + j) * CT + lane] = v[j];   // Mg[k0 + j][c] = (L_KK^{-1})[j][c]
+                }
+            }
+        }
+        __syncthreads();
+        // X (I, K) = P (I, K) L_KK^{-T} for I > K: X[i][c] = sum_j P[i][j] Mt[c][j], written in place
+        // once every task has read its rows of P
+        const int ntask = 2 * (nt - 1 - K);
+        double acc[2][4][2][2] = {};
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int task = warp + u * NW, I = K + 1 + task / 2;
+            if (task < ntask) mma_32x16(acc[u], tiles + slot[I][K] * TILE, Mt, 16 * (task & 1));
+        }
+        __syncthreads();
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int task = warp + u * NW, I = K + 1 + task / 2, c0 = 16 * (task & 1);
+            if (task >= ntask) continue;
+            double *P = tiles + slot[I][K] * TILE;
+#pragma unroll
+            for (int fr = 0; fr < 4; fr++)
+#pragma unroll
+                for (int fc = 0; fc < 2; fc++) {
+                    const int r = 8 * fr + g, c = c0 + 8 * fc + 2 * t;
+                    P[tix(r, c)] = acc[u][fr][fc][0], P[tix(r, c + 1)] = acc[u][fr][fc][1];
+                    *(double2 *)(Lg + (size_t)(I * CT + r) * np + k0 + c) = make_double2(acc[u][fr][fc][0], acc[u][fr][fc][1]);
+                }
+        }
+        __syncthreads();
+    }
+    // L^T x = y by tile rows from the last: x_K = L_KK^{-T} (y_K - sum_{r >= k0 + CT} L[r][k0 + c] x_r);
+    // thread (w, c) sums rows k0 + CT + w, + NW, ..; each step's loads are issued a step ahead
+    constexpr int RB = (MAXT - 1) * CT / NW;  // rows below a tile row per thread, at most
+    double lv[RB], mv[CT];
+    auto load_l = [&](int K) {
+#pragma unroll
+        for (int m = 0; m < RB; m++) {
+            const int r = (K + 1) * CT + warp + NW * m;
+            lv[m] = r < np ? Lg[(size_t)r * np + K * CT + lane] : 0.0;
+        }
+    };
+    auto load_m = [&](int K) {
+#pragma unroll
+        for (int j = 0; j < CT; j++) mv[j] = Mg[(size_t)(K * CT + j) * CT + lane];
+    };
+    load_l(nt - 1);
+    if (warp == 0) load_m(nt - 1);
+    for (int K = nt - 1; K >= 0; K--) {
+        const int k0 = K * CT;
+        double s = 0;
+#pragma unroll
+        for (int m = 0; m < RB; m++) {
+            const int r = k0 + CT + warp + NW * m;
+            if (r < np) s += lv[m] * xs[r];
+        }
+        red[warp * 32 + lane] = s;
+        if (K > 0) load_l(K - 1);
+        __syncthreads();
+        if (warp == 0) {
+            double tk = y[k0 + lane];
+#pragma unroll
+            for (int w = 0; w < NW; w++) tk -= red[w * 32 + lane];
+            double xc[2] = {0.0, 0.0};
+#pragma unroll
+            for (int j = 0; j < CT; j++) xc[j & 1] += mv[j] * __shfl_sync(0xffffffffu, tk, j);
+            xs[k0 + lane] = xc[0] + xc[1];
+            if (K > 0) load_m(K - 1);
+        }
+        __syncthreads();
+    }
+    for (int i = tid; i < n; i += THREADS) x[i] = xs[i];
+    if (tid == 0) *info = bad;
+}
+
+}  // namespace chol
+
+#endif
