@@ -97,8 +97,8 @@ build/cuda/%.o: cuda/%.cu $(wildcard cuda/*.h cuda/*.cuh src/*.h)
 
 # Experimental builds, written while no GPU was lent and not yet measured (cuda/NOTES.md): compiled
 # (not linked) by `make test`, so that they keep compiling until a GPU session measures them.
-CUDA_EXP_FLAGS := -DEXACT_R5=1 -DDECOMP4=1
-CUDA_EXP := build/cuda/exp/exact.o build/cuda/exp/decomp.o
+CUDA_EXP_FLAGS := -DDECOMP4=1
+CUDA_EXP := build/cuda/exp/decomp.o
 build/cuda/exp/%.o: cuda/%.cu $(wildcard cuda/*.h cuda/*.cuh src/*.h)
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCCFLAGS) $(CUDA_EXP_FLAGS) $(HDF5_CFLAGS) -c $< -o $@

@@ -5,11 +5,10 @@
 # see the spread. The tree's own build is put back at the end. Logs under $OUT (the device tool's
 # output folder): build.log, ab.log (every run), gpu_test.log, ncu_stall.log.
 #   bench/exact_ab.sh N NAME...
-#     NAME: tree (cuda/exact.cu's default build), r5 (with -DEXACT_R5=1: round 5), EXP_FLAG (round 5
-#     with -DEXP_FLAG=1: one experiment flag), or the path of another exact.cu (a baseline, e.g. an
-#     older commit's, put in the tree)
-#   AB_TEST=1: gpu_test (full) on the round-5 build first; AB_NCU=1: ncu stall metrics of the
-#   round-5 build at N last (as gpu_session.sh's ncustall, on the exact pass alone).
+#     NAME: tree (cuda/exact.cu as it is), EXP_FLAG (the tree's with -DEXP_FLAG=1: an experiment
+#     flag), or the path of another exact.cu (a baseline, e.g. an older commit's, put in the tree)
+#   AB_TEST=1: gpu_test (full) on the tree's build first; AB_NCU=1: ncu stall metrics of the tree's
+#   build at N last (as gpu_session.sh's ncustall, on the exact pass alone).
 OUT=${OUT:-gpu-out}
 n=$1
 shift
@@ -22,19 +21,16 @@ for name in "$@"; do
     i=$((i + 1))
     case $name in
     tree) src=cuda/exact.cu def= ;;
-    r5) src=cuda/exact.cu def=-DEXACT_R5=1 ;;
-    EXP_*) src=cuda/exact.cu def="-DEXACT_R5=1 -D$name=1" ;;
+    EXP_*) src=cuda/exact.cu def=-D$name=1 ;;
     *) src=$name def= ;;
     esac
     nvcc -O3 -arch=sm_90 -std=c++17 -Isrc -Icuda $hdf5 $def -c "$src" -o build/ab/$i.o >>"$OUT/build.log" 2>&1 &
 done
-nvcc -O3 -arch=sm_90 -std=c++17 -Isrc -Icuda $hdf5 -DEXACT_R5=1 -c cuda/exact.cu -o build/ab/r5.o >>"$OUT/build.log" 2>&1 &
 wait
 cp build/cuda/exact.o build/ab/tree_saved.o
 if [ -n "$AB_TEST" ]; then
-    cp build/ab/r5.o build/cuda/exact.o && touch build/cuda/exact.o && make build/gpu_test >>"$OUT/build.log" 2>&1
     ./build/gpu_test >"$OUT/gpu_test.log" 2>&1
-    echo "gpu_test (round 5) rc=$?"; grep -E "FAIL|checks failed" "$OUT/gpu_test.log" | head -20
+    echo "gpu_test rc=$?"; grep -E "FAIL|checks failed" "$OUT/gpu_test.log" | head -20
 fi
 sdpa= i=0
 : >"$OUT/ab.log"
@@ -49,10 +45,10 @@ for name in "$@"; do
     sdpa=--no-sdpa
 done
 if [ -n "$AB_NCU" ]; then
-    cp build/ab/r5.o build/cuda/exact.o && touch build/cuda/exact.o && make build/gpu_bench >>"$OUT/build.log" 2>&1
+    cp build/ab/tree_saved.o build/cuda/exact.o && touch build/cuda/exact.o && make build/gpu_bench >>"$OUT/build.log" 2>&1
     timeout 240 ncu --kernel-name regex:'exact_pass' --launch-count 2 \
         --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio$,regex:sm__inst_executed_pipe_.*\.avg\.pct_of_peak_sustained_active$,smsp__inst_executed.sum,l1tex__t_sectors_pipe_lsu_mem_local_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_local_op_st.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,gpu__time_duration.sum' \
         ./build/gpu_bench --sizes "$n" --exact-only --no-sdpa >"$OUT/ncu_stall.log" 2>&1
     echo "ncu rc=$?"; grep -E "exact_pass|stalled|pipe_|time_duration|issue_active|inst_executed.sum|local" "$OUT/ncu_stall.log" | awk '$NF != "0" && $NF+0 >= 0.05' | head -70
 fi
-cp build/ab/tree_saved.o build/cuda/exact.o && touch build/cuda/exact.o && make build/gpu_bench build/gpu_test >>"$OUT/build.log" 2>&1
+cp build/ab/tree_saved.o build/cuda/exact.o && touch build/cuda/exact.o && make build/gpu_bench >>"$OUT/build.log" 2>&1

@@ -41,26 +41,7 @@ constexpr uint32_t MAGIC_BITS = 0x4B400000u;
 // Per-row histogram entries per row at most (pass 2 keeps (BM, rhs) of them in shared memory beside
 // the key tiles and the z histogram, two CTAs per SM), and the mantissa bits of an element's mass.
 constexpr int RHS_MAX = 140;
-// Round 5 (cuda/NOTES.md): written while no GPU was lent, so not yet run on one. The default build
-// is round 4's code, which gpu_test and memcheck passed; -DEXACT_R5=1 builds round 5, and each
-// EXP_OLD* / EXP_EAGER1 flag then restores one of round 4's ways (leave-one-out A/B).
-#ifndef EXACT_R5
-#define EXACT_R5 0
-#endif
-#define EXP_R4_DEFAULT (!EXACT_R5)
-#ifndef EXP_OLDMOM   // the moments' double sums once per tile (spilled: 4 LDL + 4 STL a tile)
-#define EXP_OLDMOM EXP_R4_DEFAULT
-#endif
-#ifndef EXP_OLDBEND  // block ends tested per n-tile, block max by shuffles on log2 p'
-#define EXP_OLDBEND EXP_R4_DEFAULT
-#endif
-#ifndef EXP_OLDBAR   // two barriers a key tile
-#define EXP_OLDBAR EXP_R4_DEFAULT
-#endif
-#ifndef EXP_EAGER1   // pass 1 rescales to the tile's max before its exponentials (round 4)
-#define EXP_EAGER1 EXP_R4_DEFAULT
-#endif
-[[maybe_unused]] constexpr float LAZY_THR = 8.f;  // pass 1: base-2 units a row max may grow before the sums rescale
+constexpr float LAZY_THR = 8.f;  // pass 1: base-2 units a row max may grow before the sums rescale
 constexpr int RBITS = 9;
 
 template <int D>
@@ -70,10 +51,7 @@ __host__ __device__ constexpr int ldk() { return D + 8; }  // padded shared row 
 // before the barrier of it - 1): pass 1 at 128K 8.72 -> 8.26 ms. Pass 2 keeps 2 (15.83 -> 15.70 ms
 // with 3, at the cost of 17 KB that the row and z histograms use better), with one barrier a tile
 // since round 5 (the copy of the next tile issued after it).
-#ifndef EXP_P1PAIR  // opt-in, not yet measured: pass 1 in pairs of key tiles, one barrier a pair
-#define EXP_P1PAIR 0
-#endif
-constexpr int KBUF1 = EXP_P1PAIR ? 4 : 3;
+constexpr int KBUF1 = 3;
 constexpr int KBUF2 = 2;
 template <int D>
 __host__ __device__ constexpr size_t ktile_bytes() { return (size_t)BN * ldk<D>() * sizeof(__half); }
@@ -120,21 +98,9 @@ struct pass_args {
 
 // ---------------------------------------------------------------------------- shared pieces
 
-#ifndef EXP_OLDLOAD  // round 4's key-tile copy: a loop from threadIdx.x that the compiler cannot unroll
-#define EXP_OLDLOAD EXP_R4_DEFAULT
-#endif
 template <int D>
 __device__ __forceinline__ void load_k_tile(__half *Ks, const __half *k, int64_t N, int64_t c0) {
     constexpr int CH = D / 8;  // 16-byte chunks per key
-#if EXP_OLDLOAD
-#pragma unroll
-    for (int x = threadIdx.x; x < BN * CH; x += THREADS) {
-        int r = x / CH, cc = x % CH;
-        int64_t j = c0 + r;
-        bool ok = j < N;
-        cp_async16(Ks + r * ldk<D>() + cc * 8, k + (ok ? j : 0) * D + cc * 8, ok);
-    }
-#else
     // A fixed trip count (the loop from threadIdx.x compiled as a generic loop with its remainder:
     // ~110 instructions a tile per thread in pass 2's SASS, against ~30 like this).
     static_assert(BN * CH % THREADS == 0, "whole passes of the CTA over a key tile");
@@ -153,7 +119,6 @@ __device__ __forceinline__ void load_k_tile(__half *Ks, const __half *k, int64_t
             cp_async16(dst + x * ROWS * ldk<D>(), k + (ok ? j : 0) * D + cc * 8, ok);
         }
     }
-#endif
     cp_async_commit();
 }
 
@@ -297,10 +262,6 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
             if (tB > mB) lB *= fast_exp2(mB - tB), mB = tB;
         };
         float lsA, lsB;
-#if EXP_EAGER1
-        rescale();
-        sums(lsA, lsB);
-#else
         // Lazy rescaling: the exponentials go against the running max as it was before the tile, so
         // they need not wait for the tile's max tree; a term is then at most 2^LAZY_THR. Where a row
         // max grew by more than that (its first tile, rarely after), the warp redoes the tile as round 4.
@@ -309,33 +270,8 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
             rescale();
             sums(lsA, lsB);
         }
-#endif
         lA += lsA, lB += lsB;
     };
-#if EXP_P1PAIR
-    // Two tiles a barrier over a ring of 4: the barrier before tiles it, it + 1 says they have landed
-    // and that every warp has left it - 2, it - 1, whose buffers the copies of it + 2, it + 3 take.
-    // Between barriers a warp may run a tile ahead of another (HMMA of one beside the softmax of another).
-    static_assert(KBUF1 == 4, "pairs of tiles over a ring of 4");
-    load_k_tile<D>(Ks, a.k, N, 0);
-    if (nt > 1) load_k_tile<D>(Ks + ktile_halfs<D>(), a.k, N, BN);
-    for (int it = 0; it < nt; it += 2) {
-        cp_async_wait<0>();
-        __syncthreads();
-#pragma unroll
-        for (int g = 2; g < 4; g++)
-            if (it + g < nt) load_k_tile<D>(Ks + ((it + g) & 3) * ktile_halfs<D>(), a.k, N, (int64_t)(it + g) * BN);
-#pragma unroll
-        for (int g = 0; g < 2; g++) {
-            const int64_t cw = (int64_t)(it + g) * BN;
-            if (it + g < nt && cw <= rlast) {
-                float acc[8][4];
-                qk_tile<D>(acc, qf, Ks + ((it + g) & 3) * ktile_halfs<D>());
-                part(acc, cw);
-            }
-        }
-    }
-#else
     load_k_tile<D>(Ks, a.k, N, 0);
     for (int it = 0, cur = 0; it < nt; it++) {
         const int nxt = cur + 1 == KBUF1 ? 0 : cur + 1;
@@ -355,7 +291,6 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
         if (KBUF1 == 2) __syncthreads();
         cur = nxt;
     }
-#endif
     // merge the 4 lanes of a row
 #pragma unroll
     for (int o = 1; o <= 2; o <<= 1) {
@@ -498,22 +433,10 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
     // need it. The block sums and max (bsA, bsB, bx) run to the end of a block column, at the
     // latest the end of the tile.
     float bsA = 0.f, bsB = 0.f;
-#if EXP_OLDBEND
     float bx = -INFINITY;
-#else
-    uint32_t bx = 0u;  // the block max as the bits of p' (p' >= 0: floats order as integers)
-#endif
-#if !EXP_OLDMOM
     float s1 = 0.f, s2 = 0.f, s3 = 0.f, s4 = 0.f;
-#endif
-    // B64: every block column ends with the tile (B >= 64), so the block end is at n = 7 only and
-    // the element loop is one basic block
-    auto body = [&](auto masked_tag, auto b64_tag, float(&acc)[8][4], int64_t cw) {
+    auto body = [&](auto masked_tag, float(&acc)[8][4], int64_t cw) {
         constexpr bool MASKED = decltype(masked_tag)::value;
-        [[maybe_unused]] constexpr bool B64 = decltype(b64_tag)::value;
-#if EXP_OLDMOM
-        float s1 = 0.f, s2 = 0.f, s3 = 0.f, s4 = 0.f;
-#endif
         int curA = -1, curB = -1;  // image runs: the pixel column being accumulated
         float isA = 0.f, ixA = 0.f, isB = 0.f, ixB = 0.f;
 #pragma unroll
@@ -528,11 +451,7 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
                 const float p = fast_exp2(u);
                 if (rb) bsB += p;
                 else bsA += p;
-#if EXP_OLDBEND
                 bx = fmaxf(bx, u);
-#else
-                bx = max(bx, __float_as_uint(p));
-#endif
                 const float y = fmaf(x, scale2, -zc), y2 = y * y;
                 s1 += y, s2 += y2, s3 = fmaf(y2, y, s3), s4 = fmaf(y2, y2, s4);
                 red_shared_u32(zbase + __float_as_uint(fmaf(y, zbinv, zmagic)) * zstride, one);
@@ -553,7 +472,6 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
                     is += p, ix = fmaxf(ix, p);
                 }
             }
-#if EXP_OLDBEND
             if (((n + 1) & gmask) == 0) {  // end of a block column: the warp's 16 rows are one block row
                 const int64_t J = (cw + (n - gmask) * 8) >> a.lgB;
                 const float ws = warp_sum(bsA + bsB), wx = warp_max(bx);
@@ -564,19 +482,6 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
                 sA += bsA, sB += bsB;
                 bsA = bsB = 0.f, bx = -INFINITY;
             }
-#else
-            if (B64 ? n == 7 : ((n + 1) & gmask) == 0) {  // end of a block column: the warp's 16 rows are one block row
-                const int64_t J = (cw + (n - (B64 ? 7 : gmask)) * 8) >> a.lgB;
-                const float ws = warp_sum(bsA + bsB);
-                const uint32_t wx = __reduce_max_sync(0xffffffffu, bx);
-                if (lane == 0 && J <= I && ws > 0.f) {
-                    atomicAdd(&a.W[I * a.nb + J], ws * inv_kap);
-                    atomicMax((unsigned *)&a.X[I * a.nb + J], __float_as_uint(__uint_as_float(wx) * inv_kap));
-                }
-                sA += bsA, sB += bsB;
-                bsA = bsB = 0.f, bx = 0u;
-            }
-#endif
         }
         if (IMG) {
             if (curA >= 0) {
@@ -590,33 +495,16 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
                 atomicMax((unsigned *)&a.img_max[o], __float_as_uint(ixB * inv_kap));
             }
         }
-#if EXP_OLDMOM
-        m1 += s1, m2 += s2, m3 += s3, m4 += s4;
-#endif
     };
-    [[maybe_unused]] const bool b64 = a.B >= 64;
     auto tile = [&](float(&acc)[8][4], int64_t cw) {
-        const bool masked = cw + BN - 1 > rw || rw + 15 >= N;
-#if EXP_OLDBEND
-        if (masked) body(std::true_type{}, std::false_type{}, acc, cw);
-        else body(std::false_type{}, std::false_type{}, acc, cw);
-#else
-        if (masked) {
-            if (b64) body(std::true_type{}, std::true_type{}, acc, cw);
-            else body(std::true_type{}, std::false_type{}, acc, cw);
-        } else {
-            if (b64) body(std::false_type{}, std::true_type{}, acc, cw);
-            else body(std::false_type{}, std::false_type{}, acc, cw);
-        }
-#endif
+        if (cw + BN - 1 > rw || rw + 15 >= N) body(std::true_type{}, acc, cw);
+        else body(std::false_type{}, acc, cw);
     };
     // the moments' float sums into the double totals, at each flush (float sums of at most 32 tiles
     // of 32 terms; the doubles stay spilled in between: a fold every tile cost 4 LDL + 4 STL a tile)
     auto fold = [&]() {
-#if !EXP_OLDMOM
         m1 += s1, m2 += s2, m3 += s3, m4 += s4;
         s1 = s2 = s3 = s4 = 0.f;
-#endif
     };
     int nflush = 0;
     auto flush_due = [&](int done) { return (done & a.flush_mask) == 0 && done < nt; };  // after tile done - 1
@@ -624,33 +512,6 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
         row_hist_flush(H, sh, a.rowhist + r0 * rhs, N - r0 < BM ? (int)(N - r0) : BM, nflush++ == 0);
     };
     load_k_tile<D>(Ks, a.k, N, 0);
-#if EXP_OLDBAR
-    __syncthreads();  // H and zh cleared before anyone adds
-    for (int it = 0, cur = 0; it < nt; it++) {
-        const int nxt = cur + 1 == KBUF2 ? 0 : cur + 1;
-        if (it + 1 < nt) {
-            load_k_tile<D>(Ks + nxt * ktile_halfs<D>(), a.k, N, (int64_t)(it + 1) * BN);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
-        const int64_t cw = (int64_t)it * BN;
-        if (cw <= rlast) {
-            float acc[8][4];
-            qk_tile<D>(acc, qf, Ks + cur * ktile_halfs<D>());
-            tile(acc, cw);
-        }
-        if (KBUF2 == 2) __syncthreads();
-        // (the next tile's reductions start after the barrier at the top of the loop)
-        if (flush_due(it + 1)) {
-            if (KBUF2 > 2) __syncthreads();
-            flush();
-            fold();
-        }
-        cur = nxt;
-    }
-#else
     // One barrier a tile with two buffers: the barrier at the top of step it says that tile it has
     // landed (each thread waited for its own copies) and that every warp has left tile it - 1, whose
     // buffer the copy of tile it + 1, issued after it, overwrites. It also orders H and zh's clearing
@@ -674,7 +535,6 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
         cur = nxt;
     }
     static_assert(KBUF2 == 2, "pass 2's loop alternates two key buffers");
-#endif
     fold();
     // the rows' total mass (4 lanes each), then one thread per row walks its histogram
     sA += __shfl_xor_sync(0xffffffffu, sA, 1), sA += __shfl_xor_sync(0xffffffffu, sA, 2);
