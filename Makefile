@@ -95,14 +95,6 @@ build/cuda/%.o: cuda/%.cu $(wildcard cuda/*.h cuda/*.cuh src/*.h)
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCCFLAGS) $(HDF5_CFLAGS) -c $< -o $@
 
-# Experimental builds, written while no GPU was lent and not yet measured (cuda/NOTES.md): compiled
-# (not linked) by `make test`, so that they keep compiling until a GPU session measures them.
-CUDA_EXP_FLAGS := -DDECOMP4=1
-CUDA_EXP := build/cuda/exp/decomp.o
-build/cuda/exp/%.o: cuda/%.cu $(wildcard cuda/*.h cuda/*.cuh src/*.h)
-	@mkdir -p $(@D)
-	$(NVCC) $(NVCCFLAGS) $(CUDA_EXP_FLAGS) $(HDF5_CFLAGS) -c $< -o $@
-
 build/src/%.o: src/%.c $(wildcard src/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -122,7 +114,7 @@ build/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 # Each test program runs in its own process; all must pass. SKEL is the built tool, for
 # tests that run the command line.
 # mk/*.mk fragments may add prerequisites (e.g. fetching the real model when it can be had).
-test: $(TEST_BIN) $(TOOLS) $(TEST_PREREQS) $(if $(NVCC),$(CUDA_EXP))
+test: $(TEST_BIN) $(TOOLS) $(TEST_PREREQS)
 	@fail=0; for t in $(TEST_BIN); do \
 	  echo "== $$t"; SKEL=$(CURDIR)/bin/skel $$t || fail=1; \
 	done; exit $$fail

@@ -1,7 +1,7 @@
 // chol_ab.cu: workbench for the ridge solve of the decomposition (cuda/chol.cuh): checks the tiled
-// kernel and decomp3's one-CTA right-looking kernel (cuda/chol3.cuh, the baseline) against a long
-// double Cholesky on the host, then times each with CUDA events (back-to-back launches, median of 5
-// batches of 100). Problems as the decomposition's: G = A^T A, A (M = 40 n, n) with column scales
+// kernel against a long double Cholesky on the host, then times it with CUDA events (back-to-back
+// launches, median of 5 batches of 100). decomp3's one-CTA right-looking kernel, which it replaced,
+// measured 291.8 us at n = 256 here (bench/gpu-logs/chol_ab_decomp4.log). Problems as the decomposition's: G = A^T A, A (M = 40 n, n) with column scales
 // over three decades (condition of G + ridge ~1e6), eps_r = 1e-3.
 //   nvcc -O3 -arch=sm_90 -std=c++17 -Isrc -Icuda bench/chol_ab.cu -o build/chol_ab && build/chol_ab
 #include <algorithm>
@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "chol.cuh"
-#include "chol3.cuh"  // the baseline: decomp3's kernel, the default build's
 
 #include "chol_ref.h"
 
@@ -33,37 +32,32 @@ int main() {
         CUDA_CHECK(cudaMalloc(&dinfo, sizeof(int)));
         CUDA_CHECK(cudaMemcpy(dG, G.data(), sizeof(double) * n * n, cudaMemcpyHostToDevice));
         CUDA_CHECK(cudaMemcpy(db, b.data(), sizeof(double) * n, cudaMemcpyHostToDevice));
-        CUDA_CHECK(cudaFuncSetAttribute(chol3::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol3::SMEM));
         CUDA_CHECK(cudaFuncSetAttribute(chol::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol::SMEM));
-        auto run_old = [&] { chol3::chol_solve_kernel<<<1, chol3::THREADS, chol3::SMEM>>>(dL, dx, dinfo, dG, db, n, np, eps_r); };
-        auto run_new = [&] { chol::chol_solve_kernel<<<1, chol::THREADS, chol::SMEM>>>(dL, dM, dx, dinfo, dG, db, n, eps_r); };
+        auto run = [&] { chol::chol_solve_kernel<<<1, chol::THREADS, chol::SMEM>>>(dL, dM, dx, dinfo, dG, db, n, eps_r); };
         cudaEvent_t e0, e1;
         CUDA_CHECK(cudaEventCreate(&e0));
         CUDA_CHECK(cudaEventCreate(&e1));
-        for (int v = 0; v < 2; v++) {
-            auto run = [&] { v ? run_new() : run_old(); };
-            CUDA_CHECK(cudaMemset(dx, 0, sizeof(double) * n));
-            run();
-            CUDA_CHECK(cudaGetLastError());
-            CUDA_CHECK(cudaMemcpy(x.data(), dx, sizeof(double) * n, cudaMemcpyDeviceToHost));
-            CUDA_CHECK(cudaMemcpy(&info, dinfo, sizeof(int), cudaMemcpyDeviceToHost));
-            const double err = rel_err(x, xr);
-            std::vector<float> ms;
-            for (int rep = 0; rep < 5; rep++) {
-                CUDA_CHECK(cudaEventRecord(e0));
-                for (int it = 0; it < 100; it++) run();
-                CUDA_CHECK(cudaEventRecord(e1));
-                CUDA_CHECK(cudaEventSynchronize(e1));
-                float t;
-                CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
-                ms.push_back(t * 10);  // us per launch
-            }
-            std::sort(ms.begin(), ms.end());
-            const bool ok = info == 0 && err < 1e-9;
-            fails += !ok;
-            printf("n = %3d %-26s max|x - ref| / max|ref| %.2e info %d  %7.1f us per solve  %s\n", n,
-                   v ? "tiled (chol.cuh)" : "baseline (decomp3)", err, info, ms[2], ok ? "ok" : "FAIL");
+        CUDA_CHECK(cudaMemset(dx, 0, sizeof(double) * n));
+        run();
+        CUDA_CHECK(cudaGetLastError());
+        CUDA_CHECK(cudaMemcpy(x.data(), dx, sizeof(double) * n, cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(&info, dinfo, sizeof(int), cudaMemcpyDeviceToHost));
+        const double err = rel_err(x, xr);
+        std::vector<float> ms;
+        for (int rep = 0; rep < 5; rep++) {
+            CUDA_CHECK(cudaEventRecord(e0));
+            for (int it = 0; it < 100; it++) run();
+            CUDA_CHECK(cudaEventRecord(e1));
+            CUDA_CHECK(cudaEventSynchronize(e1));
+            float t;
+            CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+            ms.push_back(t * 10);  // us per launch
         }
+        std::sort(ms.begin(), ms.end());
+        const bool ok = info == 0 && err < 1e-9;
+        fails += !ok;
+        printf("n = %3d tiled (chol.cuh) max|x - ref| / max|ref| %.2e info %d  %7.1f us per solve  %s\n", n, err, info,
+               ms[2], ok ? "ok" : "FAIL");
         cudaFree(dG), cudaFree(db), cudaFree(dx), cudaFree(dL), cudaFree(dM), cudaFree(dinfo);
     }
     printf("chol_ab: %d failed\n", fails);

@@ -20,17 +20,7 @@
 #include <string.h>
 
 #include "blas_check.cuh"
-// DECOMP4 (default 0): branch decomp4's tiled Cholesky (chol.cuh) and the CUDA graph of the launch
-// sequence, written while no GPU was lent and not yet run on one (cuda/NOTES.md); the default build
-// is decomp3's, which gpu_test and memcheck passed.
-#ifndef DECOMP4
-#define DECOMP4 0
-#endif
-#if DECOMP4
 #include "chol.cuh"
-#else
-#include "chol3.cuh"
-#endif
 #include "gpu_common.cuh"
 #include "mask_budget.cuh"
 
@@ -946,12 +936,7 @@ __global__ void mask_kernel(uint8_t *mask, unsigned long long *below, const floa
 unsigned blocks_for(int64_t threads, int per_block) { return (unsigned)((threads + per_block - 1) / per_block); }
 
 constexpr int LSE_PARTS = 256;
-constexpr size_t CUBLAS_WS = 4u << 20;  // bytes of workspace per cuBLAS handle (DECOMP4)
-#if DECOMP4
 constexpr int CHOL_TILE = chol::CT;
-#else
-constexpr int CHOL_TILE = chol3::CB;
-#endif
 
 // out (n + 1): exclusive prefix sums (see scan_out_kernel); tiles: ceil(n / SCAN_TILE) doubles.
 void scan_device(double *out, double *tiles, const float *sf, const double *xd, const double *offp, int64_t n,
@@ -974,18 +959,13 @@ struct gpu_decomp {
     int d, S, T, M, np;
     double ridge;
     uint64_t seed;
-    cublasHandle_t blas, blas2;  // on s1 (DECOMP4; else the legacy stream) and on s2
-    void *blas_ws[2];    // their workspaces (CUBLAS_WS bytes each: no allocation inside a stream capture)
-    cudaStream_t s1;     // DECOMP4: the main stream (non-blocking, ordered by events after the uploads and before the
-                         // mask and downloads on the legacy stream: a blocking stream under capture would
-                         // turn other host threads' legacy-stream work into capture errors)
+    cublasHandle_t blas, blas2;  // on the legacy stream and on s2
     cudaStream_t s2;     // the ridge chain (samples .. s, v's prefix), beside the row statistics
-    cudaGraphExec_t graph[2][2];  // the launch sequence by [k_changed][layout == ROPE_HALF], captured on first use
-    cudaEvent_t fork, join, done;  // main to s2, s2 back to main, s1 back to the legacy stream (DECOMP4)
+    cudaEvent_t fork, join;  // the legacy stream to s2, s2 back
     double *tiles2;      // scan scratch of s2
-    double *L;           // (np, np) the ridge system's Cholesky factor (DECOMP4: below its diagonal tiles), np = 2d
+    double *L;           // (np, np) the ridge system's Cholesky factor below its diagonal tiles, np = 2d
                          // rounded up to CHOL_TILE
-    double *Mg;          // DECOMP4: (np, CHOL_TILE) the inverses of its diagonal tiles
+    double *Mg;          // (np, CHOL_TILE) the inverses of its diagonal tiles
     int *info;           // the factorisation's status
     double *rbarN;       // (d) rbar of the last row
     double *sc;          // (2) ubar_{N-1} kappa, zeta
@@ -1032,18 +1012,14 @@ extern "C" void gpu_decomp_free(gpu_decomp *g) {
     void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->KP, g->UP, g->KF, g->G, g->Gseg, g->amax, g->zlast,
                     g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x, g->pred,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
-                    g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2, g->blas_ws[0], g->blas_ws[1]};
+                    g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2};
     for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
         if (bufs[x]) CUDA_CHECK(cudaFree(bufs[x]));
     if (g->blas) CUBLAS_CHECK(cublasDestroy(g->blas));
     if (g->blas2) CUBLAS_CHECK(cublasDestroy(g->blas2));
-    for (int x = 0; x < 4; x++)
-        if (g->graph[x / 2][x % 2]) CUDA_CHECK(cudaGraphExecDestroy(g->graph[x / 2][x % 2]));
-    if (g->s1) CUDA_CHECK(cudaStreamDestroy(g->s1));
     if (g->s2) CUDA_CHECK(cudaStreamDestroy(g->s2));
     if (g->fork) CUDA_CHECK(cudaEventDestroy(g->fork));
     if (g->join) CUDA_CHECK(cudaEventDestroy(g->join));
-    if (g->done) CUDA_CHECK(cudaEventDestroy(g->done));
     for (int x = 0; x < 4; x++)
         if (g->ev[x]) CUDA_CHECK(cudaEventDestroy(g->ev[x]));
     free(g);
@@ -1112,12 +1088,11 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->below, sizeof(unsigned long long), &total);
     bad |= dev_alloc((void **)&g->info, sizeof(int), &total);
     bad |= dev_alloc((void **)&g->L, sizeof(double) * g->np * g->np, &total);
-    if (DECOMP4) bad |= dev_alloc((void **)&g->Mg, sizeof(double) * g->np * CHOL_TILE, &total);
+    bad |= dev_alloc((void **)&g->Mg, sizeof(double) * g->np * CHOL_TILE, &total);
     bad |= dev_alloc((void **)&g->rbarN, sizeof(double) * d, &total);
     bad |= dev_alloc((void **)&g->sc, sizeof(double) * 2, &total);
     bad |= dev_alloc((void **)&g->tiles, sizeof(double) * (N / SCAN_TILE + 1 + 2 * LSE_PARTS), &total);
     bad |= dev_alloc((void **)&g->tiles2, sizeof(double) * (N / SCAN_TILE + 1), &total);
-    if (DECOMP4) bad |= dev_alloc(&g->blas_ws[0], CUBLAS_WS, &total), bad |= dev_alloc(&g->blas_ws[1], CUBLAS_WS, &total);
     if (bad) {
         size_t free_b = 0, total_b = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -1134,20 +1109,9 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     CUBLAS_CHECK(cublasCreate(&g->blas2));
     CUBLAS_CHECK(cublasSetMathMode(g->blas2, CUBLAS_PEDANTIC_MATH));
     CUBLAS_CHECK(cublasSetStream(g->blas2, g->s2));
-#if DECOMP4
-    CUDA_CHECK(cudaStreamCreateWithFlags(&g->s1, cudaStreamNonBlocking));
-    CUBLAS_CHECK(cublasSetStream(g->blas, g->s1));
-    CUBLAS_CHECK(cublasSetWorkspace(g->blas, g->blas_ws[0], CUBLAS_WS));
-    CUBLAS_CHECK(cublasSetWorkspace(g->blas2, g->blas_ws[1], CUBLAS_WS));
-#endif
     CUDA_CHECK(cudaEventCreateWithFlags(&g->fork, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventCreateWithFlags(&g->done, cudaEventDisableTiming));
-#if DECOMP4
     CUDA_CHECK(cudaFuncSetAttribute(chol::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol::SMEM));
-#else
-    CUDA_CHECK(cudaFuncSetAttribute(chol3::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol3::SMEM));
-#endif
     for (int x = 0; x < 4; x++) CUDA_CHECK(cudaEventCreate(&g->ev[x]));
     *out = g;
     return 0;
@@ -1159,10 +1123,11 @@ static float elapsed_ms(cudaEvent_t a, cudaEvent_t b) {
     return ms;
 }
 
-// The decomposition's launches after the upload (everything up to v and h) on the main stream st,
-// for stream capture: shapes and buffers are fixed per gpu_decomp, so the sequence depends only on
-// k_changed and the RoPE layout.
-static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout, cudaStream_t st) {
+// The decomposition's launches after the upload (everything up to v and h), on the legacy stream and
+// s2. (A CUDA graph of this sequence, decomp4, measured 0.54 -> 0.49 ms at 8K but 1.27 -> 1.41 ms at
+// 128K against the same launches without it: decomp4_ab.log.)
+static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
+    const cudaStream_t st = 0;
     const int64_t N = g->N, ns = g->ns;
     const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
     const double c = 1.0 / sqrt((double)d);
@@ -1194,11 +1159,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout, cud
     // A (M x w, row-major) is A^T column-major: A^T A = At At^T, A^T b = At b
     CUBLAS_CHECK(cublasDgemm(g->blas2, CUBLAS_OP_N, CUBLAS_OP_T, w, w, M, &oned, g->A, w, g->A, w, &zerod, g->AtA, w));
     CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_N, w, M, &oned, g->A, w, g->b, 1, &zerod, g->Atb, 1));
-#if DECOMP4
     chol::chol_solve_kernel<<<1, chol::THREADS, chol::SMEM, g->s2>>>(g->L, g->Mg, g->x, g->info, g->AtA, g->Atb, w, g->ridge);
-#else
-    chol3::chol_solve_kernel<<<1, chol3::THREADS, chol3::SMEM, g->s2>>>(g->L, g->x, g->info, g->AtA, g->Atb, w, g->np, g->ridge);
-#endif
     CUDA_CHECK_LAUNCH();
     // held-out predictions: rows M .. 2M
     CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_T, w, M, &oned, g->A + (size_t)M * w, w, g->x, 1, &zerod, g->pred, 1));
@@ -1282,31 +1243,7 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
     free(hI), free(hJ);
     CUDA_CHECK(cudaEventRecord(g->ev[1]));
 
-#if DECOMP4
-    // the launches, as a CUDA graph captured once per variant (k_changed, layout): ~30 launches and
-    // the cuBLAS calls' host work left gaps at small N
-    CUDA_CHECK(cudaStreamWaitEvent(g->s1, g->ev[1], 0));
-    {
-        cudaGraphExec_t *ge = &g->graph[k_changed ? 1 : 0][layout == ROPE_HALF];
-        if (getenv("SKEL_DECOMP_NOGRAPH")) {
-            decomp_enqueue(g, k_changed, layout, g->s1);
-        } else {
-            if (!*ge) {
-                cudaGraph_t gr;
-                CUDA_CHECK(cudaStreamBeginCapture(g->s1, cudaStreamCaptureModeThreadLocal));
-                decomp_enqueue(g, k_changed, layout, g->s1);
-                CUDA_CHECK(cudaStreamEndCapture(g->s1, &gr));
-                CUDA_CHECK(cudaGraphInstantiate(ge, gr, 0));
-                CUDA_CHECK(cudaGraphDestroy(gr));
-            }
-            CUDA_CHECK(cudaGraphLaunch(*ge, g->s1));
-        }
-    }
-    CUDA_CHECK(cudaEventRecord(g->done, g->s1));
-    CUDA_CHECK(cudaStreamWaitEvent(0, g->done, 0));
-#else
-    decomp_enqueue(g, k_changed, layout, 0);
-#endif
+    decomp_enqueue(g, k_changed, layout);
     CUDA_CHECK(cudaEventRecord(g->ev[2]));
     // ------------------------------------------------------------ mask (the block scan; in budget mode
     // it keeps the forced blocks and the radix selection of mask_budget.cu adds the best others)
