@@ -136,7 +136,8 @@ __global__ void __launch_bounds__(1024) scan_cols_kernel(Tv *a, int64_t n, int64
 //   the window, keys i0 - T .. i0 + C - 1: (q_i . k_j) and its square summed over j <= i - T (the
 //   in-chunk part of the interior), and the Lambda-shape's last T keys i - T + 1 .. i;
 //   the sinks, keys 0 .. S - 1.
-// B operands stream through shared memory in tiles of 64 rows. Split precision for float32 accuracy:
+// B operands stream through shared memory in tiles of 64 rows (raw float32 by cp.async, a ring of
+// NRAW tiles ahead, then split). Split precision for float32 accuracy:
 // every operand row x is scaled by a power of two 2^e (|x 2^e| < 2^14) and written as float16
 // hi + lo (lo = x 2^e - hi), and each product is hi hi + hi lo + lo hi (three mma.sync m16n8k16,
 // f32 accumulate): ~2^-21 relative per term, the dropped lo lo term ~2^-22.
@@ -211,65 +212,77 @@ __device__ __forceinline__ void load_q_split(uint32_t qh[DP / 16][4], uint32_t q
         }
 }
 
-// Rows 0 .. nvalid - 1 of src (row stride d) as split rows of a B tile (zero rows beyond nvalid and
-// columns beyond d), each with 1 / scale in sinv (0 for the zero rows); src2 (when given) is added and
-// sub (when given, DP floats in shared memory) subtracted. DP / 4 lanes per row, 4 columns each; the
-// row maximum by shuffles within those lanes. The global loads of 4 passes are issued before any is
-// used (one pass at a time left a load latency per pass).
+// B tiles pass through shared memory twice: raw float32 rows (64 x DP, a ring of NRAW slots filled by
+// cp.async ahead of use, so that the global loads of later tiles fly while a tile is multiplied; the
+// load-then-sync version left the loads' latency exposed at one CTA per SM), then split.
+constexpr int NRAW = 4;
 template <int DP>
-__device__ __forceinline__ void load_b_split(__half *Bh, __half *Bl, float *sinv, const float *src, int64_t nvalid, int d,
-                                             const float *src2 = nullptr, const float *sub = nullptr) {
-    constexpr int LPR = DP / 4, RPW = 32 / LPR, PASSES = BT / (8 * RPW), GROUP = PASSES < 4 ? PASSES : 4;
+__host__ __device__ constexpr size_t rows_smem() {
+    return sizeof(float) * NRAW * BT * DP + sizeof(__half) * 2 * BT * ldb<DP>();
+}
+
+// Rows 0 .. nvalid - 1 of src (row stride d, d even) into the raw slot R (BT x DP floats), zero
+// beyond nvalid and d; one cp.async group.
+template <int DP>
+__device__ __forceinline__ void raw_issue(float *R, const float *src, int64_t nvalid, int d) {
+    if (d % 4 == 0) {
+        constexpr int PR = DP / 4;  // 16-byte pieces per row
+#pragma unroll 1
+        for (int x = 0; x < BT * PR / 256; x++) {
+            const int e = threadIdx.x + 256 * x, r = e / PR, col = 4 * (e % PR);
+            const bool ok = r < nvalid && col < d;
+            cp_async16(R + r * DP + col, ok ? src + (int64_t)r * d + col : src, ok);
+        }
+    } else {
+        constexpr int PR = DP / 2;
+#pragma unroll 1
+        for (int x = 0; x < BT * PR / 256; x++) {
+            const int e = threadIdx.x + 256 * x, r = e / PR, col = 2 * (e % PR);
+            const bool ok = r < nvalid && col < d;
+            asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(R + r * DP + col)),
+                         "l"(ok ? src + (int64_t)r * d + col : src), "r"(ok ? 8 : 0));
+        }
+    }
+    cp_async_commit();
+}
+
+// Waits until at most n of this thread's cp.async groups are pending (n < NRAW).
+__device__ __forceinline__ void raw_wait(int n) {
+    switch (n) {
+    case 0: cp_async_wait<0>(); break;
+    case 1: cp_async_wait<1>(); break;
+    case 2: cp_async_wait<2>(); break;
+    default: cp_async_wait<3>(); break;
+    }
+}
+
+// The raw rows of R (+ R2 when given; - sub, DP floats, when given, on rows below nvalid) as split rows
+// of a B tile, each with 1 / scale in sinv (0 for rows from nvalid on, which are zero). DP / 4 lanes
+// per row, 4 columns each; the row maximum by shuffles within those lanes.
+template <int DP>
+__device__ __forceinline__ void split_raw(__half *Bh, __half *Bl, float *sinv, const float *R, int64_t nvalid,
+                                          const float *R2 = nullptr, const float *sub = nullptr) {
+    constexpr int LPR = DP / 4, RPW = 32 / LPR, PASSES = BT / (8 * RPW);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, col = (lane % LPR) * 4;
 #pragma unroll
-    for (int p0 = 0; p0 < PASSES; p0 += GROUP) {
-        float4 v[GROUP];
-#pragma unroll
-        for (int p = 0; p < GROUP; p++) {
-            const int r = ((p0 + p) * 8 + warp) * RPW + lane / LPR;
-            v[p] = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (r < nvalid) {
-                if (col < d) {
-                    const float2 x = *(const float2 *)(src + (int64_t)r * d + col);
-                    v[p].x = x.x, v[p].y = x.y;
-                }
-                if (col + 2 < d) {
-                    const float2 x = *(const float2 *)(src + (int64_t)r * d + col + 2);
-                    v[p].z = x.x, v[p].w = x.y;
-                }
-            }
+    for (int p = 0; p < PASSES; p++) {
+        const int r = (p * 8 + warp) * RPW + lane / LPR;
+        float4 v = *(const float4 *)(R + r * DP + col);
+        if (R2) {
+            const float4 x = *(const float4 *)(R2 + r * DP + col);
+            v.x += x.x, v.y += x.y, v.z += x.z, v.w += x.w;
         }
-        if (src2) {
+        if (sub && r < nvalid) v.x -= sub[col], v.y -= sub[col + 1], v.z -= sub[col + 2], v.w -= sub[col + 3];
+        float m = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
 #pragma unroll
-            for (int p = 0; p < GROUP; p++) {
-                const int r = ((p0 + p) * 8 + warp) * RPW + lane / LPR;
-                if (r < nvalid) {
-                    if (col < d) {
-                        const float2 x = *(const float2 *)(src2 + (int64_t)r * d + col);
-                        v[p].x += x.x, v[p].y += x.y;
-                    }
-                    if (col + 2 < d) {
-                        const float2 x = *(const float2 *)(src2 + (int64_t)r * d + col + 2);
-                        v[p].z += x.x, v[p].w += x.y;
-                    }
-                }
-            }
-        }
-#pragma unroll
-        for (int p = 0; p < GROUP; p++) {
-            const int r = ((p0 + p) * 8 + warp) * RPW + lane / LPR;
-            if (sub && r < nvalid) v[p].x -= sub[col], v[p].y -= sub[col + 1], v[p].z -= sub[col + 2], v[p].w -= sub[col + 3];
-            float m = fmaxf(fmaxf(fabsf(v[p].x), fabsf(v[p].y)), fmaxf(fabsf(v[p].z), fabsf(v[p].w)));
-#pragma unroll
-            for (int o = LPR / 2; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-            const float sc = pow2_scale(m);
-            uint32_t h0, l0, h1, l1;
-            split2(v[p].x * sc, v[p].y * sc, h0, l0);
-            split2(v[p].z * sc, v[p].w * sc, h1, l1);
-            *(uint2 *)(Bh + r * ldb<DP>() + col) = make_uint2(h0, h1);
-            *(uint2 *)(Bl + r * ldb<DP>() + col) = make_uint2(l0, l1);
-            if (lane % LPR == 0) sinv[r] = r < nvalid ? 1.f / sc : 0.f;
-        }
+        for (int o = LPR / 2; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        const float sc = pow2_scale(m);
+        uint32_t h0, l0, h1, l1;
+        split2(v.x * sc, v.y * sc, h0, l0);
+        split2(v.z * sc, v.w * sc, h1, l1);
+        *(uint2 *)(Bh + r * ldb<DP>() + col) = make_uint2(h0, h1);
+        *(uint2 *)(Bl + r * ldb<DP>() + col) = make_uint2(l0, l1);
+        if (lane % LPR == 0) sinv[r] = r < nvalid ? 1.f / sc : 0.f;
     }
 }
 
@@ -353,15 +366,58 @@ __device__ __forceinline__ void lse_tile(float &m, float &l, const float acc[8][
         }
 }
 
+// rows_kernel's raw pieces in order: the prefix Gram's rows (G_c's 64-row tiles, each as Gloc and
+// Goff), the window's key tiles, the sinks' key tiles (a G tile takes two pieces, the others one).
+// Issues pieces from `issued` on while they fit in the ring (pieces from `used` on are unread) and
+// returns the new count; recomputes its indices from the arguments (registers are at the limit).
+template <int DP>
+__device__ __forceinline__ int rows_issue(const rows_args &a, float *raw, int issued, int used) {
+    const int64_t c = blockIdx.x, i0 = a.S + a.T + c * C;
+    const int d = a.d, ngt = c > 0 ? DP / 64 : 0, nwt = (C + a.T + BT - 1) / BT, nst = (a.S + BT - 1) / BT;
+    const int npiece = 2 * ngt + nwt + nst;
+#pragma unroll 1
+    for (; issued < npiece && issued < used + NRAW; issued++) {
+        const int p = issued, w = p - 2 * ngt;
+        const float *src;
+        int64_t nv;
+        if (w < 0) {
+            src = (p & 1 ? a.Goff + (size_t)(c / GSEG) * d * d : a.G + (size_t)c * d * d) + (size_t)(p / 2) * 64 * d;
+            nv = d - (p / 2) * 64;
+        } else if (w < nwt) {
+            const int64_t j0 = i0 - a.T + (int64_t)w * BT;
+            src = a.k + j0 * d, nv = a.N - j0;
+        } else {
+            src = a.k + (int64_t)(w - nwt) * BT * d, nv = a.S - (int64_t)(w - nwt) * BT;
+        }
+        raw_issue<DP>(raw + (p % NRAW) * BT * DP, src, nv, d);
+    }
+    return issued;
+}
+
 template <int DP, int MINB>
 __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
-    __shared__ __align__(16) __half Bh[BT * ldb<DP>()], Bl[BT * ldb<DP>()];
+    extern __shared__ __align__(16) unsigned char rows_sm[];
+    float *raw = (float *)rows_sm;  // (NRAW, BT, DP)
+    __half *Bh = (__half *)(raw + NRAW * BT * DP), *Bl = Bh + BT * ldb<DP>();
     __shared__ float sinv[BT], mf[DP];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int64_t N = a.N, c = blockIdx.x, nch = gridDim.x;
     const int d = a.d, S = a.S, T = a.T;
     const int64_t i0 = S + T + c * C;
     const int rr[2] = {warp * 16 + g, warp * 16 + g + 8};  // the thread's two rows in the chunk
+    const int nwt = (C + T + BT - 1) / BT, nst = (S + BT - 1) / BT;
+    int issued = 0, used = 0;  // raw pieces issued, pieces split (rows_issue)
+    // the next tile (two pieces with R2: a G tile) split into Bh, Bl, sinv; the freed slots refilled
+    auto next_tile = [&](int pieces, int64_t nvalid, const float *sub) {
+        raw_wait(issued - used - pieces);
+        __syncthreads();
+        split_raw<DP>(Bh, Bl, sinv, raw + (used % NRAW) * BT * DP, nvalid,
+                      pieces > 1 ? raw + ((used + 1) % NRAW) * BT * DP : nullptr, sub);
+        __syncthreads();
+        used += pieces;
+        issued = rows_issue<DP>(a, raw, issued, used);
+    };
+    issued = rows_issue<DP>(a, raw, 0, 0);
     for (int x = threadIdx.x; x < DP; x += blockDim.x) mf[x] = x < d ? (float)(a.KP[nch * d + x] / a.nall) : 0.f;
     uint32_t qh[DP / 16][4], ql[DP / 16][4];
     float qinv[2];
@@ -390,12 +446,9 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     float acc[8][4];
     // q_i G_c q_i: B rows are the rows of G_c (symmetric), each with its own scale
     if (c > 0) {
-        const float *Gc = a.G + (size_t)c * d * d, *Go = a.Goff + (size_t)(c / GSEG) * d * d;
 #pragma unroll
         for (int tg = 0; tg < DP / 64; tg++) {
-            __syncthreads();
-            load_b_split<DP>(Bh, Bl, sinv, Gc + (size_t)tg * 64 * d, d - tg * 64, d, Go + (size_t)tg * 64 * d);
-            __syncthreads();
+            next_tile(2, d - tg * 64, nullptr);
             mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
 #pragma unroll
             for (int n = 0; n < 8; n++) {  // column b = 64 tg + 8 n + 2 t: A fragment s = 4 tg + n / 2
@@ -409,12 +462,8 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     }
     // the window: key j = i0 - T + w, w = 64 tw + 8 n + 2 t + e; row r uses w <= r (interior) and
     // r < w <= r + T (the last T keys)
-    const int nwt = (C + T + BT - 1) / BT;
     for (int tw = 0; tw < nwt; tw++) {
-        const int64_t j0 = i0 - T + (int64_t)tw * BT;
-        __syncthreads();
-        load_b_split<DP>(Bh, Bl, sinv, a.k + j0 * d, N - j0, d, nullptr, mf);
-        __syncthreads();
+        next_tile(1, N - (i0 - T + (int64_t)tw * BT), mf);
         mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
 #pragma unroll
         for (int h = 0; h < 2; h++) {  // x = q_i . (k_j - mf)
@@ -433,10 +482,8 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
         }
     }
     // the sinks
-    for (int ts = 0; ts * BT < S; ts++) {
-        __syncthreads();
-        load_b_split<DP>(Bh, Bl, sinv, a.k + (int64_t)ts * BT * d, S - ts * BT, d);
-        __syncthreads();
+    for (int ts = 0; ts < nst; ts++) {
+        next_tile(1, S - ts * BT, nullptr);
         mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
         const int ns = S - ts * BT;
 #pragma unroll
@@ -546,36 +593,36 @@ __global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, 
     };
     __syncthreads();
     const float ira = 1.f / sf[a0 + g], irb = 1.f / sf[a0 + g + 8];
+    // the key tiles' raw values (thread: key j = tid % 64, features 4 (tid / 64) + 16 p ..), loaded a tile
+    // ahead: their global latency overlaps the previous tile's mma (load-then-sync left it exposed)
+    const int j = threadIdx.x & (BT - 1);
+    float v[DP / 16][4];
+    auto load_tile = [&](int64_t j0) {
+#pragma unroll
+        for (int p = 0; p < DP / 16; p++) {
+            const int a = 4 * (threadIdx.x / BT) + 16 * p;
+            v[p][0] = v[p][1] = v[p][2] = v[p][3] = 0.f;
+            if (a < d) {
+                const float2 x = *(const float2 *)(k + (j0 + j) * d + a);
+                v[p][0] = x.x, v[p][1] = x.y;
+            }
+            if (a + 2 < d) {
+                const float2 x = *(const float2 *)(k + (j0 + j) * d + a + 2);
+                v[p][2] = x.x, v[p][3] = x.y;
+            }
+        }
+    };
+    load_tile(S + s * GSEG * C);
     for (int64_t c = s * GSEG; c < c1; c++) {
         store(Gloc + (size_t)c * d * d);
 #pragma unroll
         for (int n = 0; n < NT; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
         for (int kh = 0; kh < C / BT; kh++) {
-            const int64_t j0 = S + c * C + kh * BT;
             __syncthreads();
-            // transposed split store: thread (j = tid % 64) takes features 4 (tid / 64) + 16 p ..; the
-            // loads of 4 passes issued first
-            const int j = threadIdx.x & (BT - 1);
-            constexpr int GP = DP / 16 < 4 ? DP / 16 : 4;
+            // transposed split store
 #pragma unroll
-            for (int p0 = 0; p0 < DP / 16; p0 += GP) {
-            float v[GP][4];
-#pragma unroll
-            for (int p = 0; p < GP; p++) {
-                const int a = 4 * (threadIdx.x / BT) + 16 * (p0 + p);
-                v[p][0] = v[p][1] = v[p][2] = v[p][3] = 0.f;
-                if (a < d) {
-                    const float2 x = *(const float2 *)(k + (j0 + j) * d + a);
-                    v[p][0] = x.x, v[p][1] = x.y;
-                }
-                if (a + 2 < d) {
-                    const float2 x = *(const float2 *)(k + (j0 + j) * d + a + 2);
-                    v[p][2] = x.x, v[p][3] = x.y;
-                }
-            }
-#pragma unroll
-            for (int p = 0; p < GP; p++) {
-                const int a = 4 * (threadIdx.x / BT) + 16 * (p0 + p);
+            for (int p = 0; p < DP / 16; p++) {
+                const int a = 4 * (threadIdx.x / BT) + 16 * p;
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const float y = (v[p][e] - mf[a + e]) * sf[a + e];
@@ -584,7 +631,8 @@ __global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, 
                     Tl[(a + e) * ldt<DP>() + j] = __float2half_rn(y - __half2float(h));
                 }
             }
-            }
+            const int64_t jn = S + c * C + (kh + 1) * BT;  // the next tile (the next chunk's first after the last)
+            if (jn < S + c1 * C) load_tile(jn);
             __syncthreads();
 #pragma unroll
             for (int kk = 0; kk < BT / 32; kk++) {
@@ -1112,6 +1160,8 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     CUDA_CHECK(cudaEventCreateWithFlags(&g->fork, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join, cudaEventDisableTiming));
     CUDA_CHECK(cudaFuncSetAttribute(chol::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol::SMEM));
+    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64>()));
+    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<128, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<128>()));
     for (int x = 0; x < 4; x++) CUDA_CHECK(cudaEventCreate(&g->ev[x]));
     *out = g;
     return 0;
@@ -1191,10 +1241,10 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     {
         const rows_args ra = {g->q, g->k, g->G, g->Gseg, g->KP, g->mu, g->sigma2, g->log_lambda, nall, N, d, S, T, c};
         if (d <= 64)
-            rows_kernel<64, 2><<<(unsigned)g->nch, 256, 0, st>>>(ra);
+            rows_kernel<64, 2><<<(unsigned)g->nch, 256, rows_smem<64>(), st>>>(ra);
         else  // 239 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
               // 1.70 against 1.66 ms for the whole decomposition at 128K in round 2, decomp3_ab.log)
-            rows_kernel<128, 1><<<(unsigned)g->nch, 256, 0, st>>>(ra);
+            rows_kernel<128, 1><<<(unsigned)g->nch, 256, rows_smem<128>(), st>>>(ra);
         CUDA_CHECK_LAUNCH();
     }
     // ------------------------------------------------------------ short rows, zeta
