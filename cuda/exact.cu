@@ -8,7 +8,8 @@
 // through shared memory in tiles of 64 (cp.async; a ring of 3 tiles in pass 1, 2 in pass 2) and
 // every warp multiplies its rows by the whole tile with mma.sync m16n8k16 (f16 in, f32 accumulate),
 // so a row lives in one warp and the keys are read from L2 once per 128 rows. Softmax arithmetic in
-// f32 and base 2. Two CTAs per SM. A tiny kernel first samples z for the moments' centre.
+// f32 and base 2. Two CTAs per SM. A tiny kernel first samples z for the moments' centre; two small
+// ones sum q_i . k_j over the causal pairs in double (the moments' first sum, O(N d)).
 // Per element, pass 2 spends one SFU op (ex2) and two shared reductions: the z histogram (bin by an
 // FMA against a magic constant, no float-to-int conversion, which shares the SFU's quarter rate) and
 // the row histogram (bin and mass from the float bits of A N / eps, one packed 32-bit entry).
@@ -67,7 +68,8 @@ struct exact_acc {
     unsigned overflow;          // an input beyond the float16 range
     float zc_sum;               // z log2 e summed over the centre's sample (zcentre_kernel)
     float zc;                   // the moments' centre, near zc_sum / ZC_SAMPLES (written by the pass that sums them)
-    double mom[4];              // sums of y, y^2, y^3, y^4 with y = z log2 e - zc
+    double mom[4];              // sums of y (filled in by the finish), y^2, y^3, y^4 with y = z log2 e - zc
+    double qk_sum;              // sum over causal pairs of q_i . k_j: the first moment from it (not from mom[0])
     unsigned long long zhist[ZB];
 };
 
@@ -189,6 +191,66 @@ __global__ void zcentre_kernel(const __half *q, const __half *k, int64_t N, int 
         s += warp_sum(dot) * scale2;
     }
     if (lane == 0) atomicAdd(&acc->zc_sum, s);
+}
+
+// ---------------------------------------------------------------------------- sum of q_i . k_j
+// Over causal pairs, in double, O(N d): the moments' first sum is c log2 e times it less the pairs
+// times the centre, so pass 2 need not add y element by element. Chunks of QK_ROWS rows: T_c the
+// pairs inside chunk c, Q_c and K_c its q and k sums; the total is sum_c T_c + Q_c . (K_0 + .. +
+// K_{c-1}). qk_chunk_kernel: a CTA a chunk, a thread a dimension (T_c into acc->qk_sum; Q_c and
+// K_c to qks, (2, d, nch)); qk_scan_kernel: a CTA a dimension, the exclusive scan of K over chunks.
+constexpr int QK_ROWS = 128;  // 32 measured the same
+__global__ void __launch_bounds__(128) qk_chunk_kernel(const __half *q, const __half *k, int64_t N, int d,
+                                                       double *qks, exact_acc *acc) {
+    const int64_t i0 = (int64_t)blockIdx.x * QK_ROWS, i1 = i0 + QK_ROWS < N ? i0 + QK_ROWS : N;
+    const int nch = gridDim.x;
+    double t = 0;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        double run = 0, qs = 0;
+#pragma unroll 8
+        for (int64_t i = i0; i < i1; i++) {
+            const double kv = __half2float(k[i * d + c]), qv = __half2float(q[i * d + c]);
+            run += kv;
+            t = fma(qv, run, t);
+            qs += qv;
+        }
+        qks[(int64_t)c * nch + blockIdx.x] = qs;
+        qks[((int64_t)d + c) * nch + blockIdx.x] = run;
+    }
+    __shared__ double red[4];
+    t = warp_sum_d(t);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = t;
+    __syncthreads();
+    if (threadIdx.x == 0) atomicAdd(&acc->qk_sum, red[0] + red[1] + red[2] + red[3]);
+}
+__global__ void __launch_bounds__(256) qk_scan_kernel(const double *qks, int d, int nch, exact_acc *acc) {
+    const double *qs = qks + (int64_t)blockIdx.x * nch, *ks = qks + ((int64_t)d + blockIdx.x) * nch;
+    const int per = (nch + 255) / 256, b0 = threadIdx.x * per, b1 = b0 + per < nch ? b0 + per : nch;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    double tot = 0;
+    for (int b = b0; b < b1; b++) tot += ks[b];
+    // exclusive scan of the threads' totals: in the warp, then over the warps
+    double inc = tot;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const double v = __shfl_up_sync(0xffffffffu, inc, o);
+        if (lane >= o) inc += v;
+    }
+    __shared__ double wt[8], red[8];
+    if (lane == 31) wt[warp] = inc;
+    __syncthreads();
+    double pref = inc - tot;
+    for (int w = 0; w < warp; w++) pref += wt[w];
+    double s = 0;
+    for (int b = b0; b < b1; b++) s = fma(qs[b], pref, s), pref += ks[b];
+    s = warp_sum_d(s);
+    if (lane == 0) red[warp] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double x = 0;
+        for (int w = 0; w < 8; w++) x += red[w];
+        atomicAdd(&acc->qk_sum, x);
+    }
 }
 
 // ---------------------------------------------------------------------------- pass 1: lse
@@ -422,7 +484,7 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
     int pA = 0, pB = 0;
     if (IMG) pA = rowA < N ? a.cellof[rowA] : 0, pB = rowB < N ? a.cellof[rowB] : 0;
     float sA = 0.f, sB = 0.f;  // the rows' mass (in units of p') over this thread's columns
-    double m1 = 0, m2 = 0, m3 = 0, m4 = 0;
+    double m2 = 0, m3 = 0, m4 = 0;
     const int gmask = (a.B >= 64 ? 8 : a.B / 8) - 1;  // n-tiles (8 keys each) per block column in a tile, less 1
     const int64_t I = rw >> a.lgB;
 
@@ -433,8 +495,13 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
     // need it. The block sums and max (bsA, bsB, bx) run to the end of a block column, at the
     // latest the end of the tile.
     float bsA = 0.f, bsB = 0.f;
-    float bx = -INFINITY;
-    float s1 = 0.f, s2 = 0.f, s3 = 0.f, s4 = 0.f;
+    // The block max on the bits of p' (p' >= 0 orders as an integer: ptxas fuses two elements into
+    // a 3-input integer max; redux.sync at the block end), 0 for none. Was fmaxf on log2 p', one
+    // FMNMX an element and 5 shuffles a block: pass 2 at 128K 14.73 -> 14.60 ms alone.
+    uint32_t bx = 0u;
+    // the moments' sums of y^2 .. y^4; the sum of y comes from qk_sum (one FADD an element less:
+    // pass 2 at 128K 14.73 -> 14.25 ms, the two small kernels +0.09 ms on pass 1)
+    float s2 = 0.f, s3 = 0.f, s4 = 0.f;
     auto body = [&](auto masked_tag, float(&acc)[8][4], int64_t cw) {
         constexpr bool MASKED = decltype(masked_tag)::value;
         int curA = -1, curB = -1;  // image runs: the pixel column being accumulated
@@ -451,9 +518,9 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
                 const float p = fast_exp2(u);
                 if (rb) bsB += p;
                 else bsA += p;
-                bx = fmaxf(bx, u);
+                bx = max(bx, __float_as_uint(p));
                 const float y = fmaf(x, scale2, -zc), y2 = y * y;
-                s1 += y, s2 += y2, s3 = fmaf(y2, y, s3), s4 = fmaf(y2, y2, s4);
+                s2 += y2, s3 = fmaf(y2, y, s3), s4 = fmaf(y2, y2, s4);
                 red_shared_u32(zbase + __float_as_uint(fmaf(y, zbinv, zmagic)) * zstride, one);
                 const uint32_t b = max(__float_as_uint(p), floor_t);
                 red_shared_u32((rb ? hbB : hbA) + ((b >> hs) << 2), __funnelshift_r(b, 1u, rs));
@@ -474,13 +541,14 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
             }
             if (((n + 1) & gmask) == 0) {  // end of a block column: the warp's 16 rows are one block row
                 const int64_t J = (cw + (n - gmask) * 8) >> a.lgB;
-                const float ws = warp_sum(bsA + bsB), wx = warp_max(bx);
+                const float ws = warp_sum(bsA + bsB);
+                const float xm = __uint_as_float(__reduce_max_sync(0xffffffffu, bx));
                 if (lane == 0 && J <= I && ws > 0.f) {
                     atomicAdd(&a.W[I * a.nb + J], ws * inv_kap);
-                    atomicMax((unsigned *)&a.X[I * a.nb + J], __float_as_uint(fast_exp2(wx) * inv_kap));
+                    atomicMax((unsigned *)&a.X[I * a.nb + J], __float_as_uint(xm * inv_kap));
                 }
                 sA += bsA, sB += bsB;
-                bsA = bsB = 0.f, bx = -INFINITY;
+                bsA = bsB = 0.f, bx = 0u;
             }
         }
         if (IMG) {
@@ -503,8 +571,8 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
     // the moments' float sums into the double totals, at each flush (float sums of at most 32 tiles
     // of 32 terms; the doubles stay spilled in between: a fold every tile cost 4 LDL + 4 STL a tile)
     auto fold = [&]() {
-        m1 += s1, m2 += s2, m3 += s3, m4 += s4;
-        s1 = s2 = s3 = s4 = 0.f;
+        m2 += s2, m3 += s3, m4 += s4;
+        s2 = s3 = s4 = 0.f;
     };
     int nflush = 0;
     auto flush_due = [&](int done) { return (done & a.flush_mask) == 0 && done < nt; };  // after tile done - 1
@@ -597,11 +665,11 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
         below += __shfl_xor_sync(0xffffffffu, below, o);
         dropped += __shfl_xor_sync(0xffffffffu, dropped, o);
     }
-    m1 = warp_sum_d(m1), m2 = warp_sum_d(m2), m3 = warp_sum_d(m3), m4 = warp_sum_d(m4);
+    m2 = warp_sum_d(m2), m3 = warp_sum_d(m3), m4 = warp_sum_d(m4);
     if (lane == 0) {
         if (below) atomicAdd(&a.acc->below, below);
         if (dropped) atomicAdd(&a.acc->dropped, dropped);
-        atomicAdd(&a.acc->mom[0], m1), atomicAdd(&a.acc->mom[1], m2);
+        atomicAdd(&a.acc->mom[1], m2);
         atomicAdd(&a.acc->mom[2], m3), atomicAdd(&a.acc->mom[3], m4);
     }
 }
@@ -691,6 +759,9 @@ struct gpu_exact {
     exact_acc *acc;
     unsigned long long *sparse_blocks;
     unsigned long long *rowhist;  // (N, rhs) pass 2's wide row-histogram entries
+    double *qks;        // (2, d, nch) the chunks' q and k sums (qk_chunk_kernel)
+    cudaStream_t side;  // the q . k sum's stream (non-blocking: no implicit order with the legacy one)
+    cudaEvent_t ev_in, ev_qk;  // the inputs are on the device; the q . k sum is done
     pass_args rh;       // the row histogram's shape (row_hist_plan) and the z histogram's copies
     float *h_isum;      // (P, P) host copy of the image sums
     cudaEvent_t ev[6];
@@ -726,6 +797,10 @@ extern "C" int gpu_exact_init(gpu_exact **out, int64_t N, int d, int B, int imag
     if (!gpu_exact_supported(d, B, e)) return -1;
     gpu_exact *g = (gpu_exact *)calloc(1, sizeof *g);
     CHECK(g);
+    if (N > INT32_MAX - BN) {
+        free(g);
+        return skel_fail(e, "N = %lld: the GPU path handles fewer than 2^31 tokens", (long long)N);
+    }
     g->N = N, g->d = d, g->B = B, g->eps = eps;
     g->nb = (N + B - 1) / B;
     g->P = (int)(N < image_size ? N : image_size);
@@ -737,11 +812,11 @@ extern "C" int gpu_exact_init(gpu_exact **out, int64_t N, int d, int B, int imag
     // z histogram copies: one a lane (no bank conflicts) where it fits beside the row histogram
     g->rh.zc_copies = pass2_smem(d, g->rh.rhs, 32) <= SMEM_PER_CTA ? 32 : 8;
     const size_t nd = (size_t)N * d, nb2 = (size_t)g->nb * g->nb, p2 = (size_t)g->P * g->P;
-    const size_t nrh = (size_t)N * g->rh.rhs;
+    const size_t nrh = (size_t)N * g->rh.rhs, nqks = 2 * (size_t)d * (size_t)((N + QK_ROWS - 1) / QK_ROWS);
     // What one head needs on the device, in one sum so the error can name it.
     const size_t need = nd * (sizeof(float) + 2 * sizeof(__half)) + (size_t)N * (sizeof(float) + sizeof(int)) +
                         nb2 * 2 * sizeof(float) + p2 * 2 * sizeof(float) + nrh * sizeof(unsigned long long) +
-                        sizeof(exact_acc) + 64;
+                        nqks * sizeof(double) + sizeof(exact_acc) + 64;
     size_t free_b = 0, total_b = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     // Leave 256 MiB for the CUDA context's own needs and the kernels' stacks.
@@ -752,11 +827,11 @@ extern "C" int gpu_exact_init(gpu_exact **out, int64_t N, int d, int B, int imag
     }
     void **bufs[] = {(void **)&g->stage, (void **)&g->q, (void **)&g->k, (void **)&g->lse, (void **)&g->W,
                      (void **)&g->X, (void **)&g->isum, (void **)&g->imax, (void **)&g->cellof, (void **)&g->acc,
-                     (void **)&g->sparse_blocks, (void **)&g->rowhist};
+                     (void **)&g->sparse_blocks, (void **)&g->rowhist, (void **)&g->qks};
     const size_t sizes[] = {nd * sizeof(float), nd * sizeof(__half), nd * sizeof(__half), N * sizeof(float),
                             nb2 * sizeof(float), nb2 * sizeof(float), p2 * sizeof(float), p2 * sizeof(float),
                             N * sizeof(int), sizeof(exact_acc), sizeof(unsigned long long),
-                            nrh * sizeof(unsigned long long)};
+                            nrh * sizeof(unsigned long long), nqks * sizeof(double)};
     for (size_t x = 0; x < sizeof sizes / sizeof sizes[0]; x++) {
         cudaError_t err = cudaMalloc(bufs[x], sizes[x]);
         if (err != cudaSuccess) {
@@ -776,6 +851,9 @@ extern "C" int gpu_exact_init(gpu_exact **out, int64_t N, int d, int B, int imag
     g->h_isum = (float *)malloc(p2 * sizeof(float));
     CHECK(g->h_isum);
     for (int x = 0; x < 6; x++) CUDA_CHECK(cudaEventCreate(&g->ev[x]));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&g->side, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&g->ev_in, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&g->ev_qk, cudaEventDisableTiming));
     CUDA_CHECK(cudaFuncSetAttribute(exact_pass1_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass1_smem(64)));
     CUDA_CHECK(cudaFuncSetAttribute(exact_pass1_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass1_smem(128)));
     const int smem2 = (int)pass2_smem(d, g->rh.rhs, g->rh.zc_copies);
@@ -793,11 +871,14 @@ extern "C" int gpu_exact_init(gpu_exact **out, int64_t N, int d, int B, int imag
 
 extern "C" void gpu_exact_free(gpu_exact *g) {
     if (!g) return;
-    void *bufs[] = {g->stage, g->q, g->k, g->lse, g->W, g->X, g->isum, g->imax, g->cellof, g->acc, g->sparse_blocks, g->rowhist};
+    void *bufs[] = {g->stage, g->q, g->k, g->lse, g->W, g->X, g->isum, g->imax, g->cellof, g->acc, g->sparse_blocks, g->rowhist, g->qks};
     for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
         if (bufs[x]) CUDA_CHECK(cudaFree(bufs[x]));
     for (int x = 0; x < 6; x++)
         if (g->ev[x]) CUDA_CHECK(cudaEventDestroy(g->ev[x]));
+    if (g->ev_in) CUDA_CHECK(cudaEventDestroy(g->ev_in));
+    if (g->ev_qk) CUDA_CHECK(cudaEventDestroy(g->ev_qk));
+    if (g->side) CUDA_CHECK(cudaStreamDestroy(g->side));
     free(g->h_isum);
     free(g);
 }
@@ -845,9 +926,21 @@ extern "C" int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, 
     CUDA_CHECK(cudaEventRecord(g->ev[1]));
     zcentre_kernel<<<ZC_BLOCKS, THREADS>>>(g->q, g->k, N, g->d, a.scale2, g->acc);
     CUDA_CHECK_LAUNCH();
+    CUDA_CHECK(cudaEventRecord(g->ev_in));
     if (g->d == 64) exact_pass1_kernel<64><<<grid, THREADS, pass1_smem(64)>>>(a);
     else exact_pass1_kernel<128><<<grid, THREADS, pass1_smem(128)>>>(a);
     CUDA_CHECK_LAUNCH();
+    {  // the q . k sum on the side stream, launched after pass 1 so that its CTAs take the SMs that
+       // pass 1's tail leaves idle (0.04 ms of kernels; before pass 1 on the legacy stream they
+       // added 0.09 ms to it, here nothing measurable); joined before the finish reads acc
+        const int nch = (int)((N + QK_ROWS - 1) / QK_ROWS);
+        CUDA_CHECK(cudaStreamWaitEvent(g->side, g->ev_in, 0));
+        qk_chunk_kernel<<<nch, 128, 0, g->side>>>(g->q, g->k, N, g->d, g->qks, g->acc);
+        CUDA_CHECK_LAUNCH();
+        qk_scan_kernel<<<g->d, 256, 0, g->side>>>(g->qks, g->d, nch, g->acc);
+        CUDA_CHECK_LAUNCH();
+        CUDA_CHECK(cudaEventRecord(g->ev_qk, g->side));
+    }
     CUDA_CHECK(cudaEventRecord(g->ev[2]));
     if (g->d == 64) {
         if (g->img_blocks) exact_pass2_kernel<64, false><<<grid, THREADS, smem2>>>(a);
@@ -857,6 +950,7 @@ extern "C" int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, 
         else exact_pass2_kernel<128, true><<<grid, THREADS, smem2>>>(a);
     }
     CUDA_CHECK_LAUNCH();
+    CUDA_CHECK(cudaStreamWaitEvent(0, g->ev_qk, 0));
     CUDA_CHECK(cudaEventRecord(g->ev[3]));
     {
         dim3 gr((unsigned)((nb + 255) / 256 < 64 ? (nb + 255) / 256 : 64), (unsigned)(nb < 4096 ? nb : 4096));
@@ -898,6 +992,7 @@ extern "C" int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, 
         st->zlo = zmin, st->zhi = zmax;
         for (int b = 0; b < ZB; b++) st->zhist[b] = (double)h.zhist[b];
         const double zc = h.zc;  // the centre the moments' sums used
+        h.mom[0] = (double)a.scale2 * h.qk_sum - npairs * zc;  // sum of y = z log2 e - zc over the pairs
         const double mu1 = h.mom[0] / npairs, e2 = h.mom[1] / npairs, e3 = h.mom[2] / npairs, e4 = h.mom[3] / npairs;
         const double var = e2 - mu1 * mu1;
         const double c3 = e3 - 3 * mu1 * e2 + 2 * mu1 * mu1 * mu1;
