@@ -46,19 +46,60 @@ __device__ __forceinline__ void sincos_big(double x, double *s, double *c) {
     sincos(r, s, c);
 }
 
-// u_j = k_j rotated by -pos_j omega (SPEC section 3), as rope_unapply.
-__global__ void unrope_kernel(float *u, const float *k, int64_t N, int d, const double *inv_freq, const int32_t *pos,
-                              int half_layout) {
-    const int64_t n = N * (d / 2);
-    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t j = e / (d / 2);
-        const int x = (int)(e % (d / 2));
-        double s, c;
-        sincos_big(-(double)pos[j] * inv_freq[x], &s, &c);
-        const int ia = half_layout ? x : 2 * x, ib = half_layout ? x + d / 2 : 2 * x + 1;
-        const double ya = k[j * d + ia], yb = k[j * d + ib];
-        u[j * d + ia] = (float)(ya * c - yb * s);
-        u[j * d + ib] = (float)(ya * s + yb * c);
+// u_j = k_j rotated by -pos_j omega (SPEC section 3), as rope_unapply, and the samples' u and k sums
+// (decomp6): one pass unropes k into u and forms the CU-row chunk sums
+// of both (keys from S), CUSEG chunks per CTA, written as each chunk's exclusive prefix within its
+// segment, PF[c] = [u sums | k sums] (2d), and the segment's total, PFseg[c / CUSEG]; a small scan
+// of PFseg completes the prefix: prefix(c) = PFseg[c / CUSEG] + PF[c] (c = 0 .. ncu; chunk ncu is
+// empty). Replaces unrope + two chunk_colsum + two scan_cols over ncu rows (~210 us at 128K).
+// Block 64 x 4: thread (p, g) owns the column pair p (rotated together) and chunks g, g + 4, ...; rows
+// 0 .. S - 1 (no sums) are unroped by all CTAs, grid-stride.
+constexpr int CUSEG = 8;
+__global__ void __launch_bounds__(256) unrope_sums_kernel(float *u, double *PF, double *PFseg, const float *k, int64_t N,
+                                                          int d, int S, int64_t ncu, const double *inv_freq,
+                                                          const int32_t *pos, int half_layout) {
+    __shared__ double cs[CUSEG][2 * MAXD];
+    const int p = threadIdx.x & 63, g = threadIdx.x >> 6, h = d / 2;
+    const int ia = half_layout ? p : 2 * p, ib = half_layout ? p + h : 2 * p + 1;
+    const int64_t seg = blockIdx.x;
+    if (p < h) {
+        const double w = inv_freq[p];
+        for (int64_t j = blockIdx.x * 4 + g; j < S; j += (int64_t)gridDim.x * 4) {
+            double sn, cn;
+            sincos_big(-(double)pos[j] * w, &sn, &cn);
+            const double ya = k[j * d + ia], yb = k[j * d + ib];
+            u[j * d + ia] = (float)(ya * cn - yb * sn);
+            u[j * d + ib] = (float)(ya * sn + yb * cn);
+        }
+        for (int cc = g; cc < CUSEG; cc += 4) {
+            const int64_t r0 = S + (seg * CUSEG + cc) * CU;
+            double ua = 0, ub = 0, ka = 0, kb = 0;
+#pragma unroll 4
+            for (int r = 0; r < CU; r++) {
+                const int64_t j = r0 + r;
+                if (j >= N) break;
+                double sn, cn;
+                sincos_big(-(double)pos[j] * w, &sn, &cn);
+                const float fa = k[j * d + ia], fb = k[j * d + ib];
+                const double ya = fa, yb = fb;
+                const float va = (float)(ya * cn - yb * sn), vb = (float)(ya * sn + yb * cn);
+                u[j * d + ia] = va;
+                u[j * d + ib] = vb;
+                ua += va, ub += vb, ka += fa, kb += fb;
+            }
+            cs[cc][ia] = ua, cs[cc][ib] = ub, cs[cc][d + ia] = ka, cs[cc][d + ib] = kb;
+        }
+    }
+    __syncthreads();
+    const int t = threadIdx.x;
+    if (t < 2 * d) {
+        double run = 0;
+        for (int cc = 0; cc < CUSEG; cc++) {
+            const int64_t c = seg * CUSEG + cc;
+            if (c <= ncu) PF[c * 2 * d + t] = run;
+            run += cs[cc][t];
+        }
+        PFseg[seg * 2 * d + t] = run;
     }
 }
 
@@ -744,10 +785,10 @@ __global__ void lse_merge_kernel(double *out, const double *part, int nparts) { 
 }
 
 // One ridge row per warp: a = [r_{I-J} - rbar_I, u_J - ubar_I] (2d), b = c q_I . k_J - mu_I, with
-// mu_I from the key prefix KF (as decomp_compute's running sum; rows_kernel's mu is not waited for,
+// mu_I from the key prefix in PF (as decomp_compute's running sum; rows_kernel's mu is not waited for,
 // so that the ridge solve overlaps the row statistics).
 __global__ void __launch_bounds__(256, 3) sample_rows_kernel(double *A, double *b, const int64_t *sI, const int64_t *sJ, int64_t ns,
-                                   const float *q, const float *k, const float *u, const double *UP, const double *KF,
+                                   const float *q, const float *k, const float *u, const double *PF, const double *PFseg,
                                    const double *inv_freq, int d, int S, int T, double c) {
     const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x & 31;
@@ -773,8 +814,9 @@ __global__ void __launch_bounds__(256, 3) sample_rows_kernel(double *A, double *
 #pragma unroll
     for (int m = 0; m < MAXD / 32; m++) {
         const int x = lane + 32 * m;
-        us[m] = x < d ? UP[ch * d + x] : 0.0;
-        ks[m] = x < d ? KF[ch * d + x] : 0.0;
+        const double *pc = PF + ch * 2 * d, *ps = PFseg + (ch / CUSEG) * 2 * d;
+        us[m] = x < d ? pc[x] + ps[x] : 0.0;
+        ks[m] = x < d ? pc[d + x] + ps[d + x] : 0.0;
     }
 #pragma unroll 4
     for (int jj = 0; jj < nr; jj++)
@@ -1022,8 +1064,10 @@ struct gpu_decomp {
     double *inv_freq;    // (d / 2)
     int32_t *pos;        // (N)
     double *KP;          // (nch + 1, d) exclusive prefix of the chunks' key sums (keys from S)
-    double *UP;          // (ncu + 1, d) the same for u in chunks of CU
-    double *KF;          // (ncu + 1, d) the same for k in chunks of CU (the samples' mu)
+    double *PF;          // (ncu + 1, 2d) u and k sums over chunks of CU keys from S: exclusive prefix within
+                         // segments of CUSEG chunks (the samples' ubar and mu; unrope_sums_kernel)
+    double *PFseg;       // (npf, 2d) the segments' sums, then their exclusive prefix
+    int64_t npf;         // segments of CUSEG chunks, ceil((ncu + 1) / CUSEG)
     float *G;            // (nch, d, d) the chunks' key Grams' exclusive prefix within their segment of GSEG
     float *Gseg;         // (nseg, d, d) the segments' Grams, then their exclusive prefix
     float *amax;         // (d) the features' largest |k| (the Grams' split scales)
@@ -1057,7 +1101,7 @@ static int dev_alloc(void **p, size_t bytes, size_t *total) {
 
 extern "C" void gpu_decomp_free(gpu_decomp *g) {
     if (!g) return;
-    void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->KP, g->UP, g->KF, g->G, g->Gseg, g->amax, g->zlast,
+    void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->KP, g->PF, g->PFseg, g->G, g->Gseg, g->amax, g->zlast,
                     g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x, g->pred,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
                     g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2};
@@ -1088,6 +1132,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     g->ridge = prm->ridge, g->seed = prm->seed;
     const int64_t nint = N - g->S - g->T;  // rows with an interior
     g->nch = (nint + C - 1) / C, g->ncu = (N - g->S + CU - 1) / CU;
+    g->npf = (g->ncu + 1 + CUSEG - 1) / CUSEG;
     g->nseg = (g->nch + GSEG - 1) / GSEG;
     g->ns = 2 * (int64_t)g->M;
     g->np = (2 * d + CHOL_TILE - 1) / CHOL_TILE * CHOL_TILE;
@@ -1103,8 +1148,8 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->inv_freq, sizeof(double) * d / 2, &total);
     bad |= dev_alloc((void **)&g->pos, sizeof(int32_t) * N, &total);
     bad |= dev_alloc((void **)&g->KP, (g->nch + 1) * dd, &total);
-    bad |= dev_alloc((void **)&g->UP, (g->ncu + 1) * dd, &total);
-    bad |= dev_alloc((void **)&g->KF, (g->ncu + 1) * dd, &total);
+    bad |= dev_alloc((void **)&g->PF, (g->ncu + 1) * 2 * dd, &total);
+    bad |= dev_alloc((void **)&g->PFseg, g->npf * 2 * dd, &total);
     bad |= dev_alloc((void **)&g->G, g->nch * d * fd, &total);
     bad |= dev_alloc((void **)&g->Gseg, g->nseg * d * fd, &total);
     bad |= dev_alloc((void **)&g->amax, fd, &total);
@@ -1191,20 +1236,15 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     CUDA_CHECK(cudaStreamWaitEvent(g->s2, g->fork, 0));
     // ------------------------------------------------------------ s2: u, its prefix sums and k's
     if (k_changed) {
-        unrope_kernel<<<1024, 256, 0, g->s2>>>(g->u, g->k, N, d, g->inv_freq, g->pos, layout == ROPE_HALF);
+        unrope_sums_kernel<<<(unsigned)g->npf, 256, 0, g->s2>>>(g->u, g->PF, g->PFseg, g->k, N, d, S, g->ncu, g->inv_freq,
+                                                                g->pos, layout == ROPE_HALF);
         CUDA_CHECK_LAUNCH();
-        chunk_colsum_kernel<<<(unsigned)g->ncu, d, 0, g->s2>>>(g->UP, g->u, d, S, CU, N);
-        CUDA_CHECK_LAUNCH();
-        scan_cols_kernel<double, 2><<<blocks_for(d, 2), dim3(2, 512), 0, g->s2>>>(g->UP, g->ncu, d, 1);
-        CUDA_CHECK_LAUNCH();
-        chunk_colsum_kernel<<<(unsigned)g->ncu, d, 0, g->s2>>>(g->KF, g->k, d, S, CU, N);
-        CUDA_CHECK_LAUNCH();
-        scan_cols_kernel<double, 2><<<blocks_for(d, 2), dim3(2, 512), 0, g->s2>>>(g->KF, g->ncu, d, 1);
+        scan_cols_kernel<double, 8><<<blocks_for(2 * d, 8), dim3(8, 128), 0, g->s2>>>(g->PFseg, g->npf, 2 * d, 0);
         CUDA_CHECK_LAUNCH();
     }
     // ------------------------------------------------------------ s2: samples, ridge solve, s, uk
-    sample_rows_kernel<<<blocks_for(ns * 32, 256), 256, 0, g->s2>>>(g->A, g->b, g->sI, g->sJ, ns, g->q, g->k, g->u, g->UP,
-                                                                    g->KF, g->inv_freq, d, S, T, c);
+    sample_rows_kernel<<<blocks_for(ns * 32, 256), 256, 0, g->s2>>>(g->A, g->b, g->sI, g->sJ, ns, g->q, g->k, g->u, g->PF,
+                                                                    g->PFseg, g->inv_freq, d, S, T, c);
     CUDA_CHECK_LAUNCH();
     // A (M x w, row-major) is A^T column-major: A^T A = At At^T, A^T b = At b
     CUBLAS_CHECK(cublasDgemm(g->blas2, CUBLAS_OP_N, CUBLAS_OP_T, w, w, M, &oned, g->A, w, g->A, w, &zerod, g->AtA, w));
