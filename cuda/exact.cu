@@ -124,65 +124,6 @@ __device__ __forceinline__ void load_k_tile(__half *Ks, const __half *k, int64_t
     cp_async_commit();
 }
 
-#ifndef EXP_MBAR
-#define EXP_MBAR 0  // experiment: 1 pass 2, 2 pass 1, 3 both without the CTA barrier a tile (below)
-#endif
-// Without a CTA barrier a tile (EXP_MBAR): tile it lives in buffer it % KB; the warp that finishes
-// tile it last (a shared counter a buffer) copies tile it + KB into that buffer, its lanes' copies
-// arriving on the buffer's mbarrier (32 arrivals a phase), on which each warp waits before the tile.
-// A warp may then run up to KB - 1 tiles ahead of the slowest, so that one's HMMA phase overlaps
-// another's element phase.
-#if EXP_MBAR
-__device__ __forceinline__ void mbar_init(uint64_t *bar, unsigned count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t *bar, unsigned parity) {
-    asm volatile(
-        "{\n .reg .pred p;\n WAIT_%=:\n"
-        " mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-        " @!p bra WAIT_%=;\n}\n" ::"r"(smem_addr(bar)),
-        "r"(parity)
-        : "memory");
-}
-// One warp copies a key tile; each lane's copies arrive on bar once they have landed.
-template <int D>
-__device__ __noinline__ void load_k_tile_warp(__half *Ks, const __half *k, int64_t N, int64_t c0, uint64_t *bar) {
-    constexpr int CH = D / 8;
-    constexpr int ROWS = 32 / CH;  // keys a pass of the warp covers
-    const int lane = threadIdx.x & 31, r0 = lane / CH, cc = lane % CH;
-    __half *dst = Ks + r0 * ldk<D>() + cc * 8;
-    if (c0 + BN <= N) {
-        const __half *src = k + (c0 + r0) * D + cc * 8;
-#pragma unroll 1
-        for (int x = 0; x < BN * CH / 32; x++) cp_async16(dst + x * ROWS * ldk<D>(), src + x * ROWS * D, true);
-    } else {
-#pragma unroll 1
-        for (int x = 0; x < BN * CH / 32; x++) {
-            const int64_t j = c0 + r0 + x * ROWS;
-            const bool ok = j < N;
-            cp_async16(dst + x * ROWS * ldk<D>(), k + (ok ? j : 0) * D + cc * 8, ok);
-        }
-    }
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_addr(bar)) : "memory");
-}
-// After a warp is done with tile it in buffer b: the last of the CTA's warps copies tile it + KB into it.
-template <int D, int KB>
-__device__ __forceinline__ void ring_release(__half *Kb, const __half *k, int64_t N, int it, int nt, unsigned *done,
-                                             uint64_t *bar) {
-    __syncwarp();
-    unsigned old = 0;
-    if ((threadIdx.x & 31) == 0) {
-        __threadfence_block();
-        old = atomicAdd(done, 1u);
-    }
-    old = __shfl_sync(0xffffffffu, old, 0);
-    if (old % NWARPS == NWARPS - 1 && it + KB < nt) {
-        __threadfence_block();
-        load_k_tile_warp<D>(Kb, k, N, (int64_t)(it + KB) * BN, bar);
-    }
-}
-#endif
-
 // S (16 x 64) = Q_warp K_tile^T: acc[n] holds rows g, g+8 and columns 8n + 2t, +1 (g = lane / 4,
 // t = lane % 4) as {(g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)}.
 template <int D>
@@ -393,25 +334,6 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
         }
         lA += lsA, lB += lsB;
     };
-#if EXP_MBAR & 2
-    __shared__ uint64_t fullb[KBUF1];
-    __shared__ unsigned donec[KBUF1];
-    if (threadIdx.x < KBUF1) mbar_init(&fullb[threadIdx.x], 32), donec[threadIdx.x] = 0u;
-    __syncthreads();
-    if (warp == 0)
-        for (int b = 0; b < KBUF1 && b < nt; b++) load_k_tile_warp<D>(Ks + b * ktile_halfs<D>(), a.k, N, (int64_t)b * BN, &fullb[b]);
-    for (int it = 0, cur = 0, ph = 0; it < nt; it++) {
-        mbar_wait(&fullb[cur], (unsigned)ph);
-        const int64_t cw = (int64_t)it * BN;
-        if (cw <= rlast) {
-            float acc[8][4];
-            qk_tile<D>(acc, qf, Ks + cur * ktile_halfs<D>());
-            part(acc, cw);
-        }
-        ring_release<D, KBUF1>(Ks + cur * ktile_halfs<D>(), a.k, N, it, nt, &donec[cur], &fullb[cur]);
-        if (++cur == KBUF1) cur = 0, ph ^= 1;
-    }
-#else
     load_k_tile<D>(Ks, a.k, N, 0);
     for (int it = 0, cur = 0; it < nt; it++) {
         const int nxt = cur + 1 == KBUF1 ? 0 : cur + 1;
@@ -431,7 +353,6 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
         if (KBUF1 == 2) __syncthreads();
         cur = nxt;
     }
-#endif
     // merge the 4 lanes of a row
 #pragma unroll
     for (int o = 1; o <= 2; o <<= 1) {
@@ -658,31 +579,6 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
     auto flush = [&]() {
         row_hist_flush(H, sh, a.rowhist + r0 * rhs, N - r0 < BM ? (int)(N - r0) : BM, nflush++ == 0);
     };
-#if EXP_MBAR & 1
-    __shared__ uint64_t fullb[KBUF2];
-    __shared__ unsigned donec[KBUF2];
-    if (threadIdx.x < KBUF2) mbar_init(&fullb[threadIdx.x], 32), donec[threadIdx.x] = 0u;
-    __syncthreads();  // also orders H and zh's clearing before the adds
-    if (warp == 0)
-        for (int b = 0; b < KBUF2 && b < nt; b++) load_k_tile_warp<D>(Ks + b * ktile_halfs<D>(), a.k, N, (int64_t)b * BN, &fullb[b]);
-    for (int it = 0, cur = 0, ph = 0; it < nt; it++) {
-        mbar_wait(&fullb[cur], (unsigned)ph);
-        const int64_t cw = (int64_t)it * BN;
-        if (cw <= rlast) {
-            float acc[8][4];
-            qk_tile<D>(acc, qf, Ks + cur * ktile_halfs<D>());
-            tile(acc, cw);
-        }
-        ring_release<D, KBUF2>(Ks + cur * ktile_halfs<D>(), a.k, N, it, nt, &donec[cur], &fullb[cur]);
-        if (flush_due(it + 1)) {
-            __syncthreads();  // every warp's adds in before the flush reads H
-            flush();
-            fold();
-            __syncthreads();  // the flush's zeroing before the next adds
-        }
-        if (++cur == KBUF2) cur = 0, ph ^= 1;
-    }
-#else
     load_k_tile<D>(Ks, a.k, N, 0);
     // One barrier a tile with two buffers: the barrier at the top of step it says that tile it has
     // landed (each thread waited for its own copies) and that every warp has left tile it - 1, whose
@@ -706,7 +602,6 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
         }
         cur = nxt;
     }
-#endif
     static_assert(KBUF2 == 2, "pass 2's loop alternates two key buffers");
     fold();
     // the rows' total mass (4 lanes each), then one thread per row walks its histogram
