@@ -95,6 +95,8 @@ typedef struct {
     uint8_t *mmask[N_MEASURED], *oracle;  // (nb, nb) each, owned by the slot
     double *xa_score;                     // XAttention's block scores (nbx, nbx), or NULL without methods or sweep
     int xa_have;                          // xa_score holds this head's (from the GPU, or the host's methods)
+    last_lines vs_lines, fp_lines;        // vertical-slash's and FlexPrefill's lines, for the sweep too
+    int lines_have;
     int nm;
     head_report rep;
     method_row mrows[N_MEASURED + 1];
@@ -239,10 +241,12 @@ static void run_methods(const pipeline *P, job *j) {
     j->nm = 1;
     if (!o->methods) return;
     const float *q = j->q, *k = j->kv->k;
-    method_vertical_slash(j->mmask[1], q, k, P->N, P->d, o->block, &o->mp);
+    methods_lines(&j->vs_lines, &j->fp_lines, q, k, P->N, P->d, &o->mp);
+    j->lines_have = 1;
+    vertical_slash_select(j->mmask[1], &j->vs_lines, P->N, o->block, &o->mp);
     if (!j->xa_have) xattention_scores(j->xa_score, q, k, P->N, P->d, &o->mp), j->xa_have = 1;  // else from the GPU
     xattention_select(j->mmask[2], j->xa_score, P->N, o->block, &o->mp);
-    method_flexprefill(j->mmask[3], q, k, P->N, P->d, o->block, &o->mp);
+    flexprefill_select(j->mmask[3], &j->fp_lines, q, k, P->N, P->d, o->block, &o->mp);
     method_lambda(j->mmask[4], P->N, o->block, &o->mp);
     method_trianglemix(j->mmask[5], P->N, o->block, &o->mp);
     j->nm = N_MEASURED;
@@ -351,7 +355,9 @@ static void host_stage(const pipeline *P, job *j) {
     if (o->sweep) {
         sweep_input si = {.N = N, .d = P->d, .B = o->block, .S = o->sink, .T = o->local, .eps = o->eps,
                           .q = j->q, .k = j->kv->k, .W = st->block_mass, .s = dc->s, .v = dc->v, .h = dc->h,
-                          .mp = o->mp, .xa_score = j->xa_have ? j->xa_score : NULL};
+                          .mp = o->mp, .xa_score = j->xa_have ? j->xa_score : NULL,
+                          .vs_lines = j->lines_have ? &j->vs_lines : NULL,
+                          .fp_lines = j->lines_have ? &j->fp_lines : NULL};
         j->np = sweep_head(&si, j->pts);
     }
 }
@@ -389,6 +395,8 @@ static void release_job(pipeline *P, job *j) {
     if (j->have_dc) decomp_free(&j->dc);
     j->have_st = j->have_dc = 0;
     j->xa_have = 0;
+    if (j->lines_have) methods_lines_free(&j->vs_lines), methods_lines_free(&j->fp_lines);
+    j->lines_have = 0;
     results_packed_free(&j->pk);
     pthread_mutex_lock(&P->mu);
     kv_release(j->kv);

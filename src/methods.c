@@ -91,23 +91,28 @@ static void blocks_from_lines(uint8_t *mask, const uint8_t *cols, const uint8_t 
 }
 
 // Column sums (vert, per key j) and diagonal sums (slash, per offset i - j) of the exact attention
-// A_ij = softmax_{j <= i}(c q_i . k_j) of the last nq query rows. Scores come in tiles of nq rows by
-// LC keys from single-threaded sgemm, the key tiles spread over threads: one pass for each row's
+// A_ij = softmax_{j <= i}(c q_i . k_j) of the last nq query rows, and (vert2 non-NULL) the same of
+// the last nq2 <= nq rows, added in the same order as alone. Scores come in tiles of nq rows by LC
+// keys from single-threaded sgemm, the key tiles spread over threads: one pass for each row's
 // maximum and sum, one for the sums of A.
 #define LC 1024
-static void last_rows_lines(const float *q, const float *k, int64_t N, int d, int64_t nq, double *vert, double *slash) {
+static void last_rows_lines(const float *q, const float *k, int64_t N, int d, int64_t nq, double *vert, double *slash,
+                            int64_t nq2, double *vert2, double *slash2) {
     const int64_t i0 = N - nq, nch = (N + LC - 1) / LC;
     const float c = 1.f / sqrtf((float)d);
     double *cm = xmalloc(sizeof(double) * nch * nq), *cl = xmalloc(sizeof(double) * nch * nq);
     double *lse = xmalloc(sizeof(double) * nq);
+    const int64_t r2 = vert2 ? nq - nq2 : nq;  // rows r >= r2 count in the inner set too
     memset(vert, 0, sizeof(double) * N);
     memset(slash, 0, sizeof(double) * N);
+    if (vert2) memset(vert2, 0, sizeof(double) * N), memset(slash2, 0, sizeof(double) * N);
     openblas_set_num_threads(1);
     for (int pass = 0; pass < 2; pass++) {
 #pragma omp parallel
         {
             float *Z = xmalloc(sizeof(float) * nq * LC);
             double *sl = pass ? xcalloc(N, sizeof(double)) : NULL;  // this thread's diagonal sums
+            double *sl2 = pass && vert2 ? xcalloc(N, sizeof(double)) : NULL;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t ch = 0; ch < nch; ch++) {
                 int64_t j0 = ch * LC, j1 = j0 + LC < N ? j0 + LC : N;
@@ -127,15 +132,20 @@ static void last_rows_lines(const float *q, const float *k, int64_t N, int d, in
                         double a = exp(z[j] - lse[r]);
                         vert[j0 + j] += a;  // this tile's columns are this thread's alone
                         sl[i0 + r - (j0 + j)] += a;
+                        if (r >= r2) vert2[j0 + j] += a, sl2[i0 + r - (j0 + j)] += a;
                     }
                 }
             }
             if (pass) {
 #pragma omp critical
-                for (int64_t m = 0; m < N; m++) slash[m] += sl[m];
+                {
+                    for (int64_t m = 0; m < N; m++) slash[m] += sl[m];
+                    if (sl2)
+                        for (int64_t m = 0; m < N; m++) slash2[m] += sl2[m];
+                }
             }
             free(Z);
-            free(sl);
+            free(sl), free(sl2);
         }
         if (!pass)
             for (int64_t r = 0; r < nq; r++) {
@@ -149,13 +159,38 @@ static void last_rows_lines(const float *q, const float *k, int64_t N, int d, in
     free(cm), free(cl), free(lse);
 }
 
+static void lines_alloc(last_lines *l, int64_t nq, int64_t N) {
+    l->nq = nq, l->vert = xmalloc(sizeof(double) * N), l->slash = xmalloc(sizeof(double) * N);
+}
+
+void methods_lines(last_lines *vs, last_lines *fp, const float *q, const float *k, int64_t N, int d,
+                   const methods_params *p) {
+    const int64_t nvs = p->vs_last_q < N ? p->vs_last_q : N, nfp = p->fp_block < N ? p->fp_block : N;
+    lines_alloc(vs, nvs, N), lines_alloc(fp, nfp, N);
+    last_lines *big = nvs >= nfp ? vs : fp, *small = nvs >= nfp ? fp : vs;
+    last_rows_lines(q, k, N, d, big->nq, big->vert, big->slash, small->nq, small->vert, small->slash);
+}
+
+void methods_lines_free(last_lines *l) {
+    free(l->vert), free(l->slash);
+    l->vert = l->slash = NULL;
+}
+
 void method_vertical_slash(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
                            const methods_params *p) {
+    last_lines l;
+    lines_alloc(&l, p->vs_last_q < N ? p->vs_last_q : N, N);
+    last_rows_lines(q, k, N, d, l.nq, l.vert, l.slash, 0, NULL, NULL);
+    vertical_slash_select(mask, &l, N, B, p);
+    methods_lines_free(&l);
+}
+
+void vertical_slash_select(uint8_t *mask, const last_lines *vs, int64_t N, int B, const methods_params *p) {
     int64_t nv, ns;
+    CHECK(vs->nq == (p->vs_last_q < N ? p->vs_last_q : N));
     methods_vs_counts(p, N, &nv, &ns);
-    const int64_t nq = p->vs_last_q < N ? p->vs_last_q : N;
     double *vert = xmalloc(sizeof(double) * N), *slash = xmalloc(sizeof(double) * N);
-    last_rows_lines(q, k, N, d, nq, vert, slash);
+    memcpy(vert, vs->vert, sizeof(double) * N), memcpy(slash, vs->slash, sizeof(double) * N);
     for (int64_t j = 0; j < 30 && j < N; j++) vert[j] = INFINITY;    // the first 30 keys
     for (int64_t m = 0; m < 100 && m < N; m++) slash[m] = INFINITY;  // the last 100 diagonals
     uint8_t *cols = xmalloc(N), *offs = xmalloc(N);
@@ -187,14 +222,25 @@ static void avgpool(double *out, const float *x, int64_t r0, int64_t r1, int d) 
 
 int method_flexprefill(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
                        const methods_params *p) {
+    last_lines l;
+    lines_alloc(&l, p->fp_block < N ? p->fp_block : N, N);
+    last_rows_lines(q, k, N, d, l.nq, l.vert, l.slash, 0, NULL, NULL);
+    const int r = flexprefill_select(mask, &l, q, k, N, d, B, p);
+    methods_lines_free(&l);
+    return r;
+}
+
+int flexprefill_select(uint8_t *mask, const last_lines *fp, const float *q, const float *k, int64_t N, int d, int B,
+                       const methods_params *p) {
     const int Bf = p->fp_block;
     const int64_t nbf = (N + Bf - 1) / Bf, nq = Bf < N ? Bf : N, nb = (N + B - 1) / B;
+    CHECK(fp->nq == nq);
+    const double *vert = fp->vert, *slash = fp->slash;
     const double c = 1 / sqrt((double)d);
     // pooled keys, and the last queries' attention: per key block (true) and per line
     double *kp = xmalloc(sizeof(double) * nbf * d), *qp = xmalloc(sizeof(double) * d);
     for (int64_t J = 0; J < nbf; J++) avgpool(kp + J * d, k, J * Bf, (J + 1) * Bf < N ? (J + 1) * Bf : N, d);
-    double *truth = xcalloc(nbf, sizeof(double)), *vert = xmalloc(sizeof(double) * N), *slash = xmalloc(sizeof(double) * N);
-    last_rows_lines(q, k, N, d, nq, vert, slash);
+    double *truth = xcalloc(nbf, sizeof(double));
     for (int64_t j = 0; j < N; j++) truth[j / Bf] += vert[j] / (double)nq;  // the true pooled distribution
     // the estimate for the last query block: softmax over the key blocks it can see
     avgpool(qp, q, N - nq, N, d);
@@ -243,7 +289,7 @@ int method_flexprefill(uint8_t *mask, const float *q, const float *k, int64_t N,
         free(cols), free(offs);
     }
     for (int64_t I = 0; I < nb; I++) mask[I * nb] = mask[I * nb + I] = 1;  // first column, diagonal
-    free(kp), free(qp), free(truth), free(vert), free(slash), free(est), free(coarse);
+    free(kp), free(qp), free(truth), free(est), free(coarse);
     return query_aware;
 }
 

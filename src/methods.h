@@ -44,6 +44,21 @@ void methods_vs_counts(const methods_params *p, int64_t N, int64_t *nv, int64_t 
 // Every mask is (nb, nb), nb = ceil(N / B), 1 = kept, upper triangle 0. q, k: (N, d) post-RoPE.
 void method_vertical_slash(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
                            const methods_params *p);
+// The lines vertical-slash and FlexPrefill start from: the exact attention of the last nq query rows
+// summed per key column (vert, N) and per offset i - j (slash, N). methods_lines computes both
+// methods' (the last vs_last_q rows; the last fp_block rows) in one pass over the larger set, each as
+// the method alone computes it; the *_select functions then choose blocks from them (the methods
+// above are lines + select), so that a sweep over counts or coverage computes the lines once.
+typedef struct {
+    int64_t nq;
+    double *vert, *slash;
+} last_lines;
+void methods_lines(last_lines *vs, last_lines *fp, const float *q, const float *k, int64_t N, int d,
+                   const methods_params *p);
+void methods_lines_free(last_lines *l);
+void vertical_slash_select(uint8_t *mask, const last_lines *vs, int64_t N, int B, const methods_params *p);
+int flexprefill_select(uint8_t *mask, const last_lines *fp, const float *q, const float *k, int64_t N, int d, int B,
+                       const methods_params *p);
 void method_xattention(uint8_t *mask, const float *q, const float *k, int64_t N, int d, int B,
                        const methods_params *p);
 // XAttention in two steps (method_xattention is both): the block scores (nbx, nbx), nbx =

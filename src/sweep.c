@@ -40,6 +40,13 @@ int sweep_head(const sweep_input *in, sweep_point *pts) {
         mask_skeleton(mask, in->s, in->v, in->h, N, &p);
         add(pts, &n, "skeleton", rho[t], mask, in);
     }
+    // the lines of vertical-slash and FlexPrefill do not depend on the counts or the coverage
+    last_lines own_vs = {0}, own_fp = {0};
+    const last_lines *vs = in->vs_lines, *fp = in->fp_lines;
+    if (!vs || !fp) {
+        methods_lines(&own_vs, &own_fp, in->q, in->k, N, in->d, &in->mp);
+        vs = &own_vs, fp = &own_fp;
+    }
     int64_t nv0, ns0;
     methods_vs_counts(&in->mp, N, &nv0, &ns0);
     static const double scale[] = {0.125, 0.25, 0.5, 1, 2, 4, 8, 16};
@@ -47,7 +54,7 @@ int sweep_head(const sweep_input *in, sweep_point *pts) {
         methods_params mp = in->mp;
         mp.vs_vertical = (int64_t)fmax(1, nv0 * scale[t]);
         mp.vs_slash = (int64_t)fmax(1, ns0 * scale[t]);
-        method_vertical_slash(mask, in->q, in->k, N, in->d, in->B, &mp);
+        vertical_slash_select(mask, vs, N, in->B, &mp);
         add(pts, &n, "vertical_slash", scale[t], mask, in);
     }
     // XAttention's scores do not depend on tau: computed once (or given), selected per tau
@@ -70,7 +77,7 @@ int sweep_head(const sweep_input *in, sweep_point *pts) {
     for (size_t t = 0; t < sizeof gamma / sizeof gamma[0]; t++) {
         methods_params mp = in->mp;
         mp.fp_gamma = gamma[t];
-        method_flexprefill(mask, in->q, in->k, N, in->d, in->B, &mp);
+        flexprefill_select(mask, fp, in->q, in->k, N, in->d, in->B, &mp);
         add(pts, &n, "flexprefill", gamma[t], mask, in);
     }
     for (int64_t w = 64; w < 2 * N; w *= 2) {
@@ -103,5 +110,6 @@ int sweep_head(const sweep_input *in, sweep_point *pts) {
     }
     free(all);
     free(mask);
+    if (vs == &own_vs) methods_lines_free(&own_vs), methods_lines_free(&own_fp);
     return n;
 }

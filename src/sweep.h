@@ -29,6 +29,8 @@ typedef struct {
     const float *s, *v, *h;    // (N) the decomposition
     methods_params mp;         // the defaults the sweeps scale
     const double *xa_score;    // XAttention's block scores for mp (xattention_scores), or NULL to compute them
+    const last_lines *vs_lines, *fp_lines;  // vertical-slash's and FlexPrefill's lines for mp (methods_lines),
+                                            // or NULL to compute them
 } sweep_input;
 
 // Fills pts (at most SWEEP_MAX_POINTS) and returns their number.

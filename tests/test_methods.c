@@ -225,6 +225,70 @@ static void test_flexprefill(void **state) {
 
 // The global oracle is optimal for mean recall at a block count: at every sweep point of every
 // method, the heaviest blocks of the same count keep at least the method's recall.
+// methods_lines computes vertical-slash's and FlexPrefill's lines in one pass over the larger row
+// set: each against column and diagonal sums of the double-precision attention of its own last rows
+// (either set the larger), the selections from them equal to the methods alone, and a sweep given
+// them equal to one that computes its own.
+static void test_shared_lines(void **state) {
+    const int64_t N = 1200;
+    const int d = 32, B = 32;
+    const int64_t nb = (N + B - 1) / B;
+    ref_head h;
+    make_head(&h, N, d, 61);
+    uint8_t *a = malloc(nb * nb), *b = malloc(nb * nb);
+    double *vert = malloc(sizeof(double) * N), *slash = malloc(sizeof(double) * N);
+    for (int order = 0; order < 2; order++) {
+        methods_params p;
+        methods_params_default(&p);
+        p.vs_vertical = 60, p.vs_slash = 160;
+        p.vs_last_q = order ? 200 : 64;  // inside FlexPrefill's 128 rows, then around them
+        p.fp_tau = order ? 0.1 : 1.0;    // 1.0: FlexPrefill takes its vertical-slash branch
+        last_lines vs, fp;
+        methods_lines(&vs, &fp, h.q, h.k, N, d, &p);
+        assert_int_equal(vs.nq, p.vs_last_q);
+        assert_int_equal(fp.nq, p.fp_block);
+        for (int x = 0; x < 2; x++) {
+            const last_lines *l = x ? &fp : &vs;
+            memset(vert, 0, sizeof(double) * N), memset(slash, 0, sizeof(double) * N);
+            for (int64_t i = N - l->nq; i < N; i++)
+                for (int64_t j = 0; j <= i; j++) vert[j] += h.A[i * N + j], slash[i - j] += h.A[i * N + j];
+            for (int64_t j = 0; j < N; j++) {  // float scores: ~1e-6 of a line
+                assert_true(fabs(l->vert[j] - vert[j]) <= 1e-5 * (1 + vert[j]));
+                assert_true(fabs(l->slash[j] - slash[j]) <= 1e-5 * (1 + slash[j]));
+            }
+        }
+        method_vertical_slash(a, h.q, h.k, N, d, B, &p);
+        vertical_slash_select(b, &vs, N, B, &p);
+        assert_masks_equal("vertical-slash from shared lines", b, a, nb);
+        const int qa = method_flexprefill(a, h.q, h.k, N, d, B, &p);
+        assert_int_equal(flexprefill_select(b, &fp, h.q, h.k, N, d, B, &p), qa);
+        assert_masks_equal("FlexPrefill from shared lines", b, a, nb);
+        methods_lines_free(&vs), methods_lines_free(&fp);
+    }
+    // a sweep given the lines equals one that computes them
+    exact_stats st;
+    exact_stats_init(&st, N, d, B, 64, 0.8);
+    exact_compute(&st, h.q, h.k, NULL, NULL, 0);
+    float *s = calloc(N, sizeof(float)), *v = calloc(N, sizeof(float)), *hh = calloc(N, sizeof(float));
+    sweep_input in = {.N = N, .d = d, .B = B, .S = 64, .T = 64, .eps = 0.8, .q = h.q, .k = h.k, .W = st.block_mass,
+                      .s = s, .v = v, .h = hh};
+    methods_params_default(&in.mp);
+    sweep_point p1[SWEEP_MAX_POINTS], p2[SWEEP_MAX_POINTS];
+    const int n1 = sweep_head(&in, p1);
+    last_lines vs, fp;
+    methods_lines(&vs, &fp, h.q, h.k, N, d, &in.mp);
+    in.vs_lines = &vs, in.fp_lines = &fp;
+    assert_int_equal(sweep_head(&in, p2), n1);
+    for (int x = 0; x < n1; x++) {
+        assert_string_equal(p1[x].method, p2[x].method);
+        assert_true(p1[x].density == p2[x].density && p1[x].recall == p2[x].recall);
+    }
+    methods_lines_free(&vs), methods_lines_free(&fp);
+    free(s), free(v), free(hh), free(a), free(b), free(vert), free(slash);
+    exact_stats_free(&st);
+    free_head(&h);
+}
+
 static void test_sweep_dominated_by_global_oracle(void **state) {
     const int64_t N = 1100;
     const int d = 32, B = 32;
@@ -273,6 +337,7 @@ int main(void) {
         cmocka_unit_test(test_vertical_slash),
         cmocka_unit_test(test_xattention),
         cmocka_unit_test(test_flexprefill),
+        cmocka_unit_test(test_shared_lines),
         cmocka_unit_test(test_sweep_dominated_by_global_oracle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
