@@ -144,21 +144,6 @@ __device__ __forceinline__ void qk_tile(float acc[8][4], const uint32_t qf[D / 1
 }
 
 
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-    for (int o = 16; o; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-    return x;
-}
-__device__ __forceinline__ float warp_max(float x) {
-#pragma unroll
-    for (int o = 16; o; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-    return x;
-}
-__device__ __forceinline__ float warp_min(float x) {
-#pragma unroll
-    for (int o = 16; o; o >>= 1) x = fminf(x, __shfl_xor_sync(0xffffffffu, x, o));
-    return x;
-}
 
 // Shared-memory reductions at a 32-bit shared address (no return value: RED, not ATOM).
 __device__ __forceinline__ void red_shared_u32(uint32_t addr, uint32_t v) {
