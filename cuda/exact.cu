@@ -1,6 +1,7 @@
 // exact.cu: GPU twin of src/exact.c, the two streaming passes of SPEC section 2 over z = c Q K^T.
 //   inputs: q, k (N, d) float32 rows on the host, converted to float16 on the device (d in {64, 128});
-//   pass 1: lse (N) and the range of z over causal pairs;
+//   pass 1: lse (N) and the range of z over causal pairs (the min as the unsigned max of the
+//           products' float bits, exact_min_kernel completing it);
 //   pass 2: block mass W and block max X (nb, nb) on the B grid, the count of A < eps/N, the z
 //           histogram and moments, a per-row log-domain histogram per row giving the exact sparsity,
 //           and the pooled images (element by element when pixel cells are not whole blocks).
@@ -66,6 +67,7 @@ struct exact_acc {
     unsigned long long dropped; // the exact-sparsity count
     unsigned long long sparse_blocks;
     unsigned overflow;          // an input beyond the float16 range
+    unsigned umax;              // pass 1: the unsigned max of the causal products' float bits (zmin from it)
     float zc_sum;               // z log2 e summed over the centre's sample (zcentre_kernel)
     float zc;                   // the moments' centre, near zc_sum / ZC_SAMPLES (written by the pass that sums them)
     double mom[4];              // sums of y (filled in by the finish), y^2, y^3, y^4 with y = z log2 e - zc
@@ -255,10 +257,11 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
     const int nt = (int)((cols + BN - 1) / BN);
     const int64_t rlast = rw + 15 < N - 1 ? rw + 15 : N - 1;
     const float scale2 = a.scale2;
-    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f, tmn = INFINITY, tmx = -INFINITY;
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f, tmx = -INFINITY;
+    uint32_t tum = 0u;
     // The softmax work on a tile (masked where it crosses the diagonal or the end). Short dependency
-    // chains: a partial min per e, a tree of maxima, two partial sums a row (pass 1 at 128K 8.26 ->
-    // 8.20 ms alone, more beside wgmma; kept for the latency-bound pass).
+    // chains: two partial maxima of the bits for the min, a tree of maxima, two partial sums a row
+    // (pass 1 at 128K 8.26 -> 8.20 ms alone, more beside wgmma; kept for the latency-bound pass).
     auto part = [&](float(&acc)[8][4], int64_t cw) {
         // max and min on the raw products (scale2 > 0); masked elements become -inf in a copy
         float v[8][4];
@@ -266,7 +269,12 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) v[n][e] = acc[n][e];
-        float mn[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
+        // The min as the unsigned max of the float bits: a negative float's bits exceed every
+        // non-negative one's and grow with its magnitude, so where any product is negative the
+        // maximum is the most negative product. ptxas takes two elements an instruction (a
+        // 3-input integer max). Where none is (tum's sign bit clear over the whole head),
+        // exact_min_kernel finds the min after this pass.
+        uint32_t um[2] = {0u, 0u};
         if (cw + BN - 1 > rw || rw + 15 >= N) {
 #pragma unroll
             for (int n = 0; n < 8; n++)
@@ -274,23 +282,32 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
                 for (int e = 0; e < 4; e++) {
                     int64_t row = e < 2 ? rowA : rowB, col = cw + n * 8 + 2 * t + (e & 1);
                     if (!(col <= row && row < N)) v[n][e] = -INFINITY;
-                    else mn[e] = fminf(mn[e], v[n][e]);
+                    else {
+                        um[e & 1] = max(um[e & 1], __float_as_uint(v[n][e]));
+                    }
                 }
         } else {
 #pragma unroll
             for (int n = 0; n < 8; n++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) mn[e] = fminf(mn[e], v[n][e]);
+                for (int e = 0; e < 4; e++) {
+                    um[e & 1] = max(um[e & 1], __float_as_uint(v[n][e]));
+                }
         }
-        tmn = fminf(tmn, fminf(fminf(mn[0], mn[1]), fminf(mn[2], mn[3])));
-        float xa[8], xb[8];
+        tum = max(tum, max(um[0], um[1]));
+        // the rows' maxima over the tile (a tree)
+        auto tile_max = [&](float &tA, float &tB) {
+            float xa[8], xb[8];
 #pragma unroll
-        for (int n = 0; n < 8; n++) xa[n] = fmaxf(v[n][0], v[n][1]), xb[n] = fmaxf(v[n][2], v[n][3]);
+            for (int n = 0; n < 8; n++) xa[n] = fmaxf(v[n][0], v[n][1]), xb[n] = fmaxf(v[n][2], v[n][3]);
 #pragma unroll
-        for (int w = 4; w; w >>= 1)
+            for (int w = 4; w; w >>= 1)
 #pragma unroll
-            for (int n = 0; n < w; n++) xa[n] = fmaxf(xa[n], xa[n + w]), xb[n] = fmaxf(xb[n], xb[n + w]);
-        const float tA = xa[0] * scale2, tB = xb[0] * scale2;
+                for (int n = 0; n < w; n++) xa[n] = fmaxf(xa[n], xa[n + w]), xb[n] = fmaxf(xb[n], xb[n + w]);
+            tA = xa[0] * scale2, tB = xb[0] * scale2;
+        };
+        float tA, tB;
+        tile_max(tA, tB);
         tmx = fmaxf(tmx, fmaxf(tA, tB));  // the rows' max m may lag behind it (lazy rescaling)
         // the tile's exponentials against offsets -m (a thread with no valid element in a row yet
         // has m = -inf: subtract 0 instead; its masked elements are -inf, and -inf - -inf is NaN)
@@ -304,7 +321,7 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
             }
             lsA = sA[0] + sA[1], lsB = sB[0] + sB[1];
         };
-        auto rescale = [&]() {
+        auto rescale = [&](float tA, float tB) {
             if (tA > mA) lA *= fast_exp2(mA - tA), mA = tA;
             if (tB > mB) lB *= fast_exp2(mB - tB), mB = tB;
         };
@@ -314,7 +331,7 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
         // max grew by more than that (its first tile, rarely after), the warp redoes the tile as round 4.
         sums(lsA, lsB);
         if (__any_sync(0xffffffffu, tA > mA + LAZY_THR || tB > mB + LAZY_THR)) {
-            rescale();
+            rescale(tA, tB);
             sums(lsA, lsB);
         }
         lA += lsA, lB += lsB;
@@ -352,12 +369,59 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass1_kernel(pass_args a) {
         if (rowA < N) a.lse[rowA] = (mA + log2f(lA)) * LN2;
         if (rowB < N) a.lse[rowB] = (mB + log2f(lB)) * LN2;
     }
-    const float zmn = warp_min(tmn * scale2);
+    const uint32_t umx = __reduce_max_sync(0xffffffffu, tum);
     const float zmx = warp_max(tmx);
     if (lane == 0 && rw < N) {
-        atomicMin(&a.acc->zmin, float_to_ordered(zmn));
+        atomicMax(&a.acc->umax, umx);
         atomicMax(&a.acc->zmax, float_to_ordered(zmx));
     }
+}
+
+// After pass 1: zmin. Where any causal product is negative, the unsigned max of the products' float
+// bits (pass 1's umax) is the most negative one: a thread writes zmin and every CTA returns. Else
+// every product is >= 0 and this kernel finds their min as pass 1's tiles without the softmax, its
+// CTAs striding over the row blocks (a slower path, for a head with no negative q . k at all).
+constexpr unsigned MIN_GRID = 256;
+template <int D>
+__global__ void __launch_bounds__(THREADS, 2) exact_min_kernel(pass_args a) {
+    const uint32_t U = a.acc->umax;
+    if (U & 0x80000000u) {
+        if (blockIdx.x == 0 && threadIdx.x == 0) a.acc->zmin = float_to_ordered(__uint_as_float(U) * a.scale2);
+        return;
+    }
+    extern __shared__ uint4 smem_u4[];
+    __half *Ks = (__half *)smem_u4;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t N = a.N, nblk = (N + BM - 1) / BM;
+    float mn = INFINITY;
+    for (int64_t blk = blockIdx.x; blk < nblk; blk += gridDim.x) {
+        const int64_t r0 = blk * BM, rw = r0 + warp * 16, rowA = rw + g, rowB = rowA + 8;
+        uint32_t qf[D / 16][4];
+        load_q_frags<D>(qf, a.q, N, rowA);
+        const int64_t cols = r0 + BM < N ? r0 + BM : N;
+        const int nt = (int)((cols + BN - 1) / BN);
+        const int64_t rlast = rw + 15 < N - 1 ? rw + 15 : N - 1;
+        for (int it = 0; it < nt; it++) {
+            load_k_tile<D>(Ks, a.k, N, (int64_t)it * BN);
+            cp_async_wait<0>();
+            __syncthreads();
+            const int64_t cw = (int64_t)it * BN;
+            if (cw <= rlast) {
+                float acc[8][4];
+                qk_tile<D>(acc, qf, Ks);
+#pragma unroll
+                for (int n = 0; n < 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int64_t row = e < 2 ? rowA : rowB, col = cw + n * 8 + 2 * t + (e & 1);
+                        if (col <= row && row < N) mn = fminf(mn, acc[n][e]);
+                    }
+            }
+            __syncthreads();
+        }
+    }
+    mn = warp_min(mn);
+    if (lane == 0 && mn < INFINITY) atomicMin(&a.acc->zmin, float_to_ordered(mn * a.scale2));
 }
 
 // ---------------------------------------------------------------------------- pass 2
@@ -841,6 +905,8 @@ extern "C" int gpu_exact_init(gpu_exact **out, int64_t N, int d, int B, int imag
     CUDA_CHECK(cudaEventCreateWithFlags(&g->ev_qk, cudaEventDisableTiming));
     CUDA_CHECK(cudaFuncSetAttribute(exact_pass1_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass1_smem(64)));
     CUDA_CHECK(cudaFuncSetAttribute(exact_pass1_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass1_smem(128)));
+    CUDA_CHECK(cudaFuncSetAttribute(exact_min_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass1_smem(64)));
+    CUDA_CHECK(cudaFuncSetAttribute(exact_min_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass1_smem(128)));
     const int smem2 = (int)pass2_smem(d, g->rh.rhs, g->rh.zc_copies);
     CHECK(smem2 <= (int)SMEM_PER_CTA);
     if (d == 64) {
@@ -914,6 +980,12 @@ extern "C" int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, 
     CUDA_CHECK(cudaEventRecord(g->ev_in));
     if (g->d == 64) exact_pass1_kernel<64><<<grid, THREADS, pass1_smem(64)>>>(a);
     else exact_pass1_kernel<128><<<grid, THREADS, pass1_smem(128)>>>(a);
+    CUDA_CHECK_LAUNCH();
+    {
+        const unsigned gm = grid < MIN_GRID ? grid : MIN_GRID;
+        if (g->d == 64) exact_min_kernel<64><<<gm, THREADS, pass1_smem(64)>>>(a);
+        else exact_min_kernel<128><<<gm, THREADS, pass1_smem(128)>>>(a);
+    }
     CUDA_CHECK_LAUNCH();
     {  // the q . k sum on the side stream, launched after pass 1 so that its CTAs take the SMs that
        // pass 1's tail leaves idle (0.04 ms of kernels; before pass 1 on the legacy stream they
