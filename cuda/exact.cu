@@ -478,8 +478,11 @@ __device__ __noinline__ void row_hist_flush(unsigned *H, row_hist_shape sh, unsi
             if (idx < 4 || r >= nrows) continue;
             unsigned long long *w = rowhist + r * rhs + idx;
             const unsigned long long x = row_hist_unpack(v, e);
+            // a store, then reductions: neither waits for memory (a load-add-store waited for each
+            // entry's load: pass 2 at 128K 14.27 -> 13.66 ms); the row walk at the end reads them
+            // after a barrier
             if (first) *w = x;
-            else if (x) *w += x;
+            else if (x) atomicAdd(w, x);
         }
     }
 }
