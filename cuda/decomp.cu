@@ -183,6 +183,9 @@ __global__ void __launch_bounds__(1024) scan_cols_kernel(Tv *a, int64_t n, int64
 // hi + lo (lo = x 2^e - hi), and each product is hi hi + hi lo + lo hi (three mma.sync m16n8k16,
 // f32 accumulate): ~2^-21 relative per term, the dropped lo lo term ~2^-22.
 constexpr int BT = 64;  // B rows per shared-memory tile
+#ifndef DECOMP_QLO_SKIP
+#define DECOMP_QLO_SKIP 0  // rows_kernel skips the queries' lo products where they are all zero
+#endif
 constexpr int GSEG = 8; // chunks per Gram segment (gram_kernel): float accumulation over at most GSEG C keys
 template <int DP>
 __host__ __device__ constexpr int ldb() { return DP + 8; }  // padded shared row (halfs), as exact.cu's ldk
@@ -330,11 +333,15 @@ __device__ __forceinline__ void split_raw(__half *Bh, __half *Bl, float *sinv, c
 // The three split products of one k16 step for NG accumulators, issued term by term across the
 // group: NG independent mma chains in flight instead of one chain of six dependent mma (the inline
 // asm is volatile, so its order is the issue order). b*[x][0..1] are the step's B fragments.
+// alo = false: the A fragments' lo parts are all zero in the warp (skip their products, which add
+// exact zeros: the sums are bit for bit the same).
 template <int NG>
 __device__ __forceinline__ void mma3_group(float (*acc)[4], const uint32_t ah[4], const uint32_t al[4],
-                                           const uint32_t (*bh)[4], const uint32_t (*bl)[4], int half) {
+                                           const uint32_t (*bh)[4], const uint32_t (*bl)[4], int half,
+                                           bool alo = true) {
+    if (alo)
 #pragma unroll
-    for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], al, bh[x][2 * half], bh[x][2 * half + 1]);
+        for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], al, bh[x][2 * half], bh[x][2 * half + 1]);
 #pragma unroll
     for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], ah, bl[x][2 * half], bl[x][2 * half + 1]);
 #pragma unroll
@@ -345,7 +352,8 @@ __device__ __forceinline__ void mma3_group(float (*acc)[4], const uint32_t ah[4]
 // as exact.cu's qk_tile. The small terms first. B fragments for 4 n-tiles at a time.
 template <int DP>
 __device__ __forceinline__ void mma_tile_split(float acc[8][4], const uint32_t qh[DP / 16][4],
-                                               const uint32_t ql[DP / 16][4], const __half *Bh, const __half *Bl) {
+                                               const uint32_t ql[DP / 16][4], const __half *Bh, const __half *Bl,
+                                               bool qlo = true) {
     constexpr int NG = 4;
     const int lane = threadIdx.x & 31;
 #pragma unroll
@@ -361,8 +369,8 @@ __device__ __forceinline__ void mma_tile_split(float acc[8][4], const uint32_t q
                 ldmatrix_x4(bh[x], Bh + off);
                 ldmatrix_x4(bl[x], Bl + off);
             }
-            mma3_group<NG>(acc + n0, qh[2 * kk], ql[2 * kk], bh, bl, 0);
-            mma3_group<NG>(acc + n0, qh[2 * kk + 1], ql[2 * kk + 1], bh, bl, 1);
+            mma3_group<NG>(acc + n0, qh[2 * kk], ql[2 * kk], bh, bl, 0, qlo);
+            mma3_group<NG>(acc + n0, qh[2 * kk + 1], ql[2 * kk + 1], bh, bl, 1, qlo);
         }
     }
 }
@@ -463,6 +471,16 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     uint32_t qh[DP / 16][4], ql[DP / 16][4];
     float qinv[2];
     load_q_split<DP>(qh, ql, qinv, a.q, N, d, i0 + rr[0]);
+#if DECOMP_QLO_SKIP
+    // Queries that float16 holds exactly (a float16 dump's, scaled by powers of two) have no lo
+    // part: the warp skips those products, a third of the mma (not yet measured on the GPU).
+    uint32_t anylo = 0;
+#pragma unroll
+    for (int s = 0; s < DP / 16; s++) anylo |= ql[s][0] | ql[s][1] | ql[s][2] | ql[s][3];
+    const bool qlo = __any_sync(0xffffffffu, anylo != 0);
+#else
+    const bool qlo = true;
+#endif
     __syncthreads();
     // q_i . mf: the Grams and the window keys are centred on mf (k - mf) so that their products carry
     // the spread of z, not its mean (mu^2 >> sigma^2 cancels in sigma^2 = E z^2 - mu^2)
@@ -490,7 +508,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
 #pragma unroll
         for (int tg = 0; tg < DP / 64; tg++) {
             next_tile(2, d - tg * 64, nullptr);
-            mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
+            mma_tile_split<DP>(acc, qh, ql, Bh, Bl, qlo);
 #pragma unroll
             for (int n = 0; n < 8; n++) {  // column b = 64 tg + 8 n + 2 t: A fragment s = 4 tg + n / 2
                 const int s = tg * 4 + n / 2, r = (n & 1) * 2;
@@ -505,7 +523,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     // r < w <= r + T (the last T keys)
     for (int tw = 0; tw < nwt; tw++) {
         next_tile(1, N - (i0 - T + (int64_t)tw * BT), mf);
-        mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
+        mma_tile_split<DP>(acc, qh, ql, Bh, Bl, qlo);
 #pragma unroll
         for (int h = 0; h < 2; h++) {  // x = q_i . (k_j - mf)
             const int r = rr[h] - tw * BT;  // the row against tile columns
@@ -525,7 +543,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     // the sinks
     for (int ts = 0; ts < nst; ts++) {
         next_tile(1, S - ts * BT, nullptr);
-        mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
+        mma_tile_split<DP>(acc, qh, ql, Bh, Bl, qlo);
         const int ns = S - ts * BT;
 #pragma unroll
         for (int h = 0; h < 2; h++) lse_tile(lm[h], ll[h], acc, h, qinv[h] * c2, 0.f, sinv, [=](int w) { return w < ns; });
