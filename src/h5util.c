@@ -67,10 +67,19 @@ void h5_pack2d(h5_packed *p, const void *data, size_t elem, hsize_t rows, hsize_
                     for (size_t b = 0; b < elem; b++) sh[b * ne + i] = tile[i * elem + b];
                 src = sh;
             }
-            uLongf n = compressBound((uLong)raw);
-            p->buf[c] = xmalloc(n);
-            CHECK(compress2(p->buf[c], &n, src, (uLong)raw, 1) == Z_OK);
-            p->len[c] = n;
+            // zlib's run-length strategy (a standard zlib stream, which HDF5's deflate filter reads):
+            // on the shuffled float planes of block mass and images 1.7x faster than deflate level 1
+            // and a little smaller (16K head: 2.35x against 2.27x); masks are runs of 0 and 1.
+            const uLong cap = compressBound((uLong)raw);
+            p->buf[c] = xmalloc(cap);
+            z_stream zs;
+            memset(&zs, 0, sizeof zs);
+            CHECK(deflateInit2(&zs, 1, Z_DEFLATED, 15, 8, Z_RLE) == Z_OK);
+            zs.next_in = (Bytef *)src, zs.avail_in = (uInt)raw;
+            zs.next_out = p->buf[c], zs.avail_out = (uInt)cap;
+            CHECK(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+            p->len[c] = zs.total_out;
+            CHECK(deflateEnd(&zs) == Z_OK);
         }
         free(tile), free(sh);
     }

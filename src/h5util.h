@@ -12,9 +12,10 @@ void h5_attr_put_f64(hid_t obj, const char *name, double v);
 void h5_attr_put_str(hid_t obj, const char *name, const char *s);
 
 // A 2-D array compressed ahead of writing: HDF5's shuffle (elements wider than a byte) and deflate
-// level 1 over chunks of at most 256 x 256, the bytes HDF5's own filters would store. Compressing is the slow part of writing a results
-// file (about 60 MB/s of float32 on one core), so the pipeline packs in its worker threads and the
-// HDF5 writer only copies the chunks (H5Dwrite_chunk). Elements are stored little-endian as in
+// over chunks of at most 256 x 256, stored as HDF5's own filters would read them (the deflate stream
+// from zlib's run-length strategy, faster than HDF5's level 1 and as small). Compressing is the slow
+// part of writing a results file, so the pipeline packs in its worker threads and the HDF5 writer
+// only copies the chunks (H5Dwrite_chunk). Elements are stored little-endian as in
 // memory (x86-64 and arm64 hosts).
 typedef struct {
     hsize_t dims[2], chunk[2];
