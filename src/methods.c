@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "fastmath.h"
+
 #undef I  // <complex.h>, pulled in by OpenBLAS's cblas.h
 
 void openblas_set_num_threads(int);
@@ -110,7 +112,7 @@ static void last_rows_lines(const float *q, const float *k, int64_t N, int d, in
     for (int pass = 0; pass < 2; pass++) {
 #pragma omp parallel
         {
-            float *Z = xmalloc(sizeof(float) * nq * LC);
+            float *Z = xmalloc(sizeof(float) * nq * LC), *A = xmalloc(sizeof(float) * LC);
             double *sl = pass ? xcalloc(N, sizeof(double)) : NULL;  // this thread's diagonal sums
             double *sl2 = pass && vert2 ? xcalloc(N, sizeof(double)) : NULL;
 #pragma omp for schedule(dynamic, 1)
@@ -121,15 +123,21 @@ static void last_rows_lines(const float *q, const float *k, int64_t N, int d, in
                 for (int64_t r = 0; r < nq; r++) {
                     const float *z = Z + r * LC;
                     int64_t jn = (i0 + r + 1 < j1 ? i0 + r + 1 : j1) - j0;
+                    // exponentials by fast_expf (relative 2e-7, vectorised), summed in double
                     if (!pass) {
-                        double mx = -INFINITY, l = 0;
+                        float mx = -INFINITY;
+                        double l = 0;
                         for (int64_t j = 0; j < jn; j++) mx = z[j] > mx ? z[j] : mx;
-                        for (int64_t j = 0; j < jn; j++) l += exp(z[j] - mx);
+#pragma omp simd reduction(+ : l)
+                        for (int64_t j = 0; j < jn; j++) l += fast_expf(z[j] - mx);
                         cm[ch * nq + r] = mx, cl[ch * nq + r] = l;
                         continue;
                     }
+                    const double lr = lse[r];
+#pragma omp simd
+                    for (int64_t j = 0; j < jn; j++) A[j] = fast_expf((float)(z[j] - lr));
                     for (int64_t j = 0; j < jn; j++) {
-                        double a = exp(z[j] - lse[r]);
+                        const double a = A[j];
                         vert[j0 + j] += a;  // this tile's columns are this thread's alone
                         sl[i0 + r - (j0 + j)] += a;
                         if (r >= r2) vert2[j0 + j] += a, sl2[i0 + r - (j0 + j)] += a;
@@ -144,7 +152,7 @@ static void last_rows_lines(const float *q, const float *k, int64_t N, int d, in
                         for (int64_t m = 0; m < N; m++) slash2[m] += sl2[m];
                 }
             }
-            free(Z);
+            free(Z), free(A);
             free(sl), free(sl2);
         }
         if (!pass)
