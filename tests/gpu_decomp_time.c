@@ -47,7 +47,7 @@ int main(int argc, char **argv) {
         uint64_t s = 0x9e3779b97f4a7c15ULL ^ (uint64_t)N ^ ((uint64_t)d << 40);
         const double sd = sqrt(2.0);
         for (int64_t x = 0; x < N * d; x++) {
-            q[x] = (float)(sd * gauss(&s)), k[x] = (float)(sd * gauss(&s));
+            q[x] = (float)(_Float16)(sd * gauss(&s)), k[x] = (float)(_Float16)(sd * gauss(&s));  // as gpu_bench
             (void)gauss(&s);  // gpu_bench draws v here
         }
         for (int x = 0; x < d / 2; x++) inv_freq[x] = pow(5e5, -2.0 * x / d);
