@@ -184,7 +184,7 @@ __global__ void __launch_bounds__(1024) scan_cols_kernel(Tv *a, int64_t n, int64
 // f32 accumulate): ~2^-21 relative per term, the dropped lo lo term ~2^-22.
 constexpr int BT = 64;  // B rows per shared-memory tile
 #ifndef DECOMP_QLO_SKIP
-#define DECOMP_QLO_SKIP 0  // rows_kernel skips the queries' lo products where they are all zero
+#define DECOMP_QLO_SKIP 0  // rows_kernel skips the lo products of queries / B tiles where those are all zero
 #endif
 constexpr int GSEG = 8; // chunks per Gram segment (gram_kernel): float accumulation over at most GSEG C keys
 template <int DP>
@@ -304,9 +304,10 @@ __device__ __forceinline__ void raw_wait(int n) {
 // of a B tile, each with 1 / scale in sinv (0 for rows from nvalid on, which are zero). DP / 4 lanes
 // per row, 4 columns each; the row maximum by shuffles within those lanes.
 template <int DP>
-__device__ __forceinline__ void split_raw(__half *Bh, __half *Bl, float *sinv, const float *R, int64_t nvalid,
+__device__ __forceinline__ bool split_raw(__half *Bh, __half *Bl, float *sinv, const float *R, int64_t nvalid,
                                           const float *R2 = nullptr, const float *sub = nullptr) {
     constexpr int LPR = DP / 4, RPW = 32 / LPR, PASSES = BT / (8 * RPW);
+    uint32_t anylo = 0;  // returned: whether any lo part this thread wrote is nonzero
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, col = (lane % LPR) * 4;
 #pragma unroll
     for (int p = 0; p < PASSES; p++) {
@@ -326,24 +327,27 @@ __device__ __forceinline__ void split_raw(__half *Bh, __half *Bl, float *sinv, c
         split2(v.z * sc, v.w * sc, h1, l1);
         *(uint2 *)(Bh + r * ldb<DP>() + col) = make_uint2(h0, h1);
         *(uint2 *)(Bl + r * ldb<DP>() + col) = make_uint2(l0, l1);
+        anylo |= l0 | l1;
         if (lane % LPR == 0) sinv[r] = r < nvalid ? 1.f / sc : 0.f;
     }
+    return anylo != 0;
 }
 
 // The three split products of one k16 step for NG accumulators, issued term by term across the
 // group: NG independent mma chains in flight instead of one chain of six dependent mma (the inline
 // asm is volatile, so its order is the issue order). b*[x][0..1] are the step's B fragments.
-// alo = false: the A fragments' lo parts are all zero in the warp (skip their products, which add
-// exact zeros: the sums are bit for bit the same).
+// alo / blo = false: the A fragments' (the B tile's) lo parts are all zero in the warp (the CTA):
+// their products are skipped, which add exact zeros, so the sums are bit for bit the same.
 template <int NG>
 __device__ __forceinline__ void mma3_group(float (*acc)[4], const uint32_t ah[4], const uint32_t al[4],
                                            const uint32_t (*bh)[4], const uint32_t (*bl)[4], int half,
-                                           bool alo = true) {
+                                           bool alo = true, bool blo = true) {
     if (alo)
 #pragma unroll
         for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], al, bh[x][2 * half], bh[x][2 * half + 1]);
+    if (blo)
 #pragma unroll
-    for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], ah, bl[x][2 * half], bl[x][2 * half + 1]);
+        for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], ah, bl[x][2 * half], bl[x][2 * half + 1]);
 #pragma unroll
     for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], ah, bh[x][2 * half], bh[x][2 * half + 1]);
 }
@@ -353,7 +357,7 @@ __device__ __forceinline__ void mma3_group(float (*acc)[4], const uint32_t ah[4]
 template <int DP>
 __device__ __forceinline__ void mma_tile_split(float acc[8][4], const uint32_t qh[DP / 16][4],
                                                const uint32_t ql[DP / 16][4], const __half *Bh, const __half *Bl,
-                                               bool qlo = true) {
+                                               bool qlo = true, bool blo = true) {
     constexpr int NG = 4;
     const int lane = threadIdx.x & 31;
 #pragma unroll
@@ -367,10 +371,10 @@ __device__ __forceinline__ void mma_tile_split(float acc[8][4], const uint32_t q
             for (int x = 0; x < NG; x++) {
                 const int off = ((n0 + x) * 8 + (lane & 7)) * ldb<DP>() + kk * 32 + (lane >> 3) * 8;
                 ldmatrix_x4(bh[x], Bh + off);
-                ldmatrix_x4(bl[x], Bl + off);
+                if (blo) ldmatrix_x4(bl[x], Bl + off);
             }
-            mma3_group<NG>(acc + n0, qh[2 * kk], ql[2 * kk], bh, bl, 0, qlo);
-            mma3_group<NG>(acc + n0, qh[2 * kk + 1], ql[2 * kk + 1], bh, bl, 1, qlo);
+            mma3_group<NG>(acc + n0, qh[2 * kk], ql[2 * kk], bh, bl, 0, qlo, blo);
+            mma3_group<NG>(acc + n0, qh[2 * kk + 1], ql[2 * kk + 1], bh, bl, 1, qlo, blo);
         }
     }
 }
@@ -457,12 +461,18 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     const int nwt = (C + T + BT - 1) / BT, nst = (S + BT - 1) / BT;
     int issued = 0, used = 0;  // raw pieces issued, pieces split (rows_issue)
     // the next tile (two pieces with R2: a G tile) split into Bh, Bl, sinv; the freed slots refilled
+    bool blo = true;  // the split tile has nonzero lo parts (DECOMP_QLO_SKIP: else its lo products are skipped)
     auto next_tile = [&](int pieces, int64_t nvalid, const float *sub) {
         raw_wait(issued - used - pieces);
         __syncthreads();
-        split_raw<DP>(Bh, Bl, sinv, raw + (used % NRAW) * BT * DP, nvalid,
-                      pieces > 1 ? raw + ((used + 1) % NRAW) * BT * DP : nullptr, sub);
+        const bool lo = split_raw<DP>(Bh, Bl, sinv, raw + (used % NRAW) * BT * DP, nvalid,
+                                      pieces > 1 ? raw + ((used + 1) % NRAW) * BT * DP : nullptr, sub);
+#if DECOMP_QLO_SKIP
+        blo = __syncthreads_or(lo);  // the sinks' raw float16 keys have none
+#else
+        (void)lo;
         __syncthreads();
+#endif
         used += pieces;
         issued = rows_issue<DP>(a, raw, issued, used);
     };
@@ -508,7 +518,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
 #pragma unroll
         for (int tg = 0; tg < DP / 64; tg++) {
             next_tile(2, d - tg * 64, nullptr);
-            mma_tile_split<DP>(acc, qh, ql, Bh, Bl, qlo);
+            mma_tile_split<DP>(acc, qh, ql, Bh, Bl, qlo, blo);
 #pragma unroll
             for (int n = 0; n < 8; n++) {  // column b = 64 tg + 8 n + 2 t: A fragment s = 4 tg + n / 2
                 const int s = tg * 4 + n / 2, r = (n & 1) * 2;
@@ -523,7 +533,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     // r < w <= r + T (the last T keys)
     for (int tw = 0; tw < nwt; tw++) {
         next_tile(1, N - (i0 - T + (int64_t)tw * BT), mf);
-        mma_tile_split<DP>(acc, qh, ql, Bh, Bl, qlo);
+        mma_tile_split<DP>(acc, qh, ql, Bh, Bl, qlo, blo);
 #pragma unroll
         for (int h = 0; h < 2; h++) {  // x = q_i . (k_j - mf)
             const int r = rr[h] - tw * BT;  // the row against tile columns
@@ -543,7 +553,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     // the sinks
     for (int ts = 0; ts < nst; ts++) {
         next_tile(1, S - ts * BT, nullptr);
-        mma_tile_split<DP>(acc, qh, ql, Bh, Bl, qlo);
+        mma_tile_split<DP>(acc, qh, ql, Bh, Bl, qlo, blo);
         const int ns = S - ts * BT;
 #pragma unroll
         for (int h = 0; h < 2; h++) lse_tile(lm[h], ll[h], acc, h, qinv[h] * c2, 0.f, sinv, [=](int w) { return w < ns; });
