@@ -877,6 +877,18 @@ int row_hist_plan(pass_args *a, int64_t N, double eps) {
 
 // ---------------------------------------------------------------------------- entry points
 
+// Pass 2's kernel for head dimension d: with images from whole blocks (img_blocks) or element by
+// element, over split row blocks (pass2_plan) or one CTA a row block.
+typedef void (*pass2_fn)(pass_args);
+static pass2_fn pass2_kernel(int d, bool img_blocks, bool split) {
+    if (d == 64) {
+        if (split) return img_blocks ? exact_pass2_kernel<64, false, true> : exact_pass2_kernel<64, true, true>;
+        return img_blocks ? exact_pass2_kernel<64, false, false> : exact_pass2_kernel<64, true, false>;
+    }
+    if (split) return img_blocks ? exact_pass2_kernel<128, false, true> : exact_pass2_kernel<128, true, true>;
+    return img_blocks ? exact_pass2_kernel<128, false, false> : exact_pass2_kernel<128, true, false>;
+}
+
 struct gpu_exact {
     int64_t N, nb;
     int d, B, P;
@@ -1006,17 +1018,9 @@ extern "C" int gpu_exact_init(gpu_exact **out, int64_t N, int d, int B, int imag
     CUDA_CHECK(cudaFuncSetAttribute(exact_min_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pass1_smem(128)));
     const int smem2 = (int)pass2_smem(d, g->rh.rhs, g->rh.zc_copies);
     CHECK(smem2 <= (int)SMEM_PER_CTA);
-    if (d == 64) {
-        CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<64, false, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
-        CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<64, false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
-        CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<64, true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
-        CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<64, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
-    } else {
-        CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<128, false, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
-        CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<128, false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
-        CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<128, true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
-        CUDA_CHECK(cudaFuncSetAttribute(exact_pass2_kernel<128, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
-    }
+    for (int img = 0; img < 2; img++)
+        for (int split = 0; split < 2; split++)
+            CUDA_CHECK(cudaFuncSetAttribute(pass2_kernel(d, img, split), cudaFuncAttributeMaxDynamicSharedMemorySize, smem2));
     *out = g;
     return 0;
 }
@@ -1107,23 +1111,7 @@ extern "C" int gpu_exact_compute(gpu_exact *g, exact_stats *st, const float *q, 
         CUDA_CHECK(cudaMemsetAsync(g->rb_done, 0, (size_t)((N + BM - 1) / BM) * sizeof(unsigned)));
     }
     CUDA_CHECK(cudaEventRecord(g->ev[2]));
-    if (g->d == 64) {
-        if (g->nsplit) {
-            if (g->img_blocks) exact_pass2_kernel<64, false, true><<<(unsigned)g->nunits, THREADS, smem2>>>(a);
-            else exact_pass2_kernel<64, true, true><<<(unsigned)g->nunits, THREADS, smem2>>>(a);
-        } else {
-            if (g->img_blocks) exact_pass2_kernel<64, false, false><<<grid, THREADS, smem2>>>(a);
-            else exact_pass2_kernel<64, true, false><<<grid, THREADS, smem2>>>(a);
-        }
-    } else {
-        if (g->nsplit) {
-            if (g->img_blocks) exact_pass2_kernel<128, false, true><<<(unsigned)g->nunits, THREADS, smem2>>>(a);
-            else exact_pass2_kernel<128, true, true><<<(unsigned)g->nunits, THREADS, smem2>>>(a);
-        } else {
-            if (g->img_blocks) exact_pass2_kernel<128, false, false><<<grid, THREADS, smem2>>>(a);
-            else exact_pass2_kernel<128, true, false><<<grid, THREADS, smem2>>>(a);
-        }
-    }
+    pass2_kernel(g->d, g->img_blocks, g->nsplit > 0)<<<g->nsplit ? (unsigned)g->nunits : grid, THREADS, smem2>>>(a);
     CUDA_CHECK_LAUNCH();
     CUDA_CHECK(cudaStreamWaitEvent(0, g->ev_qk, 0));
     CUDA_CHECK(cudaEventRecord(g->ev[3]));
