@@ -6,7 +6,7 @@
 # (*.tmp is ignored by git). Each is built into its own gpu_decomp_time (tests/gpu_decomp_time.c: the
 # decomposition and mask alone, device events, median of 21), and all are timed in turn, twice, in the
 # same call. Logs under $OUT (./gpu-out elsewhere). Options by environment:
-#   AB_TEST=1     gpu_test and memcheck (--quick) of the tree
+#   AB_TEST=1     gpu_test and memcheck (--quick) of the tree (AB_TEST=base: neither, only AB_TEST_BASE's)
 #   AB_TEST_BASE  also gpu_test of the first BASE (with AB_TEST_BASE=quick: --quick)
 #   AB_CHOL=1     the Cholesky workbench (bench/chol_ab.cu) first
 #   AB_NCU=1      kernel durations under ncu at the largest size, of the tree and of the first BASE
@@ -34,14 +34,16 @@ for b in "$@"; do
 done
 cp build/ab/decomp_tree.o build/cuda/decomp.o && touch build/cuda/decomp.o && make build/gpu_test build/gpu_decomp_time >>"$OUT/build.log" 2>&1
 if [ -n "$AB_TEST" ]; then
-    ./build/ab/gt_tree >"$OUT/gpu_test_tree.log" 2>&1; echo "gpu_test (tree) rc=$?"; grep -E "FAIL|checks failed" "$OUT/gpu_test_tree.log" | head -20
+    [ "$AB_TEST" = base ] || { ./build/ab/gt_tree >"$OUT/gpu_test_tree.log" 2>&1; echo "gpu_test (tree) rc=$?"; grep -E "FAIL|checks failed" "$OUT/gpu_test_tree.log" | head -20; }
     n=$(echo $names | cut -d' ' -f2)
     if [ -n "$AB_TEST_BASE" ] && [ "$n" != tree ]; then
         opt=; [ "$AB_TEST_BASE" = quick ] && opt=--quick
         ./build/ab/gt_$n $opt >"$OUT/gpu_test_$n.log" 2>&1; echo "gpu_test ($n $opt) rc=$?"; grep -E "FAIL|checks failed" "$OUT/gpu_test_$n.log" | head -20
     fi
-    compute-sanitizer --tool memcheck ./build/ab/gt_tree --quick >"$OUT/sanitizer.log" 2>&1
-    echo "memcheck (tree) rc=$?"; grep -E "ERROR SUMMARY|checks failed" "$OUT/sanitizer.log"
+    if [ "$AB_TEST" != base ]; then
+        compute-sanitizer --tool memcheck ./build/ab/gt_tree --quick >"$OUT/sanitizer.log" 2>&1
+        echo "memcheck (tree) rc=$?"; grep -E "ERROR SUMMARY|checks failed" "$OUT/sanitizer.log"
+    fi
 fi
 for r in 1 2; do
     for n in $names; do echo "== $n"; ./build/ab/dt_$n "$SIZES"; done

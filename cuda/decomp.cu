@@ -183,9 +183,6 @@ __global__ void __launch_bounds__(1024) scan_cols_kernel(Tv *a, int64_t n, int64
 // hi + lo (lo = x 2^e - hi), and each product is hi hi + hi lo + lo hi (three mma.sync m16n8k16,
 // f32 accumulate): ~2^-21 relative per term, the dropped lo lo term ~2^-22.
 constexpr int BT = 64;  // B rows per shared-memory tile
-#ifndef DECOMP_QLO_SKIP
-#define DECOMP_QLO_SKIP 0  // rows_kernel skips the lo products of queries / B tiles where those are all zero
-#endif
 constexpr int GSEG = 8; // chunks per Gram segment (gram_kernel): float accumulation over at most GSEG C keys
 template <int DP>
 __host__ __device__ constexpr int ldb() { return DP + 8; }  // padded shared row (halfs), as exact.cu's ldk
@@ -304,10 +301,9 @@ __device__ __forceinline__ void raw_wait(int n) {
 // of a B tile, each with 1 / scale in sinv (0 for rows from nvalid on, which are zero). DP / 4 lanes
 // per row, 4 columns each; the row maximum by shuffles within those lanes.
 template <int DP>
-__device__ __forceinline__ bool split_raw(__half *Bh, __half *Bl, float *sinv, const float *R, int64_t nvalid,
+__device__ __forceinline__ void split_raw(__half *Bh, __half *Bl, float *sinv, const float *R, int64_t nvalid,
                                           const float *R2 = nullptr, const float *sub = nullptr) {
     constexpr int LPR = DP / 4, RPW = 32 / LPR, PASSES = BT / (8 * RPW);
-    uint32_t anylo = 0;  // returned: whether any lo part this thread wrote is nonzero
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, col = (lane % LPR) * 4;
 #pragma unroll
     for (int p = 0; p < PASSES; p++) {
@@ -327,27 +323,20 @@ __device__ __forceinline__ bool split_raw(__half *Bh, __half *Bl, float *sinv, c
         split2(v.z * sc, v.w * sc, h1, l1);
         *(uint2 *)(Bh + r * ldb<DP>() + col) = make_uint2(h0, h1);
         *(uint2 *)(Bl + r * ldb<DP>() + col) = make_uint2(l0, l1);
-        anylo |= l0 | l1;
         if (lane % LPR == 0) sinv[r] = r < nvalid ? 1.f / sc : 0.f;
     }
-    return anylo != 0;
 }
 
 // The three split products of one k16 step for NG accumulators, issued term by term across the
 // group: NG independent mma chains in flight instead of one chain of six dependent mma (the inline
 // asm is volatile, so its order is the issue order). b*[x][0..1] are the step's B fragments.
-// alo / blo = false: the A fragments' (the B tile's) lo parts are all zero in the warp (the CTA):
-// their products are skipped, which add exact zeros, so the sums are bit for bit the same.
 template <int NG>
 __device__ __forceinline__ void mma3_group(float (*acc)[4], const uint32_t ah[4], const uint32_t al[4],
-                                           const uint32_t (*bh)[4], const uint32_t (*bl)[4], int half,
-                                           bool alo = true, bool blo = true) {
-    if (alo)
+                                           const uint32_t (*bh)[4], const uint32_t (*bl)[4], int half) {
 #pragma unroll
-        for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], al, bh[x][2 * half], bh[x][2 * half + 1]);
-    if (blo)
+    for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], al, bh[x][2 * half], bh[x][2 * half + 1]);
 #pragma unroll
-        for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], ah, bl[x][2 * half], bl[x][2 * half + 1]);
+    for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], ah, bl[x][2 * half], bl[x][2 * half + 1]);
 #pragma unroll
     for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], ah, bh[x][2 * half], bh[x][2 * half + 1]);
 }
@@ -356,8 +345,7 @@ __device__ __forceinline__ void mma3_group(float (*acc)[4], const uint32_t ah[4]
 // as exact.cu's qk_tile. The small terms first. B fragments for 4 n-tiles at a time.
 template <int DP>
 __device__ __forceinline__ void mma_tile_split(float acc[8][4], const uint32_t qh[DP / 16][4],
-                                               const uint32_t ql[DP / 16][4], const __half *Bh, const __half *Bl,
-                                               bool qlo = true, bool blo = true) {
+                                               const uint32_t ql[DP / 16][4], const __half *Bh, const __half *Bl) {
     constexpr int NG = 4;
     const int lane = threadIdx.x & 31;
 #pragma unroll
@@ -371,10 +359,10 @@ __device__ __forceinline__ void mma_tile_split(float acc[8][4], const uint32_t q
             for (int x = 0; x < NG; x++) {
                 const int off = ((n0 + x) * 8 + (lane & 7)) * ldb<DP>() + kk * 32 + (lane >> 3) * 8;
                 ldmatrix_x4(bh[x], Bh + off);
-                if (blo) ldmatrix_x4(bl[x], Bl + off);
+                ldmatrix_x4(bl[x], Bl + off);
             }
-            mma3_group<NG>(acc + n0, qh[2 * kk], ql[2 * kk], bh, bl, 0, qlo, blo);
-            mma3_group<NG>(acc + n0, qh[2 * kk + 1], ql[2 * kk + 1], bh, bl, 1, qlo, blo);
+            mma3_group<NG>(acc + n0, qh[2 * kk], ql[2 * kk], bh, bl, 0);
+            mma3_group<NG>(acc + n0, qh[2 * kk + 1], ql[2 * kk + 1], bh, bl, 1);
         }
     }
 }
@@ -453,6 +441,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     float *raw = (float *)rows_sm;  // (NRAW, BT, DP)
     __half *Bh = (__half *)(raw + NRAW * BT * DP), *Bl = Bh + BT * ldb<DP>();
     __shared__ float sinv[BT], mf[DP];
+    __shared__ __align__(16) double kps[DP];  // KP[c]: the keys' sum up to the chunk's prefix
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int64_t N = a.N, c = blockIdx.x, nch = gridDim.x;
     const int d = a.d, S = a.S, T = a.T;
@@ -461,36 +450,26 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     const int nwt = (C + T + BT - 1) / BT, nst = (S + BT - 1) / BT;
     int issued = 0, used = 0;  // raw pieces issued, pieces split (rows_issue)
     // the next tile (two pieces with R2: a G tile) split into Bh, Bl, sinv; the freed slots refilled
-    bool blo = true;  // the split tile has nonzero lo parts (DECOMP_QLO_SKIP: else its lo products are skipped)
     auto next_tile = [&](int pieces, int64_t nvalid, const float *sub) {
         raw_wait(issued - used - pieces);
         __syncthreads();
-        const bool lo = split_raw<DP>(Bh, Bl, sinv, raw + (used % NRAW) * BT * DP, nvalid,
-                                      pieces > 1 ? raw + ((used + 1) % NRAW) * BT * DP : nullptr, sub);
-#if DECOMP_QLO_SKIP
-        blo = __syncthreads_or(lo);  // the sinks' raw float16 keys have none
-#else
-        (void)lo;
+        split_raw<DP>(Bh, Bl, sinv, raw + (used % NRAW) * BT * DP, nvalid,
+                      pieces > 1 ? raw + ((used + 1) % NRAW) * BT * DP : nullptr, sub);
         __syncthreads();
-#endif
         used += pieces;
         issued = rows_issue<DP>(a, raw, issued, used);
     };
+    // KP[c] rides with the first piece (its cp.async group), read at the end (a global load there
+    // left ~10% of rows_kernel's stall samples at 128K waiting for it: ncu source counters, session 6)
+    if (threadIdx.x < DP / 2) {
+        const bool ok = 2 * (int)threadIdx.x < d;  // d even
+        cp_async16(&kps[2 * threadIdx.x], ok ? a.KP + c * d + 2 * threadIdx.x : a.KP, ok);
+    }
     issued = rows_issue<DP>(a, raw, 0, 0);
     for (int x = threadIdx.x; x < DP; x += blockDim.x) mf[x] = x < d ? (float)(a.KP[nch * d + x] / a.nall) : 0.f;
     uint32_t qh[DP / 16][4], ql[DP / 16][4];
     float qinv[2];
     load_q_split<DP>(qh, ql, qinv, a.q, N, d, i0 + rr[0]);
-#if DECOMP_QLO_SKIP
-    // Queries that float16 holds exactly (a float16 dump's, scaled by powers of two) have no lo
-    // part: the warp skips those products, a third of the mma (not yet measured on the GPU).
-    uint32_t anylo = 0;
-#pragma unroll
-    for (int s = 0; s < DP / 16; s++) anylo |= ql[s][0] | ql[s][1] | ql[s][2] | ql[s][3];
-    const bool qlo = __any_sync(0xffffffffu, anylo != 0);
-#else
-    const bool qlo = true;
-#endif
     __syncthreads();
     // q_i . mf: the Grams and the window keys are centred on mf (k - mf) so that their products carry
     // the spread of z, not its mean (mu^2 >> sigma^2 cancels in sigma^2 = E z^2 - mu^2)
@@ -518,7 +497,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
 #pragma unroll
         for (int tg = 0; tg < DP / 64; tg++) {
             next_tile(2, d - tg * 64, nullptr);
-            mma_tile_split<DP>(acc, qh, ql, Bh, Bl, qlo, blo);
+            mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
 #pragma unroll
             for (int n = 0; n < 8; n++) {  // column b = 64 tg + 8 n + 2 t: A fragment s = 4 tg + n / 2
                 const int s = tg * 4 + n / 2, r = (n & 1) * 2;
@@ -533,7 +512,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     // r < w <= r + T (the last T keys)
     for (int tw = 0; tw < nwt; tw++) {
         next_tile(1, N - (i0 - T + (int64_t)tw * BT), mf);
-        mma_tile_split<DP>(acc, qh, ql, Bh, Bl, qlo, blo);
+        mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
 #pragma unroll
         for (int h = 0; h < 2; h++) {  // x = q_i . (k_j - mf)
             const int r = rr[h] - tw * BT;  // the row against tile columns
@@ -553,13 +532,13 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     // the sinks
     for (int ts = 0; ts < nst; ts++) {
         next_tile(1, S - ts * BT, nullptr);
-        mma_tile_split<DP>(acc, qh, ql, Bh, Bl, qlo, blo);
+        mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
         const int ns = S - ts * BT;
 #pragma unroll
         for (int h = 0; h < 2; h++) lse_tile(lm[h], ll[h], acc, h, qinv[h] * c2, 0.f, sinv, [=](int w) { return w < ns; });
     }
     // q_i . (keys S .. i0 - T - 1) from the chunk prefix, in double
-    const double *kp = a.KP + c * d;
+    const double *kp = kps;
     double qkp[2] = {0.0, 0.0};
 #pragma unroll
     for (int s = 0; s < DP / 16; s++)
@@ -615,125 +594,149 @@ __device__ __forceinline__ float dotf_warp(const float *a, const float *b, int d
 // The chunks' key Grams K_c^T K_c (keys S + c C .. +C, centred: k - mf with mf = KPtot / nall, the
 // mean of the interior keys of the last row) on the tensor cores, in the split precision of
 // rows_kernel with one power-of-two scale per feature (from 2 amax >= |k - mf|, amax the features'
-// largest |k|): a CTA (per 64 feature columns) sweeps a segment of GSEG chunks in order and keeps
-// their running sum in registers, so that it writes each chunk's exclusive prefix within the
-// segment (Gloc) and the segment's total (Gseg); the segments' exclusive prefix (a small scan)
-// completes the prefix: G_c = Goff[c / GSEG] + Gloc[c]. (A Gram per chunk and a scan over all of
-// them moved 320 MB at 128K; the cuBLAS SGEMM + scan version measured 1.80 against 1.63 ms.)
-// Keys stream through shared memory in 64-key tiles stored transposed (feature-major), so that both
-// mma operands are plain ldmatrix loads of the same tile. Warp w owns feature rows 16 (w % (DP / 16))
-// and DP / WC feature columns.
+// largest |k|): a CTA sweeps a segment of GSEG chunks in order and keeps their running sum (in
+// shared memory), so that it writes each chunk's exclusive prefix within the segment (Gloc) and the
+// segment's total (Gseg); the segments' exclusive prefix (a small scan) completes the prefix:
+// G_c = Goff[c / GSEG] + Gloc[c]. (A Gram per chunk and a scan over all of them moved 320 MB at 128K;
+// the cuBLAS SGEMM + scan version measured 1.80 against 1.63 ms.)
+// Keys stream through shared memory in 64-key tiles as they lie (key-major: coalesced loads, split
+// into float16 hi and lo four features at a time), and both mma operands come from the same tile by
+// ldmatrix.trans. The 8 warps tile the DP x DP Gram 4 x 2 (DP / 4 rows by DP / 2 columns each).
+// (Session 6; before, the keys were stored transposed one float16 at a time, each of two CTAs per
+// segment split all of them for its 64 columns, and every warp reloaded all the B fragments for its
+// 16 rows: ncu put 23% of the stall samples in the transposed stores and 41% in an ldmatrix-bound
+// mma phase, 180 us at 128K.)
 template <int DP>
-__host__ __device__ constexpr int ldt() { return BT + 8; }
+__host__ __device__ constexpr int ldt() { return DP + 8; }  // padded key row (halfs): ldmatrix rows 16 bytes apart mod 128
 
 template <int DP>
-__host__ __device__ constexpr int gram_bcols() { return DP > 64 ? 64 : DP; }  // feature columns per CTA (grid.y splits the rest)
+__host__ __device__ constexpr size_t gram_smem() {  // Th, Tl (BT, ldt) halfs, run (DP, DP + 4) floats
+    return sizeof(__half) * 2 * BT * ldt<DP>() + sizeof(float) * DP * (DP + 4);
+}
 
 template <int DP>
 __global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, const float *k, const float *amax,
                                                      const double *KPtot, double nall, int d, int S, int64_t nch) {
-    constexpr int WR = DP / 16, WC = 8 / WR, NCW = gram_bcols<DP>() / WC, NT = NCW / 8;
-    __shared__ __align__(16) __half Th[DP * ldt<DP>()], Tl[DP * ldt<DP>()];
-    __shared__ float sf[DP], mf[DP];
+    constexpr int WM = DP / 4, WN = DP / 2, MT = WM / 16, NT = WN / 8, NG = NT < 4 ? NT : 4, LDR = DP + 4;
+    constexpr int F4 = DP / 4, LPT = BT * F4 / 256;  // float4 pieces per key row, per thread per tile
+    extern __shared__ __align__(16) unsigned char gram_sm[];
+    __half *Th = (__half *)gram_sm, *Tl = Th + BT * ldt<DP>();
+    float *run = (float *)(Tl + BT * ldt<DP>());  // (DP, LDR) the running sum, unscaled
+    __shared__ __align__(16) float sf[DP], mf[DP];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int a0 = (warp % WR) * 16, b0 = blockIdx.y * gram_bcols<DP>() + (warp / WR) * NCW;
+    const int a0 = (warp >> 1) * WM, b0 = (warp & 1) * WN;  // the warp's rows (features a) and columns (b)
     for (int x = threadIdx.x; x < DP; x += blockDim.x) {
         sf[x] = x < d ? pow2_scale(2 * amax[x]) : 1.f;
         mf[x] = x < d ? (float)(KPtot[x] / nall) : 0.f;
     }
-    // run: the running sum (unscaled, float adds rounding to nearest) of the chunks' Grams, each
-    // accumulated by the tensor cores in acc over its own C keys only (their accumulation truncates:
-    // over a whole segment it biased sigma^2 by ~2e-5 relative)
-    float acc[NT][4], run[NT][4];
-#pragma unroll
-    for (int n = 0; n < NT; n++) run[n][0] = run[n][1] = run[n][2] = run[n][3] = 0.f;
+    for (int x = threadIdx.x; x < DP * LDR; x += blockDim.x) run[x] = 0.f;
     const int64_t s = blockIdx.x, c1 = (s + 1) * GSEG < nch ? (s + 1) * GSEG : nch;
-    // run to G (d x d, row-major)
+    // run to G (d x d, row-major), float4 pieces (d % 4 == 0) or pairs
     auto store = [&](float *G) {
-        const int ra = a0 + g, rb = ra + 8;
-#pragma unroll
-        for (int n = 0; n < NT; n++) {
-            const int b = b0 + n * 8 + 2 * t;
-            if (b < d) {
-                if (ra < d) *(float2 *)(G + (size_t)ra * d + b) = make_float2(run[n][0], run[n][1]);
-                if (rb < d) *(float2 *)(G + (size_t)rb * d + b) = make_float2(run[n][2], run[n][3]);
+        if (d % 4 == 0) {
+            const int q4 = d / 4;
+            for (int x = threadIdx.x; x < d * q4; x += blockDim.x) {
+                const int a = x / q4, b = 4 * (x - a * q4);
+                *(float4 *)(G + (size_t)a * d + b) = *(const float4 *)(run + a * LDR + b);
+            }
+        } else {
+            const int q2 = d / 2;
+            for (int x = threadIdx.x; x < d * q2; x += blockDim.x) {
+                const int a = x / q2, b = 2 * (x - a * q2);
+                *(float2 *)(G + (size_t)a * d + b) = *(const float2 *)(run + a * LDR + b);
             }
         }
     };
-    __syncthreads();
-    const float ira = 1.f / sf[a0 + g], irb = 1.f / sf[a0 + g + 8];
-    // the key tiles' raw values (thread: key j = tid % 64, features 4 (tid / 64) + 16 p ..), loaded a tile
-    // ahead: their global latency overlaps the previous tile's mma (load-then-sync left it exposed)
-    const int j = threadIdx.x & (BT - 1);
-    float v[DP / 16][4];
+    // the key tiles' raw values (thread: pieces e = tid + 256 i: key e / F4, features 4 (e % F4) ..),
+    // loaded a tile ahead: their global latency overlaps the previous tile's mma
+    float4 v[LPT];
     auto load_tile = [&](int64_t j0) {
 #pragma unroll
-        for (int p = 0; p < DP / 16; p++) {
-            const int a = 4 * (threadIdx.x / BT) + 16 * p;
-            v[p][0] = v[p][1] = v[p][2] = v[p][3] = 0.f;
-            if (a < d) {
-                const float2 x = *(const float2 *)(k + (j0 + j) * d + a);
-                v[p][0] = x.x, v[p][1] = x.y;
-            }
-            if (a + 2 < d) {
-                const float2 x = *(const float2 *)(k + (j0 + j) * d + a + 2);
-                v[p][2] = x.x, v[p][3] = x.y;
+        for (int i = 0; i < LPT; i++) {
+            const int e = threadIdx.x + 256 * i, j = e / F4, f = 4 * (e % F4);
+            const float *src = k + (j0 + j) * d + f;
+            if (f + 4 <= d && d % 4 == 0) v[i] = *(const float4 *)src;
+            else {
+                v[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+                if (f < d) v[i].x = src[0], v[i].y = src[1];  // d even
+                if (f + 2 < d) v[i].z = src[2], v[i].w = src[3];
             }
         }
     };
     load_tile(S + s * GSEG * C);
+    __syncthreads();
+    const int lr = lane & 7, lm = lane >> 3;  // ldmatrix: row lr of matrix lm
     for (int64_t c = s * GSEG; c < c1; c++) {
         store(Gloc + (size_t)c * d * d);
+        float acc[MT][NT][4];
 #pragma unroll
-        for (int n = 0; n < NT; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+        for (int m = 0; m < MT; m++)
+#pragma unroll
+            for (int n = 0; n < NT; n++) acc[m][n][0] = acc[m][n][1] = acc[m][n][2] = acc[m][n][3] = 0.f;
         for (int kh = 0; kh < C / BT; kh++) {
-            __syncthreads();
-            // transposed split store
+            __syncthreads();  // the previous tile's fragments read (and run's stores)
 #pragma unroll
-            for (int p = 0; p < DP / 16; p++) {
-                const int a = 4 * (threadIdx.x / BT) + 16 * p;
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const float y = (v[p][e] - mf[a + e]) * sf[a + e];
-                    const __half h = __float2half_rn(y);
-                    Th[(a + e) * ldt<DP>() + j] = h;
-                    Tl[(a + e) * ldt<DP>() + j] = __float2half_rn(y - __half2float(h));
-                }
+            for (int i = 0; i < LPT; i++) {
+                const int e = threadIdx.x + 256 * i, j = e / F4, f = 4 * (e % F4);
+                const float4 m4 = *(const float4 *)(mf + f), s4 = *(const float4 *)(sf + f);
+                uint32_t h0, l0, h1, l1;
+                split2((v[i].x - m4.x) * s4.x, (v[i].y - m4.y) * s4.y, h0, l0);
+                split2((v[i].z - m4.z) * s4.z, (v[i].w - m4.w) * s4.w, h1, l1);
+                *(uint2 *)(Th + j * ldt<DP>() + f) = make_uint2(h0, h1);
+                *(uint2 *)(Tl + j * ldt<DP>() + f) = make_uint2(l0, l1);
             }
             const int64_t jn = S + c * C + (kh + 1) * BT;  // the next tile (the next chunk's first after the last)
             if (jn < S + c1 * C) load_tile(jn);
             __syncthreads();
 #pragma unroll
             for (int kk = 0; kk < BT / 32; kk++) {
-                uint32_t ah[2][4], al[2][4];  // k steps 2 kk, 2 kk + 1
+                // A (features a x keys) from the key-major tile: matrix lm = (a + 8 (lm & 1), keys + 8 (lm >> 1))
+                uint32_t ah[MT][2][4], al[MT][2][4];  // k steps 2 kk, 2 kk + 1
 #pragma unroll
-                for (int st = 0; st < 2; st++) {
-                    const int off = (a0 + (lane & 15)) * ldt<DP>() + kk * 32 + st * 16 + (lane >> 4) * 8;
-                    ldmatrix_x4(ah[st], Th + off);
-                    ldmatrix_x4(al[st], Tl + off);
-                }
-                constexpr int NG = NT < 4 ? NT : 4;
+                for (int m = 0; m < MT; m++)
+#pragma unroll
+                    for (int st = 0; st < 2; st++) {
+                        const int off = (kk * 32 + st * 16 + (lm >> 1) * 8 + lr) * ldt<DP>() + a0 + m * 16 + (lm & 1) * 8;
+                        ldmatrix_x4_trans(ah[m][st], Th + off);
+                        ldmatrix_x4_trans(al[m][st], Tl + off);
+                    }
 #pragma unroll
                 for (int n0 = 0; n0 < NT; n0 += NG) {
+                    // B (keys x features b): matrix lm = keys + 8 lm of columns b .. b + 7
                     uint32_t bh[NG][4], bl[NG][4];
 #pragma unroll
                     for (int x = 0; x < NG; x++) {
-                        const int off = (b0 + (n0 + x) * 8 + (lane & 7)) * ldt<DP>() + kk * 32 + (lane >> 3) * 8;
-                        ldmatrix_x4(bh[x], Th + off);
-                        ldmatrix_x4(bl[x], Tl + off);
+                        const int off = (kk * 32 + lm * 8 + lr) * ldt<DP>() + b0 + (n0 + x) * 8;
+                        ldmatrix_x4_trans(bh[x], Th + off);
+                        ldmatrix_x4_trans(bl[x], Tl + off);
                     }
-                    mma3_group<NG>(acc + n0, ah[0], al[0], bh, bl, 0);
-                    mma3_group<NG>(acc + n0, ah[1], al[1], bh, bl, 1);
+#pragma unroll
+                    for (int m = 0; m < MT; m++) {
+                        mma3_group<NG>(acc[m] + n0, ah[m][0], al[m][0], bh, bl, 0);
+                        mma3_group<NG>(acc[m] + n0, ah[m][1], al[m][1], bh, bl, 1);
+                    }
                 }
             }
         }
+        // run += the chunk's Gram, unscaled (float adds rounding to nearest: each chunk's Gram is
+        // accumulated by the tensor cores over its own C keys only; their accumulation truncates,
+        // and over a whole segment it biased sigma^2 by ~2e-5 relative)
 #pragma unroll
-        for (int n = 0; n < NT; n++) {
-            const int b = b0 + n * 8 + 2 * t;
-            const float ib0 = 1.f / sf[b], ib1 = 1.f / sf[b + 1];
-            run[n][0] += acc[n][0] * ira * ib0, run[n][1] += acc[n][1] * ira * ib1;
-            run[n][2] += acc[n][2] * irb * ib0, run[n][3] += acc[n][3] * irb * ib1;
+        for (int m = 0; m < MT; m++) {
+            const int ra = a0 + m * 16 + g, rb = ra + 8;
+            const float ira = 1.f / sf[ra], irb = 1.f / sf[rb];
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                const int b = b0 + n * 8 + 2 * t;
+                const float ib0 = 1.f / sf[b], ib1 = 1.f / sf[b + 1];
+                float2 *pa = (float2 *)(run + ra * LDR + b), *pb = (float2 *)(run + rb * LDR + b);
+                float2 xa = *pa, xb = *pb;
+                xa.x += acc[m][n][0] * ira * ib0, xa.y += acc[m][n][1] * ira * ib1;
+                xb.x += acc[m][n][2] * irb * ib0, xb.y += acc[m][n][3] * irb * ib1;
+                *pa = xa, *pb = xb;
+            }
         }
+        __syncthreads();  // run complete before the next store
     }
     store(Gseg + (size_t)s * d * d);
 }
@@ -1235,6 +1238,8 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     CUDA_CHECK(cudaFuncSetAttribute(chol::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol::SMEM));
     CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64>()));
     CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<128, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<128>()));
+    CUDA_CHECK(cudaFuncSetAttribute(gram_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)gram_smem<64>()));
+    CUDA_CHECK(cudaFuncSetAttribute(gram_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)gram_smem<128>()));
     for (int x = 0; x < 4; x++) CUDA_CHECK(cudaEventCreate(&g->ev[x]));
     *out = g;
     return 0;
@@ -1296,10 +1301,10 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
         scan_cols_kernel<double, 2><<<blocks_for(d, 2), dim3(2, 512), 0, st>>>(g->KP, g->nch, d, 1);
         CUDA_CHECK_LAUNCH();
         if (d <= 64)
-            gram_kernel<64><<<dim3((unsigned)g->nseg, 1), 256, 0, st>>>(g->G, g->Gseg, g->k, g->amax, g->KP + g->nch * d, nall, d,
+            gram_kernel<64><<<(unsigned)g->nseg, 256, gram_smem<64>(), st>>>(g->G, g->Gseg, g->k, g->amax, g->KP + g->nch * d, nall, d,
                                                                  S, g->nch);
         else
-            gram_kernel<128><<<dim3((unsigned)g->nseg, 2), 256, 0, st>>>(g->G, g->Gseg, g->k, g->amax, g->KP + g->nch * d, nall, d,
+            gram_kernel<128><<<(unsigned)g->nseg, 256, gram_smem<128>(), st>>>(g->G, g->Gseg, g->k, g->amax, g->KP + g->nch * d, nall, d,
                                                                   S, g->nch);
         CUDA_CHECK_LAUNCH();
         scan_cols_kernel<float, 32><<<blocks_for((int64_t)d * d, 32), dim3(32, 32), 0, st>>>(g->Gseg, g->nseg, (int64_t)d * d, 0);
