@@ -187,13 +187,16 @@ constexpr int GSEG = 8; // chunks per Gram segment (gram_kernel): float accumula
 template <int DP>
 __host__ __device__ constexpr int ldb() { return DP + 8; }  // padded shared row (halfs), as exact.cu's ldk
 
-// 2^e with amax 2^e < 2^14 (1 for an all-zero row).
+// 2^e with amax 2^e < 2^14 (1 for an all-zero row): e = min(14 - E, 126) for amax = m 2^E, m in
+// [0.5, 1) (frexpf's E), from the exponent bits (a subnormal amax takes E = -125, where e is 126
+// either way). frexpf and ldexpf cost ~25 instructions with their special cases, once per split row.
 __device__ __forceinline__ float pow2_scale(float amax) {
     if (!(amax > 0.f)) return 1.f;
-    int E;
-    frexpf(amax, &E);  // amax = m 2^E, m in [0.5, 1)
-    return ldexpf(1.f, min(14 - E, 126));
+    const int E = max((int)(__float_as_uint(amax) >> 23), 1) - 126;  // amax > 0: no sign bit
+    return __uint_as_float((uint32_t)(min(14 - E, 126) + 127) << 23);
 }
+// 1 / x for a power of two x = 2^e, -126 < e < 127 (pow2_scale's), exactly, without a division.
+__device__ __forceinline__ float pow2_inv(float x) { return __uint_as_float((254u << 23) - __float_as_uint(x)); }
 __device__ __forceinline__ uint32_t half2_bits(__half2 h) {
     uint32_t u;
     memcpy(&u, &h, 4);
@@ -240,7 +243,7 @@ __device__ __forceinline__ void load_q_split(uint32_t qh[DP / 16][4], uint32_t q
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
         sc[h] = pow2_scale(m);
-        qinv[h] = 1.f / sc[h];
+        qinv[h] = pow2_inv(sc[h]);
     }
 #pragma unroll
     for (int s = 0; s < DP / 16; s++)
@@ -266,22 +269,26 @@ __host__ __device__ constexpr size_t rows_smem() {
 // beyond nvalid and d; one cp.async group.
 template <int DP>
 __device__ __forceinline__ void raw_issue(float *R, const float *src, int64_t nvalid, int d) {
+    // thread: column col of rows r0, r0 + RS, .. (the same column every sweep of the 256 threads)
+    const int nv = (int)(nvalid < 0 ? 0 : nvalid < BT ? nvalid : BT);
     if (d % 4 == 0) {
-        constexpr int PR = DP / 4;  // 16-byte pieces per row
-#pragma unroll 1
-        for (int x = 0; x < BT * PR / 256; x++) {
-            const int e = threadIdx.x + 256 * x, r = e / PR, col = 4 * (e % PR);
-            const bool ok = r < nvalid && col < d;
-            cp_async16(R + r * DP + col, ok ? src + (int64_t)r * d + col : src, ok);
+        constexpr int PR = DP / 4, RS = 256 / PR;  // 16-byte pieces per row, rows per sweep
+        const int r0 = threadIdx.x / PR, col = 4 * (threadIdx.x % PR);
+        const float *s0 = src + (int64_t)r0 * d + col;
+#pragma unroll
+        for (int x = 0; x < BT / RS; x++) {
+            const bool ok = r0 + x * RS < nv && col < d;
+            cp_async16(R + (r0 + x * RS) * DP + col, ok ? s0 + (int64_t)x * RS * d : src, ok);
         }
     } else {
-        constexpr int PR = DP / 2;
-#pragma unroll 1
-        for (int x = 0; x < BT * PR / 256; x++) {
-            const int e = threadIdx.x + 256 * x, r = e / PR, col = 2 * (e % PR);
-            const bool ok = r < nvalid && col < d;
-            asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(R + r * DP + col)),
-                         "l"(ok ? src + (int64_t)r * d + col : src), "r"(ok ? 8 : 0));
+        constexpr int PR = DP / 2, RS = 256 / PR;
+        const int r0 = threadIdx.x / PR, col = 2 * (threadIdx.x % PR);
+        const float *s0 = src + (int64_t)r0 * d + col;
+#pragma unroll
+        for (int x = 0; x < BT / RS; x++) {
+            const bool ok = r0 + x * RS < nv && col < d;
+            asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(R + (r0 + x * RS) * DP + col)),
+                         "l"(ok ? s0 + (int64_t)x * RS * d : src), "r"(ok ? 8 : 0));
         }
     }
     cp_async_commit();
@@ -298,32 +305,47 @@ __device__ __forceinline__ void raw_wait(int n) {
 }
 
 // The raw rows of R (+ R2 when given; - sub, DP floats, when given, on rows below nvalid) as split rows
-// of a B tile, each with 1 / scale in sinv (0 for rows from nvalid on, which are zero). DP / 4 lanes
-// per row, 4 columns each; the row maximum by shuffles within those lanes.
+// of a B tile, each with 1 / scale in sinv (0 for rows from nvalid on, which are zero). LPR = 8 lanes
+// per row, DP / 32 float4 columns each (interleaved: a row's 8 lanes read 128 contiguous bytes); the
+// row maximum by 3 shuffles within those lanes. (DP / 4 lanes a row, one float4 each, took 5 shuffles
+// and a pow2_scale for every 4 elements at d = 128.)
 template <int DP>
 __device__ __forceinline__ void split_raw(__half *Bh, __half *Bl, float *sinv, const float *R, int64_t nvalid,
                                           const float *R2 = nullptr, const float *sub = nullptr) {
-    constexpr int LPR = DP / 4, RPW = 32 / LPR, PASSES = BT / (8 * RPW);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, col = (lane % LPR) * 4;
+    constexpr int LPR = 8, RPW = 32 / LPR, PASSES = BT / (8 * RPW), NF4 = DP / (4 * LPR);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, p = lane % LPR;
 #pragma unroll
-    for (int p = 0; p < PASSES; p++) {
-        const int r = (p * 8 + warp) * RPW + lane / LPR;
-        float4 v = *(const float4 *)(R + r * DP + col);
-        if (R2) {
-            const float4 x = *(const float4 *)(R2 + r * DP + col);
-            v.x += x.x, v.y += x.y, v.z += x.z, v.w += x.w;
+    for (int ps = 0; ps < PASSES; ps++) {
+        const int r = (ps * 8 + warp) * RPW + lane / LPR;
+        float4 v[NF4];
+        float m = 0.f;
+#pragma unroll
+        for (int i = 0; i < NF4; i++) {
+            const int col = 4 * (p + LPR * i);
+            v[i] = *(const float4 *)(R + r * DP + col);
+            if (R2) {
+                const float4 x = *(const float4 *)(R2 + r * DP + col);
+                v[i].x += x.x, v[i].y += x.y, v[i].z += x.z, v[i].w += x.w;
+            }
+            if (sub && r < nvalid) {
+                const float4 m4 = *(const float4 *)(sub + col);
+                v[i].x -= m4.x, v[i].y -= m4.y, v[i].z -= m4.z, v[i].w -= m4.w;
+            }
+            m = fmaxf(m, fmaxf(fmaxf(fabsf(v[i].x), fabsf(v[i].y)), fmaxf(fabsf(v[i].z), fabsf(v[i].w))));
         }
-        if (sub && r < nvalid) v.x -= sub[col], v.y -= sub[col + 1], v.z -= sub[col + 2], v.w -= sub[col + 3];
-        float m = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
 #pragma unroll
         for (int o = LPR / 2; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
         const float sc = pow2_scale(m);
-        uint32_t h0, l0, h1, l1;
-        split2(v.x * sc, v.y * sc, h0, l0);
-        split2(v.z * sc, v.w * sc, h1, l1);
-        *(uint2 *)(Bh + r * ldb<DP>() + col) = make_uint2(h0, h1);
-        *(uint2 *)(Bl + r * ldb<DP>() + col) = make_uint2(l0, l1);
-        if (lane % LPR == 0) sinv[r] = r < nvalid ? 1.f / sc : 0.f;
+#pragma unroll
+        for (int i = 0; i < NF4; i++) {
+            const int col = 4 * (p + LPR * i);
+            uint32_t h0, l0, h1, l1;
+            split2(v[i].x * sc, v[i].y * sc, h0, l0);
+            split2(v[i].z * sc, v[i].w * sc, h1, l1);
+            *(uint2 *)(Bh + r * ldb<DP>() + col) = make_uint2(h0, h1);
+            *(uint2 *)(Bl + r * ldb<DP>() + col) = make_uint2(l0, l1);
+        }
+        if (p == 0) sinv[r] = r < nvalid ? pow2_inv(sc) : 0.f;
     }
 }
 
@@ -440,7 +462,8 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     extern __shared__ __align__(16) unsigned char rows_sm[];
     float *raw = (float *)rows_sm;  // (NRAW, BT, DP)
     __half *Bh = (__half *)(raw + NRAW * BT * DP), *Bl = Bh + BT * ldb<DP>();
-    __shared__ float sinv[BT], mf[DP];
+    __shared__ float sinv[BT];
+    __shared__ __align__(16) float mf[DP];
     __shared__ __align__(16) double kps[DP];  // KP[c]: the keys' sum up to the chunk's prefix
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int64_t N = a.N, c = blockIdx.x, nch = gridDim.x;
@@ -724,11 +747,11 @@ __global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, 
 #pragma unroll
         for (int m = 0; m < MT; m++) {
             const int ra = a0 + m * 16 + g, rb = ra + 8;
-            const float ira = 1.f / sf[ra], irb = 1.f / sf[rb];
+            const float ira = pow2_inv(sf[ra]), irb = pow2_inv(sf[rb]);
 #pragma unroll
             for (int n = 0; n < NT; n++) {
                 const int b = b0 + n * 8 + 2 * t;
-                const float ib0 = 1.f / sf[b], ib1 = 1.f / sf[b + 1];
+                const float ib0 = pow2_inv(sf[b]), ib1 = pow2_inv(sf[b + 1]);
                 float2 *pa = (float2 *)(run + ra * LDR + b), *pb = (float2 *)(run + rb * LDR + b);
                 float2 xa = *pa, xb = *pb;
                 xa.x += acc[m][n][0] * ira * ib0, xa.y += acc[m][n][1] * ira * ib1;
