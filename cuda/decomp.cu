@@ -33,7 +33,7 @@ extern "C" {
 namespace {
 
 constexpr int C = 128;   // rows per row-statistics chunk (one CTA of rows_kernel)
-constexpr int CU = 16;   // rows per chunk of the u prefix sums used by the samples
+constexpr int CU = 8;   // rows per chunk of the u prefix sums used by the samples
 constexpr int MAXD = 128;
 
 // ---------------------------------------------------------------------------- kernels
@@ -54,7 +54,7 @@ __device__ __forceinline__ void sincos_big(double x, double *s, double *c) {
 // empty). Replaces unrope + two chunk_colsum + two scan_cols over ncu rows (~210 us at 128K).
 // Block 64 x 4: thread (p, g) owns the column pair p (rotated together) and chunks g, g + 4, ...; rows
 // 0 .. S - 1 (no sums) are unroped by all CTAs, grid-stride.
-constexpr int CUSEG = 8;
+constexpr int CUSEG = 16;
 __global__ void __launch_bounds__(256) unrope_sums_kernel(float *u, double *PF, double *PFseg, const float *k, int64_t N,
                                                           int d, int S, int64_t ncu, const double *inv_freq,
                                                           const int32_t *pos, int half_layout) {
@@ -1250,7 +1250,14 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     }
     CUDA_CHECK(cudaMemset(g->q, 0, g->Npad * fd));
     CUDA_CHECK(cudaMemset(g->k, 0, g->Npad * fd));
-    CUDA_CHECK(cudaStreamCreateWithFlags(&g->s2, cudaStreamNonBlocking));
+    {
+        // the ridge chain at the device's highest stream priority: its kernels take SMs as they free
+        // before the row statistics' do (it ends in the one-SM Cholesky: the longer chain once
+        // rows_kernel shrank, session 6)
+        int lo = 0, hi = 0;
+        CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&lo, &hi));
+        CUDA_CHECK(cudaStreamCreateWithPriority(&g->s2, cudaStreamNonBlocking, hi));
+    }
     CUBLAS_CHECK(cublasCreate(&g->blas));
     CUBLAS_CHECK(cublasSetMathMode(g->blas, CUBLAS_PEDANTIC_MATH));  // true float32 GEMMs, no TF32
     CUBLAS_CHECK(cublasCreate(&g->blas2));
