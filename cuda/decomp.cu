@@ -9,10 +9,10 @@
 // tensor cores in split float16 precision (hi + lo operands, three mma.sync per product: float32-
 // level products): q G q against the prefix Gram, the in-chunk products and the Lambda-shape's sink
 // and local products. The Grams (gram_kernel) are also split-precision mma, summed over segments of
-// GSEG chunks in registers, the segments' prefix by a small scan. Ridge samples are built on the
+// GSEG chunks in shared memory, the segments' prefix by a small scan. Ridge samples are built on the
 // device (their mu from a fine key prefix), their normal equations by DGEMM and solved by a one-CTA
 // tiled Cholesky (chol.cuh; the ridge as ridge_solve_normal adds it); that chain (with u, s and the prefix
-// sums of v and s) runs on a second stream beside the Grams and row statistics. Per-row reductions
+// sums of v and s) runs on a second stream, at the highest priority, beside the Grams and row statistics. Per-row reductions
 // accumulate in double, as the CPU does. Nothing waits for the host between the upload and the
 // download of the results.
 #include <cublas_v2.h>
