@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blas_core.h"
 #include "decomp.h"
 #include "exact.h"
 #include "mask.h"
@@ -65,7 +66,9 @@ static int cmp_d(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
+    blas_core_fix(argv);  // OpenBLAS's kernels for this CPU, as skel gets them
     int width;
     double peak = measure_peak(&width);
     printf("threads: %d; FP32 FMA peak measured with %d-bit FMA chains: %.1f GFLOP/s\n", omp_get_max_threads(), width,

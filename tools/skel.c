@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "blas_core.h"
 #include "cmds.h"
 
 static const struct {
@@ -28,6 +29,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    blas_core_fix(argv);  // OpenBLAS's kernels for this CPU (may run skel again, before anything else)
     if (argc < 2) {
         usage(stderr);
         return 2;
