@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 char *openblas_get_corename(void);  // OpenBLAS
+char *openblas_get_config(void);
 
 const char *blas_core_upgrade(const char *chosen, int has_avx512, int has_avx2) {
     // OpenBLAS's x86 core names without AVX2 kernels (its fallbacks for CPUs it does not know)
@@ -24,6 +25,8 @@ const char *blas_core_upgrade(const char *chosen, int has_avx512, int has_avx2) 
 void blas_core_fix(char **argv) {
 #if defined(__x86_64__) || defined(__i386__)
     if (getenv("OPENBLAS_CORETYPE")) return;
+    const char *cfg = openblas_get_config();
+    if (!cfg || !strstr(cfg, "DYNAMIC_ARCH")) return;  // a build for one core: the variable would change nothing
     __builtin_cpu_init();
     const int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");

@@ -12,8 +12,8 @@
 // has more.
 const char *blas_core_upgrade(const char *chosen, int has_avx512, int has_avx2);
 
-// Where OPENBLAS_CORETYPE is unset and blas_core_upgrade says so for this CPU: sets it and runs this
-// program again (execv of /proc/self/exe, the same arguments), so that OpenBLAS loads with it.
+// Where OPENBLAS_CORETYPE is unset, OpenBLAS is a DYNAMIC_ARCH build and blas_core_upgrade says so
+// for this CPU: sets it and runs this program again (execv of /proc/self/exe, the same arguments), so that OpenBLAS loads with it.
 // Returns when there is nothing to do, or when the exec failed (the program then goes on as it is).
 void blas_core_fix(char **argv);
 
