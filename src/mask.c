@@ -151,14 +151,26 @@ void mask_evaluate(const uint8_t *mask, const float *W, int64_t N, int B, mask_m
     out->compute_fraction = (double)kept_pairs / ((double)N * (N + 1) / 2);
 }
 
-typedef struct {
-    float w;
-    int64_t J;
-} wj;
-
-static int cmp_wj_desc(const void *a, const void *b) {
-    float x = ((const wj *)a)->w, y = ((const wj *)b)->w;
-    return (x < y) - (x > y);
+// The oracle's order as one integer: a larger mass first (a mass >= 0 orders by its float bits),
+// then the smaller column. A total order, so that the kept set does not depend on how a sort
+// treats ties (glibc's qsort kept equal masses in column order: the same set as this).
+static inline uint64_t wj_key(float w, int64_t J) {
+    uint32_t b;
+    memcpy(&b, &w, 4);
+    if (!(w > 0.f)) b = 0;
+    return (uint64_t)b << 32 | (uint32_t)(0xffffffffu - (uint32_t)J);
+}
+static void key_sift_down(uint64_t *h, int64_t n, int64_t i) {
+    for (;;) {
+        const int64_t l = 2 * i + 1;
+        int64_t best = i;
+        if (l < n && h[l] > h[best]) best = l;
+        if (l + 1 < n && h[l + 1] > h[best]) best = l + 1;
+        if (best == i) return;
+        const uint64_t t = h[i];
+        h[i] = h[best], h[best] = t;
+        i = best;
+    }
 }
 
 void mask_oracle(uint8_t *mask, const float *W, int64_t N, int B, double r) {
@@ -166,18 +178,24 @@ void mask_oracle(uint8_t *mask, const float *W, int64_t N, int B, double r) {
     memset(mask, 0, (size_t)(nb * nb));
 #pragma omp parallel
     {
-        wj *row = xmalloc(sizeof(wj) * nb);
+        uint64_t *h = xmalloc(sizeof(uint64_t) * nb);
 #pragma omp for schedule(dynamic, 16)
         for (int64_t I = 0; I < nb; I++) {  // rows are independent
             int64_t rows = (I + 1) * B < N ? B : N - I * B;
-            for (int64_t J = 0; J <= I; J++) row[J].w = W[I * nb + J], row[J].J = J;
-            qsort(row, I + 1, sizeof(wj), cmp_wj_desc);
+            // the row's blocks in the oracle's order from a heap, only as many as the recall needs
+            // (a sparse row keeps a few of its I + 1 blocks; a full sort cost O(I log I) each)
+            int64_t n = I + 1;
+            for (int64_t J = 0; J < n; J++) h[J] = wj_key(W[I * nb + J], J);
+            for (int64_t x = n / 2 - 1; x >= 0; x--) key_sift_down(h, n, x);
             double need = r * rows, got = 0;
-            for (int64_t t = 0; t <= I && got < need; t++) {
-                mask[I * nb + row[t].J] = 1;
-                got += row[t].w;
+            while (n > 0 && got < need) {
+                const int64_t J = 0xffffffffu - (uint32_t)h[0];
+                mask[I * nb + J] = 1;
+                got += W[I * nb + J];
+                h[0] = h[--n];
+                key_sift_down(h, n, 0);
             }
         }
-        free(row);
+        free(h);
     }
 }

@@ -160,8 +160,40 @@ static void test_metrics_and_oracle(void **state) {
     free_head(&hd);
 }
 
+// The oracle's order on ties: equal masses are taken in column order (the smallest J first), zero
+// masses last; checked against an insertion sort of each row, on rows of many exact ties.
+static void test_oracle_ties(void **state) {
+    (void)state;
+    const int B = 4;
+    const int64_t N = 4 * 150 + 3, nb = (N + B - 1) / B;
+    float *W = calloc((size_t)(nb * nb), sizeof(float));
+    uint8_t *o = malloc((size_t)(nb * nb)), *ref = calloc((size_t)(nb * nb), 1);
+    int64_t *idx = malloc(sizeof(int64_t) * nb);
+    for (double r = 0.3; r <= 1.0; r += 0.35) {
+        memset(ref, 0, (size_t)(nb * nb));
+        for (int64_t I = 0; I < nb; I++) {
+            const int64_t rows = (I + 1) * B < N ? B : N - I * B;
+            double sum = 0;  // masses in {0, 1, 2} x a power of two: sums exact, ties exact
+            for (int64_t J = 0; J <= I; J++) sum += W[I * nb + J] = (float)((J * 7 + I) % 3);
+            const float scale = sum > 0 ? exp2f(ceilf(log2f((float)(sum / rows)))) : 1.f;
+            for (int64_t J = 0; J <= I; J++) W[I * nb + J] /= scale;
+            for (int64_t J = 0; J <= I; J++) {  // stable insertion sort, heavier first
+                int64_t t = J;
+                while (t > 0 && W[I * nb + idx[t - 1]] < W[I * nb + J]) idx[t] = idx[t - 1], t--;
+                idx[t] = J;
+            }
+            double got = 0;
+            for (int64_t t = 0; t <= I && got < r * rows; t++) ref[I * nb + idx[t]] = 1, got += W[I * nb + idx[t]];
+        }
+        mask_oracle(o, W, N, B, r);
+        assert_memory_equal(o, ref, (size_t)(nb * nb));
+    }
+    free(W), free(o), free(ref), free(idx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_oracle_ties),
         cmocka_unit_test(test_block_vectors_and_threshold_mask),
         cmocka_unit_test(test_budget_mask),
         cmocka_unit_test(test_predicted_sparsity),
