@@ -39,17 +39,39 @@ typedef struct {
     double x;
     int64_t i;
 } scored;
-static int cmp_scored_desc(const void *a, const void *b) {
-    const scored *u = a, *v = b;
-    if (u->x != v->x) return (u->x < v->x) - (u->x > v->x);
-    return (u->i > v->i) - (u->i < v->i);
+// A max-heap of scored entries, largest first and ties to the lower index (a total order: popping
+// gives exactly the sorted sequence a qsort by that order gave), so that taking the first few of a
+// long array costs O(len + taken log len) instead of a full sort.
+static inline int scored_before(const scored *u, const scored *v) { return u->x > v->x || (u->x == v->x && u->i < v->i); }
+static void scored_sift_down(scored *h, int64_t n, int64_t i) {
+    for (;;) {
+        const int64_t l = 2 * i + 1;
+        int64_t best = i;
+        if (l < n && scored_before(&h[l], &h[best])) best = l;
+        if (l + 1 < n && scored_before(&h[l + 1], &h[best])) best = l + 1;
+        if (best == i) return;
+        const scored t = h[i];
+        h[i] = h[best], h[best] = t;
+        i = best;
+    }
 }
+static void scored_heapify(scored *h, int64_t n) {
+    for (int64_t i = n / 2 - 1; i >= 0; i--) scored_sift_down(h, n, i);
+}
+static scored scored_pop(scored *h, int64_t *n) {
+    const scored top = h[0];
+    h[0] = h[--*n];
+    scored_sift_down(h, *n, 0);
+    return top;
+}
+
 static void top_n(uint8_t *sel, const double *x, int64_t len, int64_t n) {
-    scored *s = xmalloc(sizeof(scored) * len);
+    scored *s = xmalloc(sizeof(scored) * (len > 0 ? len : 1));
     for (int64_t i = 0; i < len; i++) s[i].x = x[i], s[i].i = i;
-    qsort(s, len, sizeof(scored), cmp_scored_desc);
     memset(sel, 0, (size_t)(len > 0 ? len : 0));
-    for (int64_t t = 0; t < n && t < len; t++) sel[s[t].i] = 1;
+    int64_t h = len;
+    scored_heapify(s, h);
+    for (int64_t t = 0; t < n && h > 0; t++) sel[scored_pop(s, &h).i] = 1;
     free(s);
 }
 
@@ -210,13 +232,17 @@ void vertical_slash_select(uint8_t *mask, const last_lines *vs, int64_t N, int B
 
 // Chooses the fewest entries (largest first) of x[0..len) whose sum reaches share of the total.
 static void top_coverage(uint8_t *sel, const double *x, int64_t len, double share) {
-    scored *s = xmalloc(sizeof(scored) * len);
+    scored *s = xmalloc(sizeof(scored) * (len > 0 ? len : 1));
     double tot = 0;
     for (int64_t i = 0; i < len; i++) s[i].x = x[i], s[i].i = i, tot += x[i];
-    qsort(s, len, sizeof(scored), cmp_scored_desc);
     memset(sel, 0, (size_t)(len > 0 ? len : 0));
+    int64_t h = len;
+    scored_heapify(s, h);
     double cum = 0;
-    for (int64_t t = 0; t < len && cum < share * tot; t++) sel[s[t].i] = 1, cum += s[t].x;
+    while (h > 0 && cum < share * tot) {
+        const scored e = scored_pop(s, &h);
+        sel[e.i] = 1, cum += e.x;
+    }
     free(s);
 }
 
@@ -380,11 +406,13 @@ void xattention_select(uint8_t *mask, const double *score, int64_t N, int B, con
     for (int64_t I = 0; I < nbx; I++) {
         double tot = 0;
         for (int64_t J = 0; J <= I; J++) s[J].x = score[I * nbx + J], s[J].i = J, tot += score[I * nbx + J];
-        qsort(s, I + 1, sizeof(scored), cmp_scored_desc);
+        int64_t h = I + 1;
+        scored_heapify(s, h);
         double cum = 0;
-        for (int64_t t = 0; t <= I && (tot <= 0 || cum < p->xa_tau * tot); t++) {
-            coarse[I * nbx + s[t].i] = 1;
-            cum += s[t].x;
+        while (h > 0 && (tot <= 0 || cum < p->xa_tau * tot)) {
+            const scored e = scored_pop(s, &h);
+            coarse[I * nbx + e.i] = 1;
+            cum += e.x;
         }
         coarse[I * nbx] = coarse[I * nbx + I] = 1;  // sink column and diagonal
     }
