@@ -297,23 +297,28 @@ int flexprefill_select(uint8_t *mask, const last_lines *fp, const float *q, cons
     const int query_aware = sqrt(js > 0 ? js : 0) < p->fp_tau;
     uint8_t *coarse = xcalloc((size_t)(nbf * nbf), 1);
     if (query_aware) {
-        double *sc = xmalloc(sizeof(double) * nbf);
-        uint8_t *sel = xmalloc(nbf);
-        for (int64_t I = 0; I < nbf; I++) {
-            avgpool(qp, q, I * Bf, (I + 1) * Bf < N ? (I + 1) * Bf : N, d);
-            double m2 = -INFINITY, l2 = 0;
-            for (int64_t J = 0; J <= I; J++) {
-                double s = 0;
-                for (int t = 0; t < d; t++) s += qp[t] * kp[J * d + t];
-                sc[J] = c * s;
-                m2 = sc[J] > m2 ? sc[J] : m2;
+        // block rows in parallel (each row's arithmetic in the order it had serially: the same mask)
+#pragma omp parallel
+        {
+            double *sc = xmalloc(sizeof(double) * nbf), *qr = xmalloc(sizeof(double) * d);
+            uint8_t *sel = xmalloc(nbf);
+#pragma omp for schedule(dynamic, 8)
+            for (int64_t I = 0; I < nbf; I++) {
+                avgpool(qr, q, I * Bf, (I + 1) * Bf < N ? (I + 1) * Bf : N, d);
+                double m2 = -INFINITY, l2 = 0;
+                for (int64_t J = 0; J <= I; J++) {
+                    double s = 0;
+                    for (int t = 0; t < d; t++) s += qr[t] * kp[J * d + t];
+                    sc[J] = c * s;
+                    m2 = sc[J] > m2 ? sc[J] : m2;
+                }
+                for (int64_t J = 0; J <= I; J++) l2 += (sc[J] = exp(sc[J] - m2));
+                for (int64_t J = 0; J <= I; J++) sc[J] /= l2;
+                top_coverage(sel, sc, I + 1, p->fp_gamma);
+                for (int64_t J = 0; J <= I; J++) coarse[I * nbf + J] = sel[J];
             }
-            for (int64_t J = 0; J <= I; J++) l2 += (sc[J] = exp(sc[J] - m2));
-            for (int64_t J = 0; J <= I; J++) sc[J] /= l2;
-            top_coverage(sel, sc, I + 1, p->fp_gamma);
-            for (int64_t J = 0; J <= I; J++) coarse[I * nbf + J] = sel[J];
+            free(sc), free(qr), free(sel);
         }
-        free(sc), free(sel);
         coarse_to_grid(mask, coarse, N, Bf, B);
     } else {
         uint8_t *cols = xmalloc(N), *offs = xmalloc(N);
