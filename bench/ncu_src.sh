@@ -2,7 +2,8 @@
 # ncu_src.sh BINARY ARGS...: one GPU call's profile of the kernels matching $NCU_K (a regex): the stall
 # reasons per issued instruction, the scheduler and memory sections, and the source page (SASS, with
 # the warp-stall samples of each instruction) as CSV, all packed into $OUT/prof_$NCU_TAG.tgz (one file:
-# the device tool brings back only a few). NCU_SKIP / NCU_COUNT: launches skipped / profiled. NCU_K
+# the device tool brings back only a few; keep text extracts in git, not the archive, as
+# bench/gpu-logs/s6_*prof*.txt are). NCU_SKIP / NCU_COUNT: launches skipped / profiled. NCU_K
 # matches base names (e.g. ^rows_kernel, not short_rows_kernel or sample_rows_kernel).
 OUT=${OUT:-gpu-out}
 TAG=${NCU_TAG:-prof}
