@@ -79,7 +79,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p) 
                  : "r"(smem_addr(p)));
 }
 
-// A warp's 16 query rows (rowA = its row g, rowA + 8) as mma A fragments, zero beyond N; q (N, D).
 // warp-wide sums, maxima and minima (every lane gets the result)
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
@@ -107,6 +106,7 @@ __device__ __forceinline__ double warp_max_d(double x) {
     return x;
 }
 
+// A warp's 16 query rows (rowA = its row g, rowA + 8) as mma A fragments, zero beyond N; q (N, D).
 template <int D>
 __device__ __forceinline__ void load_q_frags(uint32_t qf[D / 16][4], const __half *q, int64_t N, int64_t rowA) {
     const int t = threadIdx.x & 3;
