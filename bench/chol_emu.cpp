@@ -47,7 +47,7 @@ static void mma_32x16(double acc[32][4][2][2], const double *A, const double *B,
 static int emu(std::vector<double> &x, const std::vector<double> &G, const std::vector<double> &rhs, int n, double eps_r) {
     std::vector<double> sm((NSLOT + 1) * TILE + 2 * MAXT * CT + THREADS, NAN);
     double *tiles = sm.data(), *Mt = tiles + NSLOT * TILE, *y = Mt + TILE, *xs = y + MAXT * CT, *red = xs + MAXT * CT;
-    double rk[CT], invd[CT];
+    double rk[CT];
     int slot[MAXT][MAXT], fr[NSLOT], bad = 0;
     const int nt = (n + CT - 1) / CT, np = nt * CT;
     std::vector<double> Lg((size_t)np * np, NAN), Mg((size_t)np * CT, NAN);
@@ -97,30 +97,30 @@ static int emu(std::vector<double> &x, const std::vector<double> &G, const std::
                         P[tix(8 * fr_ + g, c0 + 8 * fc + 2 * t + e)] = gv[l][fr_][fc][e] - acc[l][fr_][fc][e];
                 }
             }
-        // --- sync; warp 0 factor (lanes as vectors)
+        // --- sync; warp 0: the factor with the inverse's columns beside it (lanes as vectors), column p
+        // of L through Mt (column-major, stride LDT); warp 1: rk
         {
-            double a[32][CT];
-            for (int l = 0; l < 32; l++) for (int j = 0; j < CT; j++) a[l][j] = D[tix(l, j)];
-            double nxt[32];
+            double a[32][CT], v[32][CT], nxt[32];
+            for (int l = 0; l < 32; l++) for (int j = 0; j < CT; j++) a[l][j] = D[tix(l, j)], v[l][j] = j == l ? 1.0 : 0.0;
             for (int l = 0; l < 32; l++) nxt[l] = a[l][0];
             for (int p = 0; p < CT; p++) {
                 double piv = nxt[p];
                 if (!(piv > 0)) { bad = 1; piv = 1; }
                 const double rinv = 1 / sqrt(piv), lpp = piv * rinv;
-                invd[p] = rinv;
-                for (int l = 0; l < 32; l++) a[l][p] = l == p ? lpp : l > p ? a[l][p] * rinv : a[l][p];
-                if (p + 1 < CT) for (int l = 0; l < 32; l++) nxt[l] = std::fma(-a[l][p], a[l][p], a[l][p + 1]);
-                double col[32];
-                for (int l = 0; l < 32; l++) col[l] = a[l][p];
-                for (int j = p + 1; j < CT; j++) {
-                    double ljp = col[j];
-                    for (int l = 0; l < 32; l++) if (l >= j) a[l][j] = std::fma(-a[l][p], ljp, a[l][j]);
-                }
-                // check: the pivot formed locally equals the shuffled update
+                double lv[32];
+                for (int l = 0; l < 32; l++) lv[l] = l == p ? lpp : l > p ? a[l][p] * rinv : 0.0;
+                if (p + 1 < CT) for (int l = 0; l < 32; l++) nxt[l] = std::fma(-lv[l], lv[l], a[l][p + 1]);
+                for (int l = 0; l < 32; l++) Mt[p * LDT + l] = lv[l];
+                for (int l = 0; l < 32; l++) v[l][p] *= rinv;
+                for (int j = p + 1; j < CT; j++)
+                    for (int l = 0; l < 32; l++) {
+                        a[l][j] = std::fma(-lv[l], Mt[p * LDT + j], a[l][j]);
+                        v[l][j] = std::fma(-v[l][p], Mt[p * LDT + j], v[l][j]);
+                    }
                 if (p + 1 < CT && nxt[p + 1] != a[p + 1][p + 1]) { printf("nxt mismatch p=%d\n", p); return -4; }
             }
-            for (int l = 0; l < 32; l++) for (int j = 0; j <= l; j++) D[tix(l, j)] = a[l][j];
-            // warp 1 (reads row block K, y): uses tiles not written by warp 0
+            for (int l = 0; l < 32; l++) for (int j = 0; j < CT; j++) { Mt[tix(j, l)] = v[l][j]; Mg[(size_t)(k0 + j) * CT + l] = v[l][j]; }
+            for (int l = 0; l < 32; l++) for (int j = 0; j < CT; j++) D[tix(l, j)] = NAN;  // not kept: nothing reads L_KK
         }
         for (int lane = 0; lane < 32; lane++) {
             double s[4] = {y[k0 + lane], 0, 0, 0};
@@ -130,18 +130,12 @@ static int emu(std::vector<double> &x, const std::vector<double> &G, const std::
             }
             rk[lane] = (s[0] + s[1]) + (s[2] + s[3]);
         }
-        // --- sync; 3a
-        for (int w = 0; w < 2; w++)
-            for (int lane = 0; lane < (w ? 1 : 32); lane++) {
-                double v[CT];
-                for (int j = 0; j < CT; j++) v[j] = w ? rk[j] : (j == lane ? 1.0 : 0.0);
-                for (int p = 0; p < CT; p++) {
-                    v[p] *= invd[p];
-                    for (int j = p + 1; j < CT; j++) v[j] -= v[p] * D[tix(j, p)];
-                }
-                if (w) for (int j = 0; j < CT; j++) y[k0 + j] = v[j];
-                else for (int j = 0; j < CT; j++) { Mt[tix(j, lane)] = v[j]; Mg[(size_t)(k0 + j) * CT + lane] = v[j]; }
-            }
+        // --- sync; warp NW - 1: y_K = L_KK^{-1} rk from Mt
+        for (int lane = 0; lane < 32; lane++) {
+            double s[4] = {0, 0, 0, 0};
+            for (int c = 0; c < CT; c++) s[c & 3] += Mt[tix(lane, c)] * rk[c];
+            y[k0 + lane] = (s[0] + s[1]) + (s[2] + s[3]);
+        }
         // --- sync; 3b: compute all, sync, write
         const int ntask = 2 * (nt - 1 - K);
         static double acc2[NW][2][32][4][2][2];

@@ -8,8 +8,9 @@
 // panel K (tile column K) needs only the tiles of tile rows >= K, so that at most (nt - K)(K + 1) <= 20
 // of the 36 tiles of n = 256 are live at once (a row of tiles is dropped after its panel; Lg keeps a
 // copy for the back substitution). Per panel: the panel's update from the tiles on its left as double
-// mma (m8n8k4) on the tensor cores; warp 0 factors the diagonal tile in registers; warp 0 also forms
-// that tile's inverse and warp 1 the forward substitution of the right-hand side (y = L^{-1} rhs); the
+// mma (m8n8k4) on the tensor cores; warp 0 factors the diagonal tile in registers and forms that tile's
+// inverse beside it, pivot by pivot, while warp 1 sums the forward substitution's terms from the tiles on
+// the left (y_K = L_KK^{-1} (rhs_K - sum_J L_KJ y_J), the last product by the inverse); the
 // tiles below take X = P L_KK^{-T} as another double mma (a diagonal tile's condition is about the
 // square root of G's, ~1e3, so the explicit inverse costs at most ~1e-13 relative; the host emulation,
 // bench/chol_emu.cpp, gives 7e-15 at n = 256). The back
@@ -70,7 +71,7 @@ __global__ void __launch_bounds__(THREADS, 1) chol_solve_kernel(double *Lg, doub
     double *y = Mt + TILE;               // (MAXT CT) rhs, then L^{-1} rhs
     double *xs = y + MAXT * CT;          // (MAXT CT) the solution
     double *red = xs + MAXT * CT;        // (THREADS) partial sums of the back substitution
-    __shared__ double rk[CT], invd[CT], lam2s;
+    __shared__ double rk[CT], lam2s;
     __shared__ int slot[MAXT][MAXT], freel[NSLOT], bad;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
     const int nt = (n + CT - 1) / CT, np = nt * CT;
@@ -123,13 +124,19 @@ __global__ void __launch_bounds__(THREADS, 1) chol_solve_kernel(double *Lg, doub
                     for (int e = 0; e < 2; e++) P[tix(8 * fr + g, c0 + 8 * fc + 2 * t + e)] = gv[fr][fc][e] - acc[fr][fc][e];
         }
         __syncthreads();
-        if (warp == 0) {  // the diagonal tile in registers: lane r holds row r
-            double a[CT];
+        if (warp == 0) {
+            // The diagonal tile in registers, lane r holding row r; and with it, lane c forms column c of
+            // L_KK^{-1} (v L_KK^T = e_c by columns: v_p /= L_pp, then v_j -= v_p L_jp for j > p), which
+            // needs at pivot p only the column of L that the factor has just formed. Column p goes
+            // through shared memory (Mt, free until the inverse is written to it; column-major, read
+            // two at a time by every lane), so that each pivot costs one store and (CT - p) / 2 loads
+            // where a shuffle per element cost CT - p. nxt: lane p + 1's a[p + 1] after column p's
+            // update, formed from its own l (the value the update below gives it, bit for bit), so that
+            // the next pivot does not wait for shared memory: the 256 pivots are the serial depth of
+            // the whole factorisation.
+            double a[CT], v[CT];
 #pragma unroll
-            for (int j = 0; j < CT; j++) a[j] = D[tix(lane, j)];
-            // nxt: lane p + 1's a[p + 1] after column p's update, formed from its own a[p] (the value the
-            // shuffled update below gives it, bit for bit), so that the next pivot waits for one
-            // shuffle less: the 256 pivots are the serial depth of the whole factorisation
+            for (int j = 0; j < CT; j++) a[j] = D[tix(lane, j)], v[j] = j == lane ? 1.0 : 0.0;
             double nxt = a[0];
 #pragma unroll
             for (int p = 0; p < CT; p++) {
@@ -139,18 +146,24 @@ __global__ void __launch_bounds__(THREADS, 1) chol_solve_kernel(double *Lg, doub
                     piv = 1;
                 }
                 const double rinv = rsqrt(piv), lpp = piv * rinv;
-                if (lane == p) invd[p] = rinv;
-                a[p] = lane == p ? lpp : lane > p ? a[p] * rinv : a[p];
-                if (p + 1 < CT) nxt = fma(-a[p], a[p], a[p + 1]);
+                const double l = lane == p ? lpp : lane > p ? a[p] * rinv : 0.0;  // L[lane][p]
+                if (p + 1 < CT) nxt = fma(-l, l, a[p + 1]);
+                Mt[p * LDT + lane] = l;
+                v[p] *= rinv;
+                __syncwarp();
 #pragma unroll
-                for (int j = p + 1; j < CT; j++) {
-                    const double ljp = __shfl_sync(0xffffffffu, a[p], j);
-                    if (lane >= j) a[j] = fma(-a[p], ljp, a[j]);
+                for (int j = (p + 1) & ~1; j < CT; j += 2) {
+                    const double2 c2 = *(const double2 *)(Mt + p * LDT + j);
+                    if (j > p) a[j] = fma(-l, c2.x, a[j]), v[j] = fma(-v[p], c2.x, v[j]);
+                    a[j + 1] = fma(-l, c2.y, a[j + 1]), v[j + 1] = fma(-v[p], c2.y, v[j + 1]);
                 }
             }
+            __syncwarp();  // every lane's last read of the columns before Mt takes the inverse
 #pragma unroll
-            for (int j = 0; j < CT; j++)
-                if (j <= lane) D[tix(lane, j)] = a[j];
+            for (int j = 0; j < CT; j++) {
+                Mt[tix(j, lane)] = v[j];                   // Mt[j][c] = (L_KK^{-1})[j][c]
+                Mg[(size_t)(k0 + j) * CT + lane] = v[j];   // the same, for the back substitution
+            }
         } else if (warp == 1) {  // rk = y_K - sum_{J < K} L (K, J) y_J, lane c row c (4 partial sums)
             double s[4] = {y[k0 + lane], 0.0, 0.0, 0.0};
             for (int J = 0; J < K; J++) {
@@ -161,30 +174,12 @@ __global__ void __launch_bounds__(THREADS, 1) chol_solve_kernel(double *Lg, doub
             rk[lane] = (s[0] + s[1]) + (s[2] + s[3]);
         }
         __syncthreads();
-        if (warp == 0 || (warp == 1 && lane == 0)) {
-            // v L_KK^T = e_c (lane c of warp 0: v = column c of L_KK^{-1}) or = rk (warp 1: v = y_K),
-            // by columns: v_p /= L_pp, then v_j -= v_p L_jp for j > p (independent updates)
-            double v[CT];
+        if (warp == NW - 1) {  // y_K = L_KK^{-1} rk (the warp with the fewest X tasks below), lane j row j
+            double s[4] = {0.0, 0.0, 0.0, 0.0};
 #pragma unroll
-            for (int j = 0; j < CT; j++) v[j] = warp ? rk[j] : (j == lane ? 1.0 : 0.0);
-#pragma unroll
-            for (int p = 0; p < CT; p++) {
-                v[p] *= invd[p];
-#pragma unroll
-                for (int j = p + 1; j < CT; j++) v[j] -= v[p] * D[tix(j, p)];
-            }
-            if (warp) {
-#pragma unroll
-                for (int j = 0; j < CT; j++) y[k0 + j] = v[j];
-            } else {
-#pragma unroll
-                for (int j = 0; j < CT; j++) {
-                    Mt[tix(j, lane)] = v[j];                   // Mt[c][j] = (L_KK^{-1})[c][j]
-                    Mg[(size_t)(k0 + j) * CT + lane] = v[j];   // Mg[k0 + j][c] = (L_KK^{-1})[j][c]
-                }
-            }
+            for (int c = 0; c < CT; c++) s[c & 3] += Mt[tix(lane, c)] * rk[c];
+            y[k0 + lane] = (s[0] + s[1]) + (s[2] + s[3]);
         }
-        __syncthreads();
         // X (I, K) = P (I, K) L_KK^{-T} for I > K: X[i][c] = sum_j P[i][j] Mt[c][j], written in place
         // once every task has read its rows of P
         const int ntask = 2 * (nt - 1 - K);
