@@ -1104,9 +1104,10 @@ struct gpu_decomp {
     double ridge;
     uint64_t seed;
     cublasHandle_t blas, blas2;  // on the legacy stream and on s2
-    cudaStream_t s2;     // the ridge chain (samples .. s, v's prefix), beside the row statistics
-    cudaEvent_t fork, join;  // the legacy stream to s2, s2 back
-    double *tiles2;      // scan scratch of s2
+    cudaStream_t s2;     // the ridge chain (samples .. uk, v's prefix), beside the row statistics
+    cudaStream_t s3;     // s and its prefix, beside uk once the ridge system is solved
+    cudaEvent_t fork, join, solved, join3;  // the legacy stream to s2, s2 back; s2 to s3, s3 back
+    double *tiles2, *tiles3;  // scan scratch of s2 and s3
     double *L;           // (np, np) the ridge system's Cholesky factor below its diagonal tiles, np = 2d
                          // rounded up to CHOL_TILE
     double *Mg;          // (np, CHOL_TILE) the inverses of its diagonal tiles
@@ -1158,14 +1159,17 @@ extern "C" void gpu_decomp_free(gpu_decomp *g) {
     void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->KP, g->PF, g->PFseg, g->G, g->Gseg, g->amax, g->zlast,
                     g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x, g->pred,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
-                    g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2};
+                    g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2, g->tiles3};
     for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
         if (bufs[x]) CUDA_CHECK(cudaFree(bufs[x]));
     if (g->blas) CUBLAS_CHECK(cublasDestroy(g->blas));
     if (g->blas2) CUBLAS_CHECK(cublasDestroy(g->blas2));
     if (g->s2) CUDA_CHECK(cudaStreamDestroy(g->s2));
+    if (g->s3) CUDA_CHECK(cudaStreamDestroy(g->s3));
     if (g->fork) CUDA_CHECK(cudaEventDestroy(g->fork));
     if (g->join) CUDA_CHECK(cudaEventDestroy(g->join));
+    if (g->solved) CUDA_CHECK(cudaEventDestroy(g->solved));
+    if (g->join3) CUDA_CHECK(cudaEventDestroy(g->join3));
     for (int x = 0; x < 4; x++)
         if (g->ev[x]) CUDA_CHECK(cudaEventDestroy(g->ev[x]));
     free(g);
@@ -1240,6 +1244,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->sc, sizeof(double) * 2, &total);
     bad |= dev_alloc((void **)&g->tiles, sizeof(double) * (N / SCAN_TILE + 1 + 2 * LSE_PARTS), &total);
     bad |= dev_alloc((void **)&g->tiles2, sizeof(double) * (N / SCAN_TILE + 1), &total);
+    bad |= dev_alloc((void **)&g->tiles3, sizeof(double) * (N / SCAN_TILE + 1), &total);
     if (bad) {
         size_t free_b = 0, total_b = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -1257,6 +1262,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
         int lo = 0, hi = 0;
         CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&lo, &hi));
         CUDA_CHECK(cudaStreamCreateWithPriority(&g->s2, cudaStreamNonBlocking, hi));
+        CUDA_CHECK(cudaStreamCreateWithPriority(&g->s3, cudaStreamNonBlocking, hi));
     }
     CUBLAS_CHECK(cublasCreate(&g->blas));
     CUBLAS_CHECK(cublasSetMathMode(g->blas, CUBLAS_PEDANTIC_MATH));  // true float32 GEMMs, no TF32
@@ -1265,6 +1271,8 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     CUBLAS_CHECK(cublasSetStream(g->blas2, g->s2));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->fork, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&g->solved, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&g->join3, cudaEventDisableTiming));
     CUDA_CHECK(cudaFuncSetAttribute(chol::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol::SMEM));
     CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64>()));
     CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<128, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<128>()));
@@ -1309,19 +1317,24 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     sample_rows_kernel<<<blocks_for(ns * 32, 256), 256, 0, g->s2>>>(g->A, g->b, g->sI, g->sJ, ns, g->q, g->k, g->u, g->PF,
                                                                     g->PFseg, g->inv_freq, d, S, T, c);
     CUDA_CHECK_LAUNCH();
-    // A (M x w, row-major) is A^T column-major: A^T A = At At^T, A^T b = At b
+    // A (M x w, row-major) is A^T column-major: A^T A = At At^T, A^T b = At b (cublasDsyrk, half the
+    // products, measured slower: 0.857 / 0.866 -> 0.925 / 0.910 ms at 128K, session 7)
     CUBLAS_CHECK(cublasDgemm(g->blas2, CUBLAS_OP_N, CUBLAS_OP_T, w, w, M, &oned, g->A, w, g->A, w, &zerod, g->AtA, w));
     CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_N, w, M, &oned, g->A, w, g->b, 1, &zerod, g->Atb, 1));
     chol::chol_solve_kernel<<<1, chol::THREADS, chol::SMEM, g->s2>>>(g->L, g->Mg, g->x, g->info, g->AtA, g->Atb, w, g->ridge);
     CUDA_CHECK_LAUNCH();
-    // held-out predictions: rows M .. 2M
-    CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_T, w, M, &oned, g->A + (size_t)M * w, w, g->x, 1, &zerod, g->pred, 1));
+    // s and its prefix on s3, beside uk and its prefix on s2
+    CUDA_CHECK(cudaEventRecord(g->solved, g->s2));
+    CUDA_CHECK(cudaStreamWaitEvent(g->s3, g->solved, 0));
+    s_kernel<<<blocks_for((N + SRUN - 1) / SRUN, 128), 128, 0, g->s3>>>(g->s, g->x, g->inv_freq, g->rbarN, N, d);
+    CUDA_CHECK_LAUNCH();
+    scan_device(g->ps, g->tiles3, g->s, NULL, NULL, N, g->s3);
+    CUDA_CHECK(cudaEventRecord(g->join3, g->s3));
     uk_kernel<<<blocks_for(N * 32, 256), 256, 0, g->s2>>>(g->uk, g->u, g->x + d, N, d);
     CUDA_CHECK_LAUNCH();
-    s_kernel<<<blocks_for((N + SRUN - 1) / SRUN, 128), 128, 0, g->s2>>>(g->s, g->x, g->inv_freq, g->rbarN, N, d);
-    CUDA_CHECK_LAUNCH();
     scan_device(g->pv, g->tiles2, NULL, g->uk, NULL, N, g->s2);  // for sum_{S..N-1-T} uk first
-    scan_device(g->ps, g->tiles2, g->s, NULL, NULL, N, g->s2);
+    // held-out predictions: rows M .. 2M (read by the host only)
+    CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_T, w, M, &oned, g->A + (size_t)M * w, w, g->x, 1, &zerod, g->pred, 1));
     CUDA_CHECK(cudaEventRecord(g->join, g->s2));
     // ------------------------------------------------------------ key sums and Grams, mu, sigma^2, Lambda
     if (k_changed) {
@@ -1361,6 +1374,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     CUDA_CHECK_LAUNCH();
     // ------------------------------------------------------------ v, h (after s2)
     CUDA_CHECK(cudaStreamWaitEvent(st, g->join, 0));
+    CUDA_CHECK(cudaStreamWaitEvent(st, g->join3, 0));
     scalars_kernel<<<1, 1, 0, st>>>(g->sc, g->pv, g->red, g->mu, g->sigma2, N, S, T);
     CUDA_CHECK_LAUNCH();
     scan_device(g->pv, g->tiles, NULL, g->uk, g->sc, N, st);
