@@ -180,29 +180,26 @@ __global__ void __launch_bounds__(THREADS, 1) chol_solve_kernel(double *Lg, doub
             for (int c = 0; c < CT; c++) s[c & 3] += Mt[tix(lane, c)] * rk[c];
             y[k0 + lane] = (s[0] + s[1]) + (s[2] + s[3]);
         }
-        // X (I, K) = P (I, K) L_KK^{-T} for I > K: X[i][c] = sum_j P[i][j] Mt[c][j], written in place
-        // once every task has read its rows of P
-        const int ntask = 2 * (nt - 1 - K);
-        double acc[2][4][2][2] = {};
-#pragma unroll
-        for (int u = 0; u < 2; u++) {
-            const int task = warp + u * NW, I = K + 1 + task / 2;
-            if (task < ntask) mma_32x16(acc[u], tiles + slot[I][K] * TILE, Mt, 16 * (task & 1));
-        }
-        __syncthreads();
-#pragma unroll
-        for (int u = 0; u < 2; u++) {
-            const int task = warp + u * NW, I = K + 1 + task / 2, c0 = 16 * (task & 1);
-            if (task >= ntask) continue;
+        // X (I, K) = P (I, K) L_KK^{-T} for I > K: X[i][c] = sum_j P[i][j] Mt[c][j], one warp a tile (at
+        // most MAXT - 1 < NW), written in place once that warp has read its rows of P: no CTA barrier
+        // between the products and the stores (two warps a tile, one per column half, needed one)
+        if (warp < nt - 1 - K) {
+            const int I = K + 1 + warp;
             double *P = tiles + slot[I][K] * TILE;
+            double acc[2][4][2][2] = {};
+            mma_32x16(acc[0], P, Mt, 0);
+            mma_32x16(acc[1], P, Mt, 16);
+            __syncwarp();
 #pragma unroll
-            for (int fr = 0; fr < 4; fr++)
+            for (int u = 0; u < 2; u++)
 #pragma unroll
-                for (int fc = 0; fc < 2; fc++) {
-                    const int r = 8 * fr + g, c = c0 + 8 * fc + 2 * t;
-                    P[tix(r, c)] = acc[u][fr][fc][0], P[tix(r, c + 1)] = acc[u][fr][fc][1];
-                    *(double2 *)(Lg + (size_t)(I * CT + r) * np + k0 + c) = make_double2(acc[u][fr][fc][0], acc[u][fr][fc][1]);
-                }
+                for (int fr = 0; fr < 4; fr++)
+#pragma unroll
+                    for (int fc = 0; fc < 2; fc++) {
+                        const int r = 8 * fr + g, c = 16 * u + 8 * fc + 2 * t;
+                        P[tix(r, c)] = acc[u][fr][fc][0], P[tix(r, c + 1)] = acc[u][fr][fc][1];
+                        *(double2 *)(Lg + (size_t)(I * CT + r) * np + k0 + c) = make_double2(acc[u][fr][fc][0], acc[u][fr][fc][1]);
+                    }
         }
         __syncthreads();
     }

@@ -803,29 +803,59 @@ __global__ void short_rows_kernel(double *mu, double *sigma2, double *log_lambda
     if (threadIdx.x == 0) mu[i] = m, sigma2[i] = 0, log_lambda[i] = nu[i] = mx + log(l);
 }
 
-// max and sum of exp(c z - max) over z (n): each block's pair into part (2 per block), then
-// lse_merge_kernel merges them into out = {max, sum}. Blocks of 256 threads.
-__global__ void lse_part_kernel(double *part, const float *z, int64_t n, double c) {
-    __shared__ double red[8];
-    double mx = -INFINITY;
-    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x)
-        mx = fmax(mx, c * z[t]);
-    mx = warp_max_d(mx);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = mx;
-    __syncthreads();
-    mx = red[0];
-    for (int w = 1; w < 8; w++) mx = fmax(mx, red[w]);
-    __syncthreads();
-    double l = 0;
-    if (mx > -INFINITY)
-        for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x)
-            l += exp(c * z[t] - mx);
-    l = warp_sum_d(l);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = l;
+// The last row's interior products z_j = q_{N-1} . k_j (keys kc0[0 .. n)) and their log-sum-exp in one
+// pass over the keys (an SGEMV writing z and a kernel reading it back were two, ~30 us at 128K): each
+// warp takes 4 keys at a time (float4 loads, float products and sums like the SGEMV's, one reduction
+// by shuffles), with a running max and sum in double; part[2 b], part[2 b + 1] = the block's max and
+// sum of exp(c z - max); lse_merge_kernel merges the blocks' pairs into {max, sum}.
+__global__ void __launch_bounds__(256) lse_last_kernel(double *part, const float *q, const float *kc0, int64_t n, int d,
+                                                       double c) {
+    __shared__ double red[2][8];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float4 qv[MAXD / 128];
+#pragma unroll
+    for (int m = 0; m < MAXD / 128; m++) {
+        const int x = 4 * lane + 128 * m;
+        qv[m] = x < d ? *(const float4 *)(q + x) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    double mx = -INFINITY, l = 0;
+    const int64_t nw = (int64_t)gridDim.x * 8;
+    for (int64_t t0 = (blockIdx.x * 8 + warp) * 4; t0 < n; t0 += nw * 4) {
+        float z[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            z[u] = 0.f;
+#pragma unroll
+            for (int m = 0; m < MAXD / 128; m++) {
+                const int x = 4 * lane + 128 * m;
+                if (x < d && t0 + u < n) {
+                    const float4 kv = *(const float4 *)(kc0 + (t0 + u) * d + x);
+                    z[u] = fmaf(qv[m].x, kv.x, fmaf(qv[m].y, kv.y, fmaf(qv[m].z, kv.z, fmaf(qv[m].w, kv.w, z[u]))));
+                }
+            }
+        }
+#pragma unroll
+        for (int o = 16; o; o >>= 1)
+#pragma unroll
+            for (int u = 0; u < 4; u++) z[u] += __shfl_xor_sync(0xffffffffu, z[u], o);
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            if (t0 + u >= n) break;
+            const double y = c * z[u];
+            if (y > mx) l = l * exp(mx - y) + 1.0, mx = y;
+            else l += exp(y - mx);
+        }
+    }
+    if (lane == 0) red[0][warp] = mx, red[1][warp] = l;
     __syncthreads();
     if (threadIdx.x == 0) {
-        for (int w = 1; w < 8; w++) l += red[w];
-        part[2 * blockIdx.x] = mx, part[2 * blockIdx.x + 1] = l;
+        double M = red[0][0];
+        for (int w = 1; w < 8; w++) M = fmax(M, red[0][w]);
+        double L = 0;
+        if (M > -INFINITY)
+            for (int w = 0; w < 8; w++)
+                if (red[0][w] > -INFINITY) L += red[1][w] * exp(red[0][w] - M);
+        part[2 * blockIdx.x] = M, part[2 * blockIdx.x + 1] = L;
     }
 }
 __global__ void lse_merge_kernel(double *out, const double *part, int nparts) {  // one warp
@@ -939,18 +969,10 @@ __global__ void s_kernel(float *s, const double *alpha, const double *inv_freq, 
         if (m0 + t < N) s[m0 + t] = (float)(acc[t] - rba);
 }
 
-// Device scalars: sc[0] = ubar_{N-1} kappa (from the prefix pv), sc[1] = zeta (from the last row's
-// log-sum-exp red = {max, sum} and its mu, sigma^2).
-__global__ void scalars_kernel(double *sc, const double *pv, const double *red, const double *mu, const double *sigma2,
-                               int64_t N, int S, int T) {
-    const int64_t nlast = N - T - S;
-    sc[0] = (pv[N - T] - pv[S]) / nlast;
-    sc[1] = mu[N - 1] + sigma2[N - 1] / 2 - (red[0] + log(red[1] / nlast));
-}
-
 // Exclusive prefix sums out (n + 1) of x_m = (double)sf[m] (when sf) or xd[m] - *offp (0 when offp
-// is NULL), in three steps: each block of 256 threads sums a tile of SCAN_TILE elements (scan_sums),
-// one block scans the tile sums (scan_tiles), each block rescans its tile from its offset (scan_out).
+// is NULL), in two steps: each block of 256 threads sums a tile of SCAN_TILE elements (scan_sums),
+// each block rescans its tile from its offset, the sum of the tile sums before it (scan_out; a third
+// kernel that scanned the tile sums in one thread was a launch more on the critical path).
 constexpr int SCAN_TILE = 4096, SCAN_PER = SCAN_TILE / 256;
 __device__ __forceinline__ double scan_x(const float *sf, const double *xd, double off, int64_t m) {
     return sf ? (double)sf[m] : xd[m] - off;
@@ -969,20 +991,21 @@ __global__ void scan_sums_kernel(double *tiles, const float *sf, const double *x
         tiles[blockIdx.x] = s;
     }
 }
-__global__ void scan_tiles_kernel(double *tiles, double *out, int64_t ntiles, int64_t n) {
-    if (threadIdx.x) return;
-    double run = 0;
-    for (int64_t b = 0; b < ntiles; b++) {
-        const double v = tiles[b];
-        tiles[b] = run;
-        run += v;
-    }
-    out[n] = run;
-}
 __global__ void scan_out_kernel(double *out, const double *tiles, const float *sf, const double *xd, const double *offp,
                                 int64_t n) {
-    __shared__ double part[256];
+    __shared__ double part[256], base[2];
     const double off = offp ? *offp : 0.0;
+    if (threadIdx.x < 32) {  // this tile's offset: the sum of the tiles before it (the last block: and the total)
+        const bool last = blockIdx.x + 1 == gridDim.x;
+        double b = 0, tot = 0;
+        for (unsigned x = threadIdx.x; x < gridDim.x; x += 32) {
+            if (x < blockIdx.x) b += tiles[x];
+            if (last) tot += tiles[x];
+        }
+        b = warp_sum_d(b);
+        if (last) tot = warp_sum_d(tot);
+        if (threadIdx.x == 0) base[0] = b, base[1] = tot;
+    }
     const int64_t a0 = blockIdx.x * (int64_t)SCAN_TILE + threadIdx.x * SCAN_PER;
     double v[SCAN_PER], s = 0;
 #pragma unroll
@@ -1004,25 +1027,32 @@ __global__ void scan_out_kernel(double *out, const double *tiles, const float *s
         for (int t = 0; t < 8; t++) part[threadIdx.x * 8 + t] = run, run += loc[t];
     }
     __syncthreads();
-    double run = tiles[blockIdx.x] + part[threadIdx.x];
+    double run = base[0] + part[threadIdx.x];
 #pragma unroll
     for (int t = 0; t < SCAN_PER; t++)
         if (a0 + t < n) out[a0 + t] = run, run += v[t];
+    if (blockIdx.x + 1 == gridDim.x && threadIdx.x == 0) out[n] = base[1];
 }
 
-// v_j and h_i, one thread per position.
-__global__ void vh_kernel(float *v, float *h, double *nu, const double *uk, const double *sc, const double *ps,
-                          const double *pv, const double *log_lambda, const double *sigma2, int64_t N, int S, int T) {
+// v_j and h_i, one thread per position. Each thread forms the two scalars from the last row (a kernel of its own was a launch more on the
+// critical path): ubar_{N-1} kappa from the prefix pv, and zeta from the last row's log-sum-exp red =
+// {max, sum}, its mu and sigma^2; thread 0 writes them to sc for the host.
+__global__ void vh_kernel(float *v, float *h, double *nu, const double *uk, double *sc, const double *ps,
+                          const double *pv, const double *red, const double *mu, const double *log_lambda,
+                          const double *sigma2, int64_t N, int S, int T) {
     const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    const int64_t nlast = N - T - S;
+    const double ubarN_kappa = (pv[N - T] - pv[S]) / nlast;
+    const double zeta = mu[N - 1] + sigma2[N - 1] / 2 - (red[0] + log(red[1] / nlast));
+    if (i == 0) sc[0] = ubarN_kappa, sc[1] = zeta;
     if (i >= N) return;
-    const double ubarN_kappa = sc[0], zeta = sc[1];
     v[i] = (float)(uk[i] - ubarN_kappa);
     const int64_t n = i - T - S + 1;
     if (n < 1) {
         h[i] = (float)(-nu[i]);
         return;
     }
-    const double delta = (ps[i - S + 1] - ps[T]) / n, epsi = (pv[i - T + 1] - pv[S]) / n;
+    const double delta = (ps[i - S + 1] - ps[T]) / n, epsi = (pv[i - T + 1] - pv[S]) / n - ubarN_kappa;
     const double a = log_lambda[i], bt = log((double)n) + sigma2[i] / 2 - zeta;
     const double hi = a > bt ? a : bt, lo = a > bt ? bt : a;
     nu[i] = hi + log1p(exp(lo - hi));
@@ -1088,8 +1118,6 @@ void scan_device(double *out, double *tiles, const float *sf, const double *xd, 
     const unsigned nt = blocks_for(n, SCAN_TILE);
     scan_sums_kernel<<<nt, 256, 0, st>>>(tiles, sf, xd, offp, n);
     CUDA_CHECK_LAUNCH();
-    scan_tiles_kernel<<<1, 32, 0, st>>>(tiles, out, nt, n);
-    CUDA_CHECK_LAUNCH();
     scan_out_kernel<<<nt, 256, 0, st>>>(out, tiles, sf, xd, offp, n);
     CUDA_CHECK_LAUNCH();
 }
@@ -1103,7 +1131,7 @@ struct gpu_decomp {
     int d, S, T, M, np;
     double ridge;
     uint64_t seed;
-    cublasHandle_t blas, blas2;  // on the legacy stream and on s2
+    cublasHandle_t blas2;  // on s2 (the legacy stream has no cuBLAS call left)
     cudaStream_t s2;     // the ridge chain (samples .. uk, v's prefix), beside the row statistics
     cudaStream_t s3;     // s and its prefix, beside uk once the ridge system is solved
     cudaEvent_t fork, join, solved, join3;  // the legacy stream to s2, s2 back; s2 to s3, s3 back
@@ -1127,7 +1155,6 @@ struct gpu_decomp {
     float *Gseg;         // (nseg, d, d) the segments' Grams, then their exclusive prefix
     float *amax;         // (d) the features' largest |k| (the Grams' split scales)
     int64_t nseg;
-    float *zlast;        // (N) the last row's interior products
     double *mu, *sigma2, *log_lambda, *nu;  // (N)
     int64_t *sI, *sJ;    // (ns) samples
     double *A, *b;       // (ns, 2d), (ns)
@@ -1156,13 +1183,12 @@ static int dev_alloc(void **p, size_t bytes, size_t *total) {
 
 extern "C" void gpu_decomp_free(gpu_decomp *g) {
     if (!g) return;
-    void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->KP, g->PF, g->PFseg, g->G, g->Gseg, g->amax, g->zlast,
+    void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->KP, g->PF, g->PFseg, g->G, g->Gseg, g->amax,
                     g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x, g->pred,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
                     g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2, g->tiles3};
     for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
         if (bufs[x]) CUDA_CHECK(cudaFree(bufs[x]));
-    if (g->blas) CUBLAS_CHECK(cublasDestroy(g->blas));
     if (g->blas2) CUBLAS_CHECK(cublasDestroy(g->blas2));
     if (g->s2) CUDA_CHECK(cudaStreamDestroy(g->s2));
     if (g->s3) CUDA_CHECK(cudaStreamDestroy(g->s3));
@@ -1211,7 +1237,6 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->G, g->nch * d * fd, &total);
     bad |= dev_alloc((void **)&g->Gseg, g->nseg * d * fd, &total);
     bad |= dev_alloc((void **)&g->amax, fd, &total);
-    bad |= dev_alloc((void **)&g->zlast, sizeof(float) * N, &total);
     bad |= dev_alloc((void **)&g->mu, sizeof(double) * N, &total);
     bad |= dev_alloc((void **)&g->sigma2, sizeof(double) * N, &total);
     bad |= dev_alloc((void **)&g->log_lambda, sizeof(double) * N, &total);
@@ -1264,8 +1289,6 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
         CUDA_CHECK(cudaStreamCreateWithPriority(&g->s2, cudaStreamNonBlocking, hi));
         CUDA_CHECK(cudaStreamCreateWithPriority(&g->s3, cudaStreamNonBlocking, hi));
     }
-    CUBLAS_CHECK(cublasCreate(&g->blas));
-    CUBLAS_CHECK(cublasSetMathMode(g->blas, CUBLAS_PEDANTIC_MATH));  // true float32 GEMMs, no TF32
     CUBLAS_CHECK(cublasCreate(&g->blas2));
     CUBLAS_CHECK(cublasSetMathMode(g->blas2, CUBLAS_PEDANTIC_MATH));
     CUBLAS_CHECK(cublasSetStream(g->blas2, g->s2));
@@ -1297,9 +1320,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     const int64_t N = g->N, ns = g->ns;
     const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
     const double c = 1.0 / sqrt((double)d);
-    const float one = 1.f, zero = 0.f;
     const double oned = 1.0, zerod = 0.0;
-    cublasHandle_t hb = g->blas;
     // Two streams: s2 takes u, the samples, the ridge solve, s and the prefix sums of v and s; st
     // the key Grams and the row statistics. They join before v and h.
     const double nall = (double)(N - T - S);  // the last row's interior
@@ -1332,10 +1353,14 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     CUDA_CHECK(cudaEventRecord(g->join3, g->s3));
     uk_kernel<<<blocks_for(N * 32, 256), 256, 0, g->s2>>>(g->uk, g->u, g->x + d, N, d);
     CUDA_CHECK_LAUNCH();
-    scan_device(g->pv, g->tiles2, NULL, g->uk, NULL, N, g->s2);  // for sum_{S..N-1-T} uk first
-    // held-out predictions: rows M .. 2M (read by the host only)
-    CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_T, w, M, &oned, g->A + (size_t)M * w, w, g->x, 1, &zerod, g->pred, 1));
+    // pv: uk's prefix as it is, not centred on ubar_{N-1} kappa (the CPU's), which needs its sum first:
+    // in double its magnitude costs ~N 1e-16 |uk| in eps_i, far below h's float32 (a second, centred
+    // scan on the tail measured ~25 us of the critical path at 128K, session 7)
+    scan_device(g->pv, g->tiles2, NULL, g->uk, NULL, N, g->s2);
     CUDA_CHECK(cudaEventRecord(g->join, g->s2));
+    // held-out predictions: rows M .. 2M, for the fit's R^2 and RMSE, read by the host only (it waits for
+    // s2): after the join, off the path to v and h
+    CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_T, w, M, &oned, g->A + (size_t)M * w, w, g->x, 1, &zerod, g->pred, 1));
     // ------------------------------------------------------------ key sums and Grams, mu, sigma^2, Lambda
     if (k_changed) {
         CUDA_CHECK(cudaMemsetAsync(g->amax, 0, sizeof(float) * d, st));
@@ -1367,19 +1392,15 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     short_rows_kernel<<<S + T, 128, sizeof(double) * (S + T), st>>>(g->mu, g->sigma2, g->log_lambda, g->nu, g->q, g->k, d, c);
     CUDA_CHECK_LAUNCH();
     const int64_t nlast = N - T - S;  // interior of row N - 1
-    CUBLAS_CHECK(cublasSgemv(hb, CUBLAS_OP_T, d, (int)nlast, &one, kc0, d, g->q + (size_t)(N - 1) * d, 1, &zero, g->zlast, 1));
-    lse_part_kernel<<<LSE_PARTS, 256, 0, st>>>(g->tiles, g->zlast, nlast, c);
+    lse_last_kernel<<<LSE_PARTS, 256, 0, st>>>(g->tiles, g->q + (size_t)(N - 1) * d, kc0, nlast, d, c);
     CUDA_CHECK_LAUNCH();
     lse_merge_kernel<<<1, 32, 0, st>>>(g->red, g->tiles, LSE_PARTS);
     CUDA_CHECK_LAUNCH();
     // ------------------------------------------------------------ v, h (after s2)
     CUDA_CHECK(cudaStreamWaitEvent(st, g->join, 0));
     CUDA_CHECK(cudaStreamWaitEvent(st, g->join3, 0));
-    scalars_kernel<<<1, 1, 0, st>>>(g->sc, g->pv, g->red, g->mu, g->sigma2, N, S, T);
-    CUDA_CHECK_LAUNCH();
-    scan_device(g->pv, g->tiles, NULL, g->uk, g->sc, N, st);
-    vh_kernel<<<blocks_for(N, 256), 256, 0, st>>>(g->v, g->h, g->nu, g->uk, g->sc, g->ps, g->pv, g->log_lambda, g->sigma2, N,
-                                           S, T);
+    vh_kernel<<<blocks_for(N, 256), 256, 0, st>>>(g->v, g->h, g->nu, g->uk, g->sc, g->ps, g->pv, g->red, g->mu,
+                                                  g->log_lambda, g->sigma2, N, S, T);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -1461,6 +1482,7 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
         double *bh = (double *)malloc(sizeof(double) * M * 2);
         CHECK(bh);
         CUDA_CHECK(cudaMemcpy(bh, g->b + M, sizeof(double) * M, cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaStreamSynchronize(g->s2));  // the held-out gemv runs after the join
         CUDA_CHECK(cudaMemcpy(bh + M, g->pred, sizeof(double) * M, cudaMemcpyDeviceToHost));
         double sb = 0, sbb = 0, sr = 0;
         for (int t = 0; t < M; t++) {
