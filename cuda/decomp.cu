@@ -934,39 +934,47 @@ __global__ void uk_kernel(double *uk, const float *u, const double *kappa, int64
     if (lane == 0) uk[j] = s;
 }
 
-// s_m = r_m alpha - rbar_{N-1} alpha. A thread takes SRUN consecutive offsets: r_m by a rotation
-// recurrence from an exact sincos at the run's start (as the CPU, which re-anchors every 256).
-constexpr int SRUN = 8;
+// s_m = r_m alpha - rbar_{N-1} alpha. SXS threads take SRUN consecutive offsets, each a quarter of
+// the frequencies, their sums then added by shuffles (one thread a run left ~4 warps per SM at 128K:
+// latency-bound, 29 us): r_m by a rotation recurrence from an exact sincos at the run's start (as the
+// CPU, which re-anchors every 256); the one-step rotations once per block.
+constexpr int SRUN = 8, SXS = 4;
 __global__ void s_kernel(float *s, const double *alpha, const double *inv_freq, const double *rbarN, int64_t N, int d) {
-    __shared__ double al[MAXD], fr[MAXD / 2], rba;
+    __shared__ double al[MAXD], fr[MAXD / 2], dsn[MAXD / 2], dcs[MAXD / 2], rba;
     for (int x = threadIdx.x; x < d; x += blockDim.x) al[x] = alpha[x];
-    for (int x = threadIdx.x; x < d / 2; x += blockDim.x) fr[x] = inv_freq[x];
+    for (int x = threadIdx.x; x < d / 2; x += blockDim.x) fr[x] = inv_freq[x], sincos(inv_freq[x], &dsn[x], &dcs[x]);
     if (threadIdx.x == 0) {
         double r = 0;
         for (int x = 0; x < d; x++) r += rbarN[x] * alpha[x];
         rba = r;
     }
     __syncthreads();
-    const int64_t m0 = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * SRUN;
-    if (m0 >= N) return;
+    const int64_t gt = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;  // blockDim.x a multiple of 32
+    const int q = (int)(gt % SXS);
+    const int64_t m0 = gt / SXS * SRUN;
     double acc[SRUN];
 #pragma unroll
     for (int t = 0; t < SRUN; t++) acc[t] = 0;
-    for (int x = 0; x < d / 2; x++) {
-        double sn, cs, ds, dc;
-        sincos_big((double)m0 * fr[x], &sn, &cs);
-        sincos(fr[x], &ds, &dc);
+    if (m0 < N)
+        for (int x = q; x < d / 2; x += SXS) {
+            double sn, cs;
+            sincos_big((double)m0 * fr[x], &sn, &cs);
+            const double ds = dsn[x], dc = dcs[x];
 #pragma unroll
-        for (int t = 0; t < SRUN; t++) {
-            acc[t] += al[x] * cs + al[x + d / 2] * sn;
-            const double ncs = cs * dc - sn * ds;
-            sn = sn * dc + cs * ds;
-            cs = ncs;
+            for (int t = 0; t < SRUN; t++) {
+                acc[t] += al[x] * cs + al[x + d / 2] * sn;
+                const double ncs = cs * dc - sn * ds;
+                sn = sn * dc + cs * ds;
+                cs = ncs;
+            }
         }
-    }
+#pragma unroll
+    for (int o = 1; o < SXS; o <<= 1)
+#pragma unroll
+        for (int t = 0; t < SRUN; t++) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
 #pragma unroll
     for (int t = 0; t < SRUN; t++)
-        if (m0 + t < N) s[m0 + t] = (float)(acc[t] - rba);
+        if (t % SXS == q && m0 + t < N) s[m0 + t] = (float)(acc[t] - rba);
 }
 
 // Exclusive prefix sums out (n + 1) of x_m = (double)sf[m] (when sf) or xd[m] - *offp (0 when offp
@@ -1347,7 +1355,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     // s and its prefix on s3, beside uk and its prefix on s2
     CUDA_CHECK(cudaEventRecord(g->solved, g->s2));
     CUDA_CHECK(cudaStreamWaitEvent(g->s3, g->solved, 0));
-    s_kernel<<<blocks_for((N + SRUN - 1) / SRUN, 128), 128, 0, g->s3>>>(g->s, g->x, g->inv_freq, g->rbarN, N, d);
+    s_kernel<<<blocks_for((N + SRUN - 1) / SRUN * SXS, 128), 128, 0, g->s3>>>(g->s, g->x, g->inv_freq, g->rbarN, N, d);
     CUDA_CHECK_LAUNCH();
     scan_device(g->ps, g->tiles3, g->s, NULL, NULL, N, g->s3);
     CUDA_CHECK(cudaEventRecord(g->join3, g->s3));
