@@ -57,13 +57,18 @@ __device__ __forceinline__ void sincos_big(double x, double *s, double *c) {
 constexpr int CUSEG = 16;
 __global__ void __launch_bounds__(256) unrope_sums_kernel(float *u, double *PF, double *PFseg, const float *k, int64_t N,
                                                           int d, int S, int64_t ncu, const double *inv_freq,
-                                                          const int32_t *pos, int half_layout) {
+                                                          const int32_t *pos, int half_layout, float *amax,
+                                                          int64_t amax_end) {
     __shared__ double cs[CUSEG][2 * MAXD];
+    __shared__ float am[MAXD];
     const int p = threadIdx.x & 63, g = threadIdx.x >> 6, h = d / 2;
     const int ia = half_layout ? p : 2 * p, ib = half_layout ? p + h : 2 * p + 1;
     const int64_t seg = blockIdx.x;
+    if (threadIdx.x < d) am[threadIdx.x] = 0.f;
+    __syncthreads();
     if (p < h) {
         const double w = inv_freq[p];
+        float ma = 0.f, mb = 0.f;
         for (int64_t j = blockIdx.x * 4 + g; j < S; j += (int64_t)gridDim.x * 4) {
             double sn, cn;
             sincos_big(-(double)pos[j] * w, &sn, &cn);
@@ -86,11 +91,16 @@ __global__ void __launch_bounds__(256) unrope_sums_kernel(float *u, double *PF, 
                 u[j * d + ia] = va;
                 u[j * d + ib] = vb;
                 ua += va, ub += vb, ka += fa, kb += fb;
+                if (j < amax_end) ma = fmaxf(ma, fabsf(fa)), mb = fmaxf(mb, fabsf(fb));
             }
             cs[cc][ia] = ua, cs[cc][ib] = ub, cs[cc][d + ia] = ka, cs[cc][d + ib] = kb;
         }
+        // non-negative floats order as their bits do
+        if (ma > 0.f) atomicMax((int *)am + ia, __float_as_int(ma));
+        if (mb > 0.f) atomicMax((int *)am + ib, __float_as_int(mb));
     }
     __syncthreads();
+    if (threadIdx.x < d && am[threadIdx.x] > 0.f) atomicMax((int *)amax + threadIdx.x, __float_as_int(am[threadIdx.x]));
     const int t = threadIdx.x;
     if (t < 2 * d) {
         double run = 0;
@@ -103,22 +113,15 @@ __global__ void __launch_bounds__(256) unrope_sums_kernel(float *u, double *PF, 
     }
 }
 
-// out[c] (d) = sum of src rows [r0 + c ch, r0 + (c+1) ch) below `end`, in double; grid nc, block d.
-// With amax: also the largest |src| of each column over the chunks' rows below mend (atomicMax on
-// the bits of non-negative floats, which order as integers; amax zeroed before).
-__global__ void chunk_colsum_kernel(double *out, const float *src, int d, int64_t r0, int ch, int64_t end,
-                                    float *amax = nullptr, int64_t mend = 0) {
-    const int64_t c = blockIdx.x;
+// The keys' sum over S .. N - T - 1 (the last row's interior; its mean centres the Grams and the row
+// statistics) from the samples' prefix: PFseg, PF and the last chunk's rows. One block of d threads.
+__global__ void ktot_kernel(double *ktot, const double *PF, const double *PFseg, const float *k, int64_t N, int d, int S,
+                            int T) {
     const int x = threadIdx.x;
-    double s = 0;
-    float m = 0.f;
-    for (int64_t r = r0 + c * ch; r < r0 + (c + 1) * ch && r < (end > mend ? end : mend); r++) {
-        const float v = src[r * d + x];
-        if (r < end) s += v;
-        m = fmaxf(m, fabsf(v));
-    }
-    out[c * d + x] = s;
-    if (amax && m > 0.f) atomicMax((int *)amax + x, __float_as_int(m));
+    const int64_t x0 = N - T, ch = (x0 - S) / CU, j0 = S + ch * CU;
+    double s = PFseg[(ch / CUSEG) * 2 * d + d + x] + PF[ch * 2 * d + d + x];
+    for (int64_t j = j0; j < x0; j++) s += k[j * d + x];
+    ktot[x] = s;
 }
 
 // In place: the first n rows of a (n [+ 1], w) become their exclusive prefix over the first index,
@@ -393,9 +396,11 @@ struct rows_args {
     const float *q, *k;  // (Npad, d)
     const float *G;      // (nch, d, d) exclusive prefix of the chunks' key Grams within their segment
     const float *Goff;   // (nseg, d, d) exclusive prefix of the segments' Grams: G_c = Goff[c / GSEG] + G[c]
-    const double *KP;    // (nch + 1, d) exclusive prefix of the chunks' key sums, then their total
+    const double *KP;    // (nch, d) rows kp_ld apart: exclusive prefix of the chunks' key sums (PFseg's k part)
+    const double *KPtot; // (d) the keys' sum over the last row's interior
     double *mu, *sigma2, *log_lambda;  // (N)
-    double nall;         // keys in KP's total (N - T - S): mf = KP[nch] / nall is the keys' centre
+    double nall;         // keys in KPtot (N - T - S): mf = KPtot / nall is the keys' centre
+    int64_t kp_ld;
     int64_t N;
     int d, S, T;
     double c;
@@ -466,7 +471,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     __shared__ __align__(16) float mf[DP];
     __shared__ __align__(16) double kps[DP];  // KP[c]: the keys' sum up to the chunk's prefix
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int64_t N = a.N, c = blockIdx.x, nch = gridDim.x;
+    const int64_t N = a.N, c = blockIdx.x;
     const int d = a.d, S = a.S, T = a.T;
     const int64_t i0 = S + T + c * C;
     const int rr[2] = {warp * 16 + g, warp * 16 + g + 8};  // the thread's two rows in the chunk
@@ -486,10 +491,10 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     // left ~10% of rows_kernel's stall samples at 128K waiting for it: ncu source counters, session 6)
     if (threadIdx.x < DP / 2) {
         const bool ok = 2 * (int)threadIdx.x < d;  // d even
-        cp_async16(&kps[2 * threadIdx.x], ok ? a.KP + c * d + 2 * threadIdx.x : a.KP, ok);
+        cp_async16(&kps[2 * threadIdx.x], ok ? a.KP + c * a.kp_ld + 2 * threadIdx.x : a.KP, ok);
     }
     issued = rows_issue<DP>(a, raw, 0, 0);
-    for (int x = threadIdx.x; x < DP; x += blockDim.x) mf[x] = x < d ? (float)(a.KP[nch * d + x] / a.nall) : 0.f;
+    for (int x = threadIdx.x; x < DP; x += blockDim.x) mf[x] = x < d ? (float)(a.KPtot[x] / a.nall) : 0.f;
     uint32_t qh[DP / 16][4], ql[DP / 16][4];
     float qinv[2];
     load_q_split<DP>(qh, ql, qinv, a.q, N, d, i0 + rr[0]);
@@ -1154,7 +1159,8 @@ struct gpu_decomp {
     float *u;            // (N, d) un-RoPE'd keys
     double *inv_freq;    // (d / 2)
     int32_t *pos;        // (N)
-    double *KP;          // (nch + 1, d) exclusive prefix of the chunks' key sums (keys from S)
+    double *ktot;        // (d) the keys' sum over S .. N - T - 1 (ktot_kernel)
+    cudaEvent_t kready;  // s2 to the legacy stream: PFseg, ktot and amax are there
     double *PF;          // (ncu + 1, 2d) u and k sums over chunks of CU keys from S: exclusive prefix within
                          // segments of CUSEG chunks (the samples' ubar and mu; unrope_sums_kernel)
     double *PFseg;       // (npf, 2d) the segments' sums, then their exclusive prefix
@@ -1191,7 +1197,7 @@ static int dev_alloc(void **p, size_t bytes, size_t *total) {
 
 extern "C" void gpu_decomp_free(gpu_decomp *g) {
     if (!g) return;
-    void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->KP, g->PF, g->PFseg, g->G, g->Gseg, g->amax,
+    void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->ktot, g->PF, g->PFseg, g->G, g->Gseg, g->amax,
                     g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x, g->pred,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
                     g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2, g->tiles3};
@@ -1202,6 +1208,7 @@ extern "C" void gpu_decomp_free(gpu_decomp *g) {
     if (g->s3) CUDA_CHECK(cudaStreamDestroy(g->s3));
     if (g->fork) CUDA_CHECK(cudaEventDestroy(g->fork));
     if (g->join) CUDA_CHECK(cudaEventDestroy(g->join));
+    if (g->kready) CUDA_CHECK(cudaEventDestroy(g->kready));
     if (g->solved) CUDA_CHECK(cudaEventDestroy(g->solved));
     if (g->join3) CUDA_CHECK(cudaEventDestroy(g->join3));
     for (int x = 0; x < 4; x++)
@@ -1239,7 +1246,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->u, N * fd, &total);
     bad |= dev_alloc((void **)&g->inv_freq, sizeof(double) * d / 2, &total);
     bad |= dev_alloc((void **)&g->pos, sizeof(int32_t) * N, &total);
-    bad |= dev_alloc((void **)&g->KP, (g->nch + 1) * dd, &total);
+    bad |= dev_alloc((void **)&g->ktot, dd, &total);
     bad |= dev_alloc((void **)&g->PF, (g->ncu + 1) * 2 * dd, &total);
     bad |= dev_alloc((void **)&g->PFseg, g->npf * 2 * dd, &total);
     bad |= dev_alloc((void **)&g->G, g->nch * d * fd, &total);
@@ -1302,6 +1309,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     CUBLAS_CHECK(cublasSetStream(g->blas2, g->s2));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->fork, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&g->kready, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->solved, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join3, cudaEventDisableTiming));
     CUDA_CHECK(cudaFuncSetAttribute(chol::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol::SMEM));
@@ -1336,11 +1344,21 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     CUDA_CHECK(cudaStreamWaitEvent(g->s2, g->fork, 0));
     // ------------------------------------------------------------ s2: u, its prefix sums and k's
     if (k_changed) {
+        // with the largest |k| of each feature over the Grams' keys S .. S + nch C - 1 (below N), and the
+        // keys' sums for the row statistics too (PFseg's k part at segments of CUSEG CU = C keys is the
+        // exclusive prefix of their chunks' key sums): a pass over the keys of its own on the other
+        // stream (chunk_colsum_kernel + a scan, ~38 us at 128K) is gone
+        static_assert(CUSEG * CU == C, "PFseg's segments are the row statistics' chunks");
+        CUDA_CHECK(cudaMemsetAsync(g->amax, 0, sizeof(float) * d, g->s2));
+        const int64_t amax_end = S + g->nch * C < N ? S + g->nch * C : N;
         unrope_sums_kernel<<<(unsigned)g->npf, 256, 0, g->s2>>>(g->u, g->PF, g->PFseg, g->k, N, d, S, g->ncu, g->inv_freq,
-                                                                g->pos, layout == ROPE_HALF);
+                                                                g->pos, layout == ROPE_HALF, g->amax, amax_end);
         CUDA_CHECK_LAUNCH();
         scan_cols_kernel<double, 8><<<blocks_for(2 * d, 8), dim3(8, 128), 0, g->s2>>>(g->PFseg, g->npf, 2 * d, 0);
         CUDA_CHECK_LAUNCH();
+        ktot_kernel<<<1, d, 0, g->s2>>>(g->ktot, g->PF, g->PFseg, g->k, N, d, S, T);
+        CUDA_CHECK_LAUNCH();
+        CUDA_CHECK(cudaEventRecord(g->kready, g->s2));
     }
     // ------------------------------------------------------------ s2: samples, ridge solve, s, uk
     sample_rows_kernel<<<blocks_for(ns * 32, 256), 256, 0, g->s2>>>(g->A, g->b, g->sI, g->sJ, ns, g->q, g->k, g->u, g->PF,
@@ -1369,26 +1387,29 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     // held-out predictions: rows M .. 2M, for the fit's R^2 and RMSE, read by the host only (it waits for
     // s2): after the join, off the path to v and h
     CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_T, w, M, &oned, g->A + (size_t)M * w, w, g->x, 1, &zerod, g->pred, 1));
-    // ------------------------------------------------------------ key sums and Grams, mu, sigma^2, Lambda
+    // ------------------------------------------------------------ the last row's lse first (it needs no
+    // key sums), then the Grams, mu, sigma^2, Lambda once s2 has the key sums
+    const float *kc0 = g->k + (size_t)S * d;
+    const int64_t nlast = N - T - S;  // interior of row N - 1
+    lse_last_kernel<<<LSE_PARTS, 256, 0, st>>>(g->tiles, g->q + (size_t)(N - 1) * d, kc0, nlast, d, c);
+    CUDA_CHECK_LAUNCH();
+    lse_merge_kernel<<<1, 32, 0, st>>>(g->red, g->tiles, LSE_PARTS);
+    CUDA_CHECK_LAUNCH();
+    CUDA_CHECK(cudaStreamWaitEvent(st, g->kready, 0));
     if (k_changed) {
-        CUDA_CHECK(cudaMemsetAsync(g->amax, 0, sizeof(float) * d, st));
-        chunk_colsum_kernel<<<(unsigned)g->nch, d, 0, st>>>(g->KP, g->k, d, S, C, N - T, g->amax, N);
-        CUDA_CHECK_LAUNCH();
-        scan_cols_kernel<double, 2><<<blocks_for(d, 2), dim3(2, 512), 0, st>>>(g->KP, g->nch, d, 1);
-        CUDA_CHECK_LAUNCH();
         if (d <= 64)
-            gram_kernel<64><<<(unsigned)g->nseg, 256, gram_smem<64>(), st>>>(g->G, g->Gseg, g->k, g->amax, g->KP + g->nch * d, nall, d,
+            gram_kernel<64><<<(unsigned)g->nseg, 256, gram_smem<64>(), st>>>(g->G, g->Gseg, g->k, g->amax, g->ktot, nall, d,
                                                                  S, g->nch);
         else
-            gram_kernel<128><<<(unsigned)g->nseg, 256, gram_smem<128>(), st>>>(g->G, g->Gseg, g->k, g->amax, g->KP + g->nch * d, nall, d,
+            gram_kernel<128><<<(unsigned)g->nseg, 256, gram_smem<128>(), st>>>(g->G, g->Gseg, g->k, g->amax, g->ktot, nall, d,
                                                                   S, g->nch);
         CUDA_CHECK_LAUNCH();
         scan_cols_kernel<float, 32><<<blocks_for((int64_t)d * d, 32), dim3(32, 32), 0, st>>>(g->Gseg, g->nseg, (int64_t)d * d, 0);
         CUDA_CHECK_LAUNCH();
     }
-    const float *kc0 = g->k + (size_t)S * d;
     {
-        const rows_args ra = {g->q, g->k, g->G, g->Gseg, g->KP, g->mu, g->sigma2, g->log_lambda, nall, N, d, S, T, c};
+        const rows_args ra = {g->q,     g->k,  g->G,          g->Gseg, g->PFseg + d, g->ktot, g->mu, g->sigma2,
+                              g->log_lambda, nall, 2 * (int64_t)d, N, d, S, T, c};
         if (d <= 64)
             rows_kernel<64, 2><<<(unsigned)g->nch, 256, rows_smem<64>(), st>>>(ra);
         else  // 239 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
@@ -1396,13 +1417,8 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
             rows_kernel<128, 1><<<(unsigned)g->nch, 256, rows_smem<128>(), st>>>(ra);
         CUDA_CHECK_LAUNCH();
     }
-    // ------------------------------------------------------------ short rows, zeta
+    // ------------------------------------------------------------ short rows
     short_rows_kernel<<<S + T, 128, sizeof(double) * (S + T), st>>>(g->mu, g->sigma2, g->log_lambda, g->nu, g->q, g->k, d, c);
-    CUDA_CHECK_LAUNCH();
-    const int64_t nlast = N - T - S;  // interior of row N - 1
-    lse_last_kernel<<<LSE_PARTS, 256, 0, st>>>(g->tiles, g->q + (size_t)(N - 1) * d, kc0, nlast, d, c);
-    CUDA_CHECK_LAUNCH();
-    lse_merge_kernel<<<1, 32, 0, st>>>(g->red, g->tiles, LSE_PARTS);
     CUDA_CHECK_LAUNCH();
     // ------------------------------------------------------------ v, h (after s2)
     CUDA_CHECK(cudaStreamWaitEvent(st, g->join, 0));
