@@ -52,6 +52,8 @@ __device__ __forceinline__ void sincos_big(double x, double *s, double *c) {
 // segment, PF[c] = [u sums | k sums] (2d), and the segment's total, PFseg[c / CUSEG]; a small scan
 // of PFseg completes the prefix: prefix(c) = PFseg[c / CUSEG] + PF[c] (c = 0 .. ncu; chunk ncu is
 // empty). Replaces unrope + two chunk_colsum + two scan_cols over ncu rows (~210 us at 128K).
+// Since session 7 the row statistics take their key sums from PFseg too (ktot_kernel), and this pass
+// also forms amax, the largest |k| of each feature over keys S .. amax_end - 1 (the Grams' scales).
 // Block 64 x 4: thread (p, g) owns the column pair p (rotated together) and chunks g, g + 4, ...; rows
 // 0 .. S - 1 (no sums) are unroped by all CTAs, grid-stride.
 constexpr int CUSEG = 16;
@@ -1328,8 +1330,8 @@ static float elapsed_ms(cudaEvent_t a, cudaEvent_t b) {
     return ms;
 }
 
-// The decomposition's launches after the upload (everything up to v and h), on the legacy stream and
-// s2. (A CUDA graph of this sequence, decomp4, measured 0.54 -> 0.49 ms at 8K but 1.27 -> 1.41 ms at
+// The decomposition's launches after the upload (everything up to v and h), on the legacy stream, s2
+// and s3. (A CUDA graph of this sequence, decomp4, measured 0.54 -> 0.49 ms at 8K but 1.27 -> 1.41 ms at
 // 128K against the same launches without it: decomp4_ab.log.)
 static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     const cudaStream_t st = 0;
@@ -1337,8 +1339,10 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
     const double c = 1.0 / sqrt((double)d);
     const double oned = 1.0, zerod = 0.0;
-    // Two streams: s2 takes u, the samples, the ridge solve, s and the prefix sums of v and s; st
-    // the key Grams and the row statistics. They join before v and h.
+    // Three streams: s2 takes u with the key sums (which st waits for), the samples, the ridge solve, uk
+    // and v's prefix; s3 s and its prefix once the system is solved; st the last row's lse, then the
+    // key Grams and the row statistics. They join before v and h. (Session 7: with the Cholesky
+    // shorter, the total is about the sum of the kernels that fill the GPU: the streams share it.)
     const double nall = (double)(N - T - S);  // the last row's interior
     CUDA_CHECK(cudaEventRecord(g->fork, st));
     CUDA_CHECK(cudaStreamWaitEvent(g->s2, g->fork, 0));
