@@ -70,6 +70,8 @@ __global__ void __launch_bounds__(256) unrope_sums_kernel(float *u, double *PF, 
     __syncthreads();
     if (p < h) {
         const double w = inv_freq[p];
+        double sw, cw;  // one step of the rotation, for consecutive positions
+        sincos(w, &sw, &cw);
         float ma = 0.f, mb = 0.f;
         for (int64_t j = blockIdx.x * 4 + g; j < S; j += (int64_t)gridDim.x * 4) {
             double sn, cn;
@@ -80,13 +82,22 @@ __global__ void __launch_bounds__(256) unrope_sums_kernel(float *u, double *PF, 
         }
         for (int cc = g; cc < CUSEG; cc += 4) {
             const int64_t r0 = S + (seg * CUSEG + cc) * CU;
-            double ua = 0, ub = 0, ka = 0, kb = 0;
+            double ua = 0, ub = 0, ka = 0, kb = 0, sn = 0, cn = 1;
+            int32_t pp = 0;
 #pragma unroll 4
             for (int r = 0; r < CU; r++) {
                 const int64_t j = r0 + r;
                 if (j >= N) break;
-                double sn, cn;
-                sincos_big(-(double)pos[j] * w, &sn, &cn);
+                // the angle -pos_j w: from the row before by one step of -w when the positions are
+                // consecutive (~1e-16 a step, CU - 1 steps at most), else (and at each chunk's first
+                // row) by sincos_big: the double-precision sincos was ~a quarter of this pass
+                const int32_t pj = pos[j];
+                if (r > 0 && pj == pp + 1) {
+                    const double c1 = fma(cn, cw, sn * sw);
+                    sn = fma(sn, cw, -cn * sw), cn = c1;
+                } else
+                    sincos_big(-(double)pj * w, &sn, &cn);
+                pp = pj;
                 const float fa = k[j * d + ia], fb = k[j * d + ib];
                 const double ya = fa, yb = fb;
                 const float va = (float)(ya * cn - yb * sn), vb = (float)(ya * sn + yb * cn);
@@ -612,14 +623,6 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     }
 }
 
-__device__ __forceinline__ float dotf_warp(const float *a, const float *b, int d, int lane) {
-    float s = 0;
-    for (int x = lane; x < d; x += 32) s += a[x] * b[x];
-#pragma unroll
-    for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    return s;
-}
-
 // ---------------------------------------------------------------------------- key Grams
 // The chunks' key Grams K_c^T K_c (keys S + c C .. +C, centred: k - mf with mf = KPtot / nall, the
 // mean of the interior keys of the last row) on the tensor cores, in the split precision of
@@ -878,7 +881,7 @@ __global__ void lse_merge_kernel(double *out, const double *part, int nparts) { 
 // One ridge row per warp: a = [r_{I-J} - rbar_I, u_J - ubar_I] (2d), b = c q_I . k_J - mu_I, with
 // mu_I from the key prefix in PF (as decomp_compute's running sum; rows_kernel's mu is not waited for,
 // so that the ridge solve overlaps the row statistics).
-__global__ void __launch_bounds__(256, 3) sample_rows_kernel(double *A, double *b, const int64_t *sI, const int64_t *sJ, int64_t ns,
+__global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, double *b, const int64_t *sI, const int64_t *sJ, int64_t ns,
                                    const float *q, const float *k, const float *u, const double *PF, const double *PFseg,
                                    const double *inv_freq, int d, int S, int T, double c) {
     const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
@@ -886,6 +889,22 @@ __global__ void __launch_bounds__(256, 3) sample_rows_kernel(double *A, double *
     if (t >= ns) return;
     const int64_t I = sI[t], J = sJ[t], n = I - T - S + 1;
     double *a = A + t * 2 * d;
+    // The loads first, the sincos while they fly (a warp issues in order, so a use of a load waits for
+    // it): the prefix rows of the u and k sums over keys S .. I - T (the CU-row chunk prefix PF within
+    // its segment, the segment's PFseg), u_J, q_I and k_J; then the last chunk's rows.
+    const int64_t x0 = I - T + 1, ch = (x0 - S) / CU, j0 = S + ch * CU;
+    const int nr = (int)(x0 - j0);
+    const double *pc = PF + ch * 2 * d, *ps = PFseg + (ch / CUSEG) * 2 * d;
+    double us[MAXD / 32], ks[MAXD / 32], us2[MAXD / 32], ks2[MAXD / 32];
+    float uj[MAXD / 32], qi[MAXD / 32], kj[MAXD / 32];
+#pragma unroll
+    for (int m = 0; m < MAXD / 32; m++) {
+        const int x = lane + 32 * m;
+        const bool in = x < d;
+        us[m] = in ? pc[x] : 0.0, us2[m] = in ? ps[x] : 0.0;
+        ks[m] = in ? pc[d + x] : 0.0, ks2[m] = in ? ps[d + x] : 0.0;
+        uj[m] = in ? u[J * d + x] : 0.f, qi[m] = in ? q[I * d + x] : 0.f, kj[m] = in ? k[J * d + x] : 0.f;
+    }
     for (int x = lane; x < d / 2; x += 32) {
         // rbar_I over offsets T .. I - S in closed form (decomp_rope_mean)
         const double w = inv_freq[x], sw = sin(w / 2);
@@ -897,18 +916,9 @@ __global__ void __launch_bounds__(256, 3) sample_rows_kernel(double *A, double *
         a[x] = cs - cp * mag / n;
         a[x + d / 2] = sn - sp * mag / n;
     }
-    // sums of u and k over keys S .. I - T: the CU-row chunk prefix plus the rows of the last chunk,
-    // row by row (each row's loads independent of the others')
-    const int64_t x0 = I - T + 1, ch = (x0 - S) / CU, j0 = S + ch * CU;
-    const int nr = (int)(x0 - j0);
-    double us[MAXD / 32], ks[MAXD / 32];
 #pragma unroll
-    for (int m = 0; m < MAXD / 32; m++) {
-        const int x = lane + 32 * m;
-        const double *pc = PF + ch * 2 * d, *ps = PFseg + (ch / CUSEG) * 2 * d;
-        us[m] = x < d ? pc[x] + ps[x] : 0.0;
-        ks[m] = x < d ? pc[d + x] + ps[d + x] : 0.0;
-    }
+    for (int m = 0; m < MAXD / 32; m++) us[m] += us2[m], ks[m] += ks2[m];
+    // the last chunk's rows, row by row (each row's loads independent of the others')
 #pragma unroll 4
     for (int jj = 0; jj < nr; jj++)
 #pragma unroll
@@ -917,16 +927,19 @@ __global__ void __launch_bounds__(256, 3) sample_rows_kernel(double *A, double *
             if (x < d) us[m] += u[(j0 + jj) * d + x], ks[m] += k[(j0 + jj) * d + x];
         }
     double qk = 0;
+    float z = 0.f;
 #pragma unroll
     for (int m = 0; m < MAXD / 32; m++) {
         const int x = lane + 32 * m;
         if (x < d) {
-            a[d + x] = u[J * d + x] - us[m] / n;
-            qk += (double)q[I * d + x] * ks[m];
+            a[d + x] = uj[m] - us[m] / n;
+            qk += (double)qi[m] * ks[m];
         }
+        z += qi[m] * kj[m];
     }
     qk = warp_sum_d(qk);
-    const float z = dotf_warp(q + I * d, k + J * d, d, lane);
+#pragma unroll
+    for (int o = 16; o; o >>= 1) z += __shfl_xor_sync(0xffffffffu, z, o);
     if (lane == 0) b[t] = c * z - c * qk / n;
 }
 
