@@ -1062,9 +1062,10 @@ __global__ void scan_out_kernel(double *out, const double *tiles, const float *s
     if (blockIdx.x + 1 == gridDim.x && threadIdx.x == 0) out[n] = base[1];
 }
 
-// v_j and h_i, one thread per position. Each thread forms the two scalars from the last row (a kernel of its own was a launch more on the
-// critical path): ubar_{N-1} kappa from the prefix pv, and zeta from the last row's log-sum-exp red =
-// {max, sum}, its mu and sigma^2; thread 0 writes them to sc for the host.
+// v_j and h_i, one thread per position. Each thread forms the two scalars from the last row (a kernel
+// of their own was a launch more on the critical path): ubar_{N-1} kappa from the prefix pv, and zeta
+// from the last row's log-sum-exp red = {max, sum}, its mu and sigma^2; thread 0 writes them to sc for
+// the host.
 __global__ void vh_kernel(float *v, float *h, double *nu, const double *uk, double *sc, const double *ps,
                           const double *pv, const double *red, const double *mu, const double *log_lambda,
                           const double *sigma2, int64_t N, int S, int T) {
@@ -1425,7 +1426,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
         CUDA_CHECK_LAUNCH();
     }
     {
-        const rows_args ra = {g->q,     g->k,  g->G,          g->Gseg, g->PFseg + d, g->ktot, g->mu, g->sigma2,
+        const rows_args ra = {g->q, g->k, g->G, g->Gseg, g->PFseg + d, g->ktot, g->mu, g->sigma2,
                               g->log_lambda, nall, 2 * (int64_t)d, N, d, S, T, c};
         if (d <= 64)
             rows_kernel<64, 2><<<(unsigned)g->nch, 256, rows_smem<64>(), st>>>(ra);
