@@ -4,7 +4,8 @@
 # first), e.g. from a git revision with its cuda/*.cuh: `sh bench/ab_base.sh HEAD head` makes
 # bench/head.tmp (*.tmp is ignored by git; pass it to the device tool's carry). Each is built into its
 # own gpu_decomp_time (tests/gpu_decomp_time.c: the decomposition and mask alone, device events, median
-# of 21), and all are timed in turn, twice, in the same call. Logs under $OUT (./gpu-out elsewhere). Options by environment:
+# of 21), and all are timed in turn, twice, in the same call. Logs under $OUT (./gpu-out elsewhere).
+# Options by environment:
 #   AB_TEST=1     gpu_test and memcheck (--quick) of the tree (AB_TEST=base: neither, only AB_TEST_BASE's)
 #   AB_TEST_BASE  also gpu_test of the first BASE (with AB_TEST_BASE=quick: --quick)
 #   AB_CHOL=1     the Cholesky workbench (bench/chol_ab.cu) first
