@@ -1192,7 +1192,7 @@ struct gpu_decomp {
     double *uk, *ps, *pv;  // (N), (N + 1), (N + 1)
     float *s, *v, *h;    // (N)
     double *red;         // (4)
-    double *tiles;       // (max(ceil(N / SCAN_TILE), 2 LSE_PARTS)) partial sums of the scans and the last row's lse
+    double *tiles;       // (2 LSE_PARTS at least) the last row's lse parts (the scans use tiles2, tiles3)
     float *Mb, *vB, *hB; // (nb) for the largest block count asked for (B >= 16)
     uint8_t *mask;       // (nb, nb)
     unsigned long long *below;
