@@ -78,8 +78,7 @@ __global__ void __launch_bounds__(THREADS, 1) chol_solve_kernel(double *Lg, doub
     if (warp == 0) {
         double tr = 0;
         for (int i = lane; i < n; i += 32) tr += G[(size_t)i * n + i];
-#pragma unroll
-        for (int o = 16; o; o >>= 1) tr += __shfl_xor_sync(0xffffffffu, tr, o);
+        tr = warp_sum(tr);
         if (lane == 0) {
             const double lam = eps_r * sqrt(tr) / 2;
             lam2s = lam * lam;

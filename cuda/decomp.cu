@@ -777,14 +777,14 @@ __global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, 
 // Rows without an interior (i < S + T): the normaliser exactly over their i + 1 keys. One block of
 // 128 threads per row, z of its keys in shared memory (dynamic, i + 1 floats at most S + T).
 __device__ __forceinline__ double block_sum_d(double x, double *red) {  // blockDim.x = 128
-    x = warp_sum_d(x);
+    x = warp_sum(x);
     __syncthreads();
     if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = x;
     __syncthreads();
     return red[0] + red[1] + red[2] + red[3];
 }
 __device__ __forceinline__ double block_max_d(double x, double *red) {
-    x = warp_max_d(x);
+    x = warp_max(x);
     __syncthreads();
     if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = x;
     __syncthreads();
@@ -871,10 +871,10 @@ __global__ void __launch_bounds__(256) lse_last_kernel(double *part, const float
 __global__ void lse_merge_kernel(double *out, const double *part, int nparts) {  // one warp
     double mx = -INFINITY, l = 0;
     for (int b = threadIdx.x; b < nparts; b += 32) mx = fmax(mx, part[2 * b]);
-    mx = warp_max_d(mx);
+    mx = warp_max(mx);
     for (int b = threadIdx.x; b < nparts; b += 32)
         if (part[2 * b] > -INFINITY) l += part[2 * b + 1] * exp(part[2 * b] - mx);
-    l = warp_sum_d(l);
+    l = warp_sum(l);
     if (threadIdx.x == 0) out[0] = mx, out[1] = l;
 }
 
@@ -937,9 +937,8 @@ __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, double *
         }
         z += qi[m] * kj[m];
     }
-    qk = warp_sum_d(qk);
-#pragma unroll
-    for (int o = 16; o; o >>= 1) z += __shfl_xor_sync(0xffffffffu, z, o);
+    qk = warp_sum(qk);
+    z = warp_sum(z);
     if (lane == 0) b[t] = c * z - c * qk / n;
 }
 
@@ -950,7 +949,7 @@ __global__ void uk_kernel(double *uk, const float *u, const double *kappa, int64
     if (j >= N) return;
     double s = 0;
     for (int x = lane; x < d; x += 32) s += (double)u[j * d + x] * kappa[x];
-    s = warp_sum_d(s);
+    s = warp_sum(s);
     if (lane == 0) uk[j] = s;
 }
 
@@ -1011,7 +1010,7 @@ __global__ void scan_sums_kernel(double *tiles, const float *sf, const double *x
     double s = 0;
     for (int64_t m = blockIdx.x * (int64_t)SCAN_TILE + threadIdx.x; m < n && m < (blockIdx.x + 1) * (int64_t)SCAN_TILE; m += 256)
         s += scan_x(sf, xd, off, m);
-    s = warp_sum_d(s);
+    s = warp_sum(s);
     if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = s;
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -1030,8 +1029,8 @@ __global__ void scan_out_kernel(double *out, const double *tiles, const float *s
             if (x < blockIdx.x) b += tiles[x];
             if (last) tot += tiles[x];
         }
-        b = warp_sum_d(b);
-        if (last) tot = warp_sum_d(tot);
+        b = warp_sum(b);
+        if (last) tot = warp_sum(tot);
         if (threadIdx.x == 0) base[0] = b, base[1] = tot;
     }
     const int64_t a0 = blockIdx.x * (int64_t)SCAN_TILE + threadIdx.x * SCAN_PER;
@@ -1126,8 +1125,7 @@ __global__ void mask_kernel(uint8_t *mask, unsigned long long *below, const floa
             mask[I * nb + J] = keep;
         }
     }
-#pragma unroll
-    for (int o = 16; o; o >>= 1) cnt += __shfl_xor_sync(0xffffffffu, cnt, o);
+    cnt = warp_sum(cnt);
     if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = cnt;
     __syncthreads();
     if (threadIdx.x == 0) {

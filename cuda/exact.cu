@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(128) qk_chunk_kernel(const __half *q, const __
         qks[((int64_t)d + c) * nch + blockIdx.x] = run;
     }
     __shared__ double red[4];
-    t = warp_sum_d(t);
+    t = warp_sum(t);
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = t;
     __syncthreads();
     if (threadIdx.x == 0) atomicAdd(&acc->qk_sum, red[0] + red[1] + red[2] + red[3]);
@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(256) qk_scan_kernel(const double *qks, int d, 
     for (int w = 0; w < warp; w++) pref += wt[w];
     double s = 0;
     for (int b = b0; b < b1; b++) s = fma(qs[b], pref, s), pref += ks[b];
-    s = warp_sum_d(s);
+    s = warp_sum(s);
     if (lane == 0) red[warp] = s;
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -745,7 +745,7 @@ __global__ void __launch_bounds__(THREADS, 2) exact_pass2_kernel(pass_args a) {
         below += __shfl_xor_sync(0xffffffffu, below, o);
         dropped += __shfl_xor_sync(0xffffffffu, dropped, o);
     }
-    m2 = warp_sum_d(m2), m3 = warp_sum_d(m3), m4 = warp_sum_d(m4);
+    m2 = warp_sum(m2), m3 = warp_sum(m3), m4 = warp_sum(m4);
     if (lane == 0) {
         if (below) atomicAdd(&a.acc->below, below);
         if (dropped) atomicAdd(&a.acc->dropped, dropped);
@@ -768,8 +768,7 @@ __global__ void block_sparsity_kernel(const float *X, int64_t nb, float thr, uns
     for (int64_t I = blockIdx.y; I < nb; I += gridDim.y)
         for (int64_t J = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; J <= I; J += (int64_t)gridDim.x * blockDim.x)
             c += X[I * nb + J] < thr;
-#pragma unroll
-    for (int o = 16; o; o >>= 1) c += __shfl_xor_sync(0xffffffffu, c, o);
+    c = warp_sum(c);
     if ((threadIdx.x & 31) == 0 && c) atomicAdd(count, c);
 }
 

@@ -79,30 +79,23 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p) 
                  : "r"(smem_addr(p)));
 }
 
-// warp-wide sums, maxima and minima (every lane gets the result)
-__device__ __forceinline__ float warp_sum(float x) {
+// warp-wide sums (float, double, integers), maxima and minima (float, double): every lane gets the result
+template <typename T>
+__device__ __forceinline__ T warp_sum(T x) {
 #pragma unroll
     for (int o = 16; o; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
     return x;
 }
-__device__ __forceinline__ float warp_max(float x) {
-#pragma unroll
-    for (int o = 16; o; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-    return x;
-}
-__device__ __forceinline__ float warp_min(float x) {
-#pragma unroll
-    for (int o = 16; o; o >>= 1) x = fminf(x, __shfl_xor_sync(0xffffffffu, x, o));
-    return x;
-}
-__device__ __forceinline__ double warp_sum_d(double x) {
-#pragma unroll
-    for (int o = 16; o; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-    return x;
-}
-__device__ __forceinline__ double warp_max_d(double x) {
+template <typename T>
+__device__ __forceinline__ T warp_max(T x) {
 #pragma unroll
     for (int o = 16; o; o >>= 1) x = fmax(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+template <typename T>
+__device__ __forceinline__ T warp_min(T x) {
+#pragma unroll
+    for (int o = 16; o; o >>= 1) x = fmin(x, __shfl_xor_sync(0xffffffffu, x, o));
     return x;
 }
 

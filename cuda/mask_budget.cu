@@ -71,8 +71,7 @@ __global__ void tie_count_kernel(unsigned long long *ties, const select_state *s
         unsigned c = 0;
         for (int64_t J = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; J <= I; J += (int64_t)gridDim.x * blockDim.x)
             c += !mask[I * nb + J] && key_of(score_at(Mb, vB, hB, I, J)) == cut;
-#pragma unroll
-        for (int o = 16; o; o >>= 1) c += __shfl_xor_sync(0xffffffffu, c, o);
+        c = warp_sum(c);
         if ((threadIdx.x & 31) == 0 && c) atomicAdd(&ties[I], (unsigned long long)c);
     }
 }
