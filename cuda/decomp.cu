@@ -553,6 +553,11 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     // r < w <= r + T (the last T keys)
     for (int tw = 0; tw < nwt; tw++) {
         next_tile(1, N - (i0 - T + (int64_t)tw * BT), mf);
+        // a warp whose rows use no key of this tile (w > r + T for every row r of the warp: the last
+        // tile, for the chunk's first 64 rows when T = 64) skips its products and sums, which would
+        // add nothing (lse_tile with no key left changes neither m nor l); the barriers are all in
+        // next_tile, which every warp still takes
+        if (warp * 16 + 15 + T < tw * BT) continue;
         mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
 #pragma unroll
         for (int h = 0; h < 2; h++) {  // x = q_i . (k_j - mf)
