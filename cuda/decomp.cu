@@ -947,15 +947,55 @@ __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, double *
     if (lane == 0) b[t] = c * z - c * qk / n;
 }
 
-// uk_j = u_j . kappa (double), one warp per key.
-__global__ void uk_kernel(double *uk, const float *u, const double *kappa, int64_t N, int d) {
-    const int64_t j = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
-    const int lane = threadIdx.x & 31;
-    if (j >= N) return;
-    double s = 0;
-    for (int x = lane; x < d; x += 32) s += (double)u[j * d + x] * kappa[x];
-    s = warp_sum(s);
-    if (lane == 0) uk[j] = s;
+// The scans' tile: SCAN_TILE elements. uk_kernel and s_kernel take one tile a block and write its sum
+// (in a fixed order) for scan_out_kernel, so that their prefix sums need no scan_sums_kernel pass
+// (~9.5 us each at 128K, session 7).
+constexpr int SCAN_TILE = 1024;
+
+// uk_j = u_j . kappa (double): a block of UK_WARPS warps a tile, each warp SCAN_TILE / UK_WARPS keys, 8
+// at a time (their loads in flight together), and the tile's sum of uk into tsum[blockIdx.x]. (With 8
+// warps a tile, 128 blocks at 128K: 36.5 us, where a warp a key and no tile sums had taken 25.)
+constexpr int UK_WARPS = 32;
+__global__ void __launch_bounds__(UK_WARPS * 32) uk_kernel(double *uk, double *tsum, const float *u, const double *kappa, int64_t N,
+                                                 int d) {
+    constexpr int KW = SCAN_TILE / UK_WARPS, U = 8, XL = MAXD / 32;
+    __shared__ double ws[UK_WARPS];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    double kv[XL];
+#pragma unroll
+    for (int m = 0; m < XL; m++) kv[m] = lane + 32 * m < d ? kappa[lane + 32 * m] : 0.0;
+    const int64_t j0 = blockIdx.x * (int64_t)SCAN_TILE + warp * KW;
+    double wsum = 0;
+    for (int b = 0; b < KW; b += U) {
+        float v[U][XL];
+#pragma unroll
+        for (int k = 0; k < U; k++)
+#pragma unroll
+            for (int m = 0; m < XL; m++) {
+                const int x = lane + 32 * m;
+                const int64_t j = j0 + b + k;
+                v[k][m] = j < N && x < d ? u[j * d + x] : 0.f;
+            }
+#pragma unroll
+        for (int k = 0; k < U; k++) {
+            double sk = 0;
+#pragma unroll
+            for (int m = 0; m < XL; m++) sk += (double)v[k][m] * kv[m];
+            sk = warp_sum(sk);
+            const int64_t j = j0 + b + k;
+            if (j < N) {
+                if (lane == 0) uk[j] = sk;
+                wsum += sk;
+            }
+        }
+    }
+    if (lane == 0) ws[warp] = wsum;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0;
+        for (int w = 0; w < UK_WARPS; w++) t += ws[w];
+        tsum[blockIdx.x] = t;
+    }
 }
 
 // s_m = r_m alpha - rbar_{N-1} alpha. SXS threads take SRUN consecutive offsets, each a quarter of
@@ -963,8 +1003,10 @@ __global__ void uk_kernel(double *uk, const float *u, const double *kappa, int64
 // latency-bound, 29 us): r_m by a rotation recurrence from an exact sincos at the run's start (as the
 // CPU, which re-anchors every 256); the one-step rotations once per block.
 constexpr int SRUN = 8, SXS = 4;
-__global__ void s_kernel(float *s, const double *alpha, const double *inv_freq, const double *rbarN, int64_t N, int d) {
-    __shared__ double al[MAXD], fr[MAXD / 2], dsn[MAXD / 2], dcs[MAXD / 2], rba;
+constexpr int S_BLOCK = SCAN_TILE / SRUN * SXS;  // threads a block: one scan tile of offsets
+__global__ void __launch_bounds__(S_BLOCK) s_kernel(float *s, double *tsum, const double *alpha, const double *inv_freq,
+                                                  const double *rbarN, int64_t N, int d) {
+    __shared__ double al[MAXD], fr[MAXD / 2], dsn[MAXD / 2], dcs[MAXD / 2], rba, ws[S_BLOCK / 32];
     for (int x = threadIdx.x; x < d; x += blockDim.x) al[x] = alpha[x];
     for (int x = threadIdx.x; x < d / 2; x += blockDim.x) fr[x] = inv_freq[x], sincos(inv_freq[x], &dsn[x], &dcs[x]);
     if (threadIdx.x == 0) {
@@ -996,32 +1038,39 @@ __global__ void s_kernel(float *s, const double *alpha, const double *inv_freq, 
     for (int o = 1; o < SXS; o <<= 1)
 #pragma unroll
         for (int t = 0; t < SRUN; t++) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
+    double rs = 0;  // the run's sum of its float32 s values, in order (lane q == 0 of the run)
 #pragma unroll
-    for (int t = 0; t < SRUN; t++)
-        if (t % SXS == q && m0 + t < N) s[m0 + t] = (float)(acc[t] - rba);
+    for (int t = 0; t < SRUN; t++) {
+        const float sv = (float)(acc[t] - rba);
+        if (m0 + t < N) {
+            if (t % SXS == q) s[m0 + t] = sv;
+            rs += (double)sv;
+        }
+    }
+    // the tile's sum: the runs' sums in order, within the warp, then the warps' in order
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int o = SXS; o < 32; o <<= 1) {
+        const double y = __shfl_down_sync(0xffffffffu, rs, o);
+        if ((lane & (2 * o - 1)) == 0) rs += y;
+    }
+    if (lane == 0) ws[warp] = rs;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0;
+        for (int w = 0; w < S_BLOCK / 32; w++) t += ws[w];
+        tsum[blockIdx.x] = t;
+    }
 }
 
 // Exclusive prefix sums out (n + 1) of x_m = (double)sf[m] (when sf) or xd[m] - *offp (0 when offp
-// is NULL), in two steps: each block of 256 threads sums a tile of SCAN_TILE elements (scan_sums),
-// each block rescans its tile from its offset, the sum of the tile sums before it (scan_out; a third
-// kernel that scanned the tile sums in one thread was a launch more on the critical path).
-constexpr int SCAN_TILE = 4096, SCAN_PER = SCAN_TILE / 256;
+// is NULL), from the sums of its tiles of SCAN_TILE elements, which the producer wrote (uk_kernel,
+// s_kernel): each block rescans its tile from its offset, the sum of the tile sums before it. (Session 7
+// had a pass of its own for the tile sums, and before that a third kernel that scanned them in one
+// thread.)
+constexpr int SCAN_PER = SCAN_TILE / 256;
 __device__ __forceinline__ double scan_x(const float *sf, const double *xd, double off, int64_t m) {
     return sf ? (double)sf[m] : xd[m] - off;
-}
-__global__ void scan_sums_kernel(double *tiles, const float *sf, const double *xd, const double *offp, int64_t n) {
-    __shared__ double red[8];
-    const double off = offp ? *offp : 0.0;
-    double s = 0;
-    for (int64_t m = blockIdx.x * (int64_t)SCAN_TILE + threadIdx.x; m < n && m < (blockIdx.x + 1) * (int64_t)SCAN_TILE; m += 256)
-        s += scan_x(sf, xd, off, m);
-    s = warp_sum(s);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = s;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < 8; w++) s += red[w];
-        tiles[blockIdx.x] = s;
-    }
 }
 __global__ void scan_out_kernel(double *out, const double *tiles, const float *sf, const double *xd, const double *offp,
                                 int64_t n) {
@@ -1144,13 +1193,9 @@ unsigned blocks_for(int64_t threads, int per_block) { return (unsigned)((threads
 constexpr int LSE_PARTS = 256;
 constexpr int CHOL_TILE = chol::CT;
 
-// out (n + 1): exclusive prefix sums (see scan_out_kernel); tiles: ceil(n / SCAN_TILE) doubles.
-void scan_device(double *out, double *tiles, const float *sf, const double *xd, const double *offp, int64_t n,
-                 cudaStream_t st = 0) {
-    const unsigned nt = blocks_for(n, SCAN_TILE);
-    scan_sums_kernel<<<nt, 256, 0, st>>>(tiles, sf, xd, offp, n);
-    CUDA_CHECK_LAUNCH();
-    scan_out_kernel<<<nt, 256, 0, st>>>(out, tiles, sf, xd, offp, n);
+// A prefix sum whose producer wrote the tile sums (uk_kernel, s_kernel): scan_out_kernel alone.
+void scan_finish(double *out, const double *tiles, const float *sf, const double *xd, int64_t n, cudaStream_t st) {
+    scan_out_kernel<<<blocks_for(n, SCAN_TILE), 256, 0, st>>>(out, tiles, sf, xd, NULL, n);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -1394,16 +1439,16 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     // s and its prefix on s3, beside uk and its prefix on s2
     CUDA_CHECK(cudaEventRecord(g->solved, g->s2));
     CUDA_CHECK(cudaStreamWaitEvent(g->s3, g->solved, 0));
-    s_kernel<<<blocks_for((N + SRUN - 1) / SRUN * SXS, 128), 128, 0, g->s3>>>(g->s, g->x, g->inv_freq, g->rbarN, N, d);
+    s_kernel<<<blocks_for(N, SCAN_TILE), S_BLOCK, 0, g->s3>>>(g->s, g->tiles3, g->x, g->inv_freq, g->rbarN, N, d);
     CUDA_CHECK_LAUNCH();
-    scan_device(g->ps, g->tiles3, g->s, NULL, NULL, N, g->s3);
+    scan_finish(g->ps, g->tiles3, g->s, NULL, N, g->s3);
     CUDA_CHECK(cudaEventRecord(g->join3, g->s3));
-    uk_kernel<<<blocks_for(N * 32, 256), 256, 0, g->s2>>>(g->uk, g->u, g->x + d, N, d);
+    uk_kernel<<<blocks_for(N, SCAN_TILE), UK_WARPS * 32, 0, g->s2>>>(g->uk, g->tiles2, g->u, g->x + d, N, d);
     CUDA_CHECK_LAUNCH();
     // pv: uk's prefix as it is, not centred on ubar_{N-1} kappa (the CPU's), which needs its sum first:
     // in double its magnitude costs ~N 1e-16 |uk| in eps_i, far below h's float32 (a second, centred
     // scan on the tail measured ~25 us of the critical path at 128K, session 7)
-    scan_device(g->pv, g->tiles2, NULL, g->uk, NULL, N, g->s2);
+    scan_finish(g->pv, g->tiles2, NULL, g->uk, N, g->s2);
     CUDA_CHECK(cudaEventRecord(g->join, g->s2));
     // held-out predictions: rows M .. 2M, for the fit's R^2 and RMSE, read by the host only (it waits for
     // s2): after the join, off the path to v and h
