@@ -45,6 +45,17 @@ __device__ __forceinline__ void dmma(double d[2], double a, double b) {
                  : "d"(a), "d"(b));
 }
 
+// d (16 x 8) += a (16 x 16) b (16 x 8), the sm_90 shape (m8n8k4 is an eighth of its work per
+// instruction): lane (g, t) holds a[i] = A[g + 8 (i % 2)][t + 4 (i / 2)], b[i] = B[t + 4 i][g] and
+// d[i] = D[g + 8 (i / 2)][2 t + i % 2] (bench/dmma_shapes.cu checks this layout on the device).
+__device__ __forceinline__ void dmma16(double d[4], const double a[8], const double b[4]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f64.f64.f64.f64 {%0,%1,%2,%3}, {%4,%5,%6,%7,%8,%9,%10,%11}, "
+                 "{%12,%13,%14,%15}, {%0,%1,%2,%3};\n"
+                 : "+d"(d[0]), "+d"(d[1]), "+d"(d[2]), "+d"(d[3])
+                 : "d"(a[0]), "d"(a[1]), "d"(a[2]), "d"(a[3]), "d"(a[4]), "d"(a[5]), "d"(a[6]), "d"(a[7]),
+                   "d"(b[0]), "d"(b[1]), "d"(b[2]), "d"(b[3]));
+}
+
 // acc (32 x 16: rows 8 fr + g, columns 8 fc + 2 t + e) += A (32 x 32 tile) B^T where B's rows c0 ..
 // c0 + 15 are the output's columns.
 __device__ __forceinline__ void mma_32x16(double acc[4][2][2], const double *A, const double *B, int c0) {

@@ -947,6 +947,120 @@ __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, double *
     if (lane == 0) b[t] = c * z - c * qk / n;
 }
 
+// The normal equations' A^T A and A^T b over the M fit rows of A (M, w), w = 2d, as double mma
+// (m16n8k16; m8n8k4 measured 48 us at 128K, against cuBLAS's 35 for the whole w x w) on the tensor cores: the lower triangle of ATB x ATB blocks (bi >= bk; the Cholesky reads
+// no block above the diagonal), each block's rows split over gridDim.y CTAs whose partial sums a second
+// kernel adds in a fixed order (deterministic). A^T b rides with the diagonal blocks. (cublasDgemm of
+// the whole w x w, its split-K reduction and a cublasDgemv of A^T b were four kernels, ~57 us at 128K.)
+// Block of 4 warps, each a 32 x 32 quarter of the 64 x 64 output; ATK rows a stage, two stages by
+// cp.async. The stages' rows are ATS doubles apart (ATS = 4 mod 16): each half-warp's 16 loads of a
+// fragment (rows t, columns g) meet 16 distinct bank pairs, one wavefront each (ATS = 8 mod 16 put rows
+// t and t + 2 on the same banks: two each, 48 us at 128K where cuBLAS's DGEMM took 35).
+constexpr int ATB = 64, ATK = 32, ATS = ATB + 4;
+constexpr size_t ATA_SMEM = sizeof(double) * 4 * ATK * ATS;
+__host__ __device__ inline int ata_pairs(int w) {
+    const int nb = (w + ATB - 1) / ATB;
+    return nb * (nb + 1) / 2;
+}
+__global__ void __launch_bounds__(128) ata_kernel(double *part, double *partb, const double *A, const double *b, int64_t M,
+                                                  int w, int64_t rps) {
+    extern __shared__ __align__(16) unsigned char ata_sm[];  // sa, sb (2, ATK, ATS) each: ATA_SMEM
+    double(*sa)[ATK][ATS] = (double(*)[ATK][ATS])ata_sm, (*sb)[ATK][ATS] = sa + 2;
+    __shared__ double sv[2][ATK];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+    int p = blockIdx.x, bi = 0;
+    while (p > bi) p -= ++bi;
+    const int bk = p;
+    const bool diag = bi == bk;
+    const int64_t m0 = blockIdx.y * rps, m1 = m0 + rps < M ? m0 + rps : M;
+    const int nst = m0 < m1 ? (int)((m1 - m0 + ATK - 1) / ATK) : 0;
+    auto issue = [&](int st) {
+        const int buf = st & 1;
+        // ATK rows x 32 pieces of 16 bytes a matrix: 8 a thread (4 with one matrix)
+#pragma unroll
+        for (int x = 0; x < ATK * (ATB / 2) / 128; x++) {
+            const int e = tid + 128 * x, r = e >> 5, cp = (e & 31) * 2;
+            const int64_t m = m0 + (int64_t)st * ATK + r;
+            const bool okr = m < m1;
+            const int ci = bi * ATB + cp, ck = bk * ATB + cp;
+            cp_async16(&sa[buf][r][cp], okr && ci < w ? A + m * w + ci : A, okr && ci < w);
+            if (!diag) cp_async16(&sb[buf][r][cp], okr && ck < w ? A + m * w + ck : A, okr && ck < w);
+        }
+        if (diag && tid < ATK) {
+            const int64_t m = m0 + (int64_t)st * ATK + tid;
+            sv[buf][tid] = m < m1 ? b[m] : 0.0;
+        }
+        cp_async_commit();
+    };
+    const int r0 = 32 * (warp >> 1), c0 = 32 * (warp & 1);
+    double acc[2][4][4] = {};  // (16-row fragment, 8-column fragment): m16n8k16
+    double atb = 0;
+    if (nst > 0) issue(0);
+    for (int st = 0; st < nst; st++) {
+        const int buf = st & 1;
+        if (st + 1 < nst) {
+            issue(st + 1);
+            cp_async_wait<1>();
+        } else
+            cp_async_wait<0>();
+        __syncthreads();
+        const double(*X)[ATS] = sa[buf];
+        const double(*Y)[ATS] = diag ? sa[buf] : sb[buf];
+#pragma unroll
+        for (int kk = 0; kk < ATK; kk += 16) {
+            double a[2][8], bb[4][4];
+#pragma unroll
+            for (int f = 0; f < 2; f++)
+#pragma unroll
+                for (int i = 0; i < 8; i++) a[f][i] = X[kk + t + 4 * (i / 2)][r0 + 16 * f + g + 8 * (i % 2)];
+#pragma unroll
+            for (int f = 0; f < 4; f++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) bb[f][i] = Y[kk + t + 4 * i][c0 + 8 * f + g];
+#pragma unroll
+            for (int fr = 0; fr < 2; fr++)
+#pragma unroll
+                for (int fc = 0; fc < 4; fc++) chol::dmma16(acc[fr][fc], a[fr], bb[fc]);
+        }
+        if (diag && tid < ATB)
+#pragma unroll 8
+            for (int r = 0; r < ATK; r++) atb = fma(X[r][tid], sv[buf][r], atb);
+        __syncthreads();
+    }
+    double *out = part + ((size_t)blockIdx.y * gridDim.x + blockIdx.x) * ATB * ATB;
+#pragma unroll
+    for (int fr = 0; fr < 2; fr++)
+#pragma unroll
+        for (int fc = 0; fc < 4; fc++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+                *(double2 *)(out + (r0 + 16 * fr + g + 8 * h) * ATB + c0 + 8 * fc + 2 * t) =
+                    make_double2(acc[fr][fc][2 * h], acc[fr][fc][2 * h + 1]);
+    if (diag && tid < ATB && bi * ATB + tid < w) partb[(size_t)blockIdx.y * w + bi * ATB + tid] = atb;
+}
+// AtA's lower blocks and Atb from the partial sums, added in split order; one thread an element.
+__global__ void ata_reduce_kernel(double *AtA, double *Atb, const double *part, const double *partb, int w, int npair,
+                                  int nsplit) {
+    const int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (e < (int64_t)npair * ATB * ATB) {
+        int p = (int)(e / (ATB * ATB)), bi = 0;
+        const int rc = (int)(e % (ATB * ATB));
+        while (p > bi) p -= ++bi;
+        const int row = bi * ATB + rc / ATB, col = p * ATB + rc % ATB;
+        if (row < w && col < w) {
+            double s = 0;
+#pragma unroll 8
+            for (int y = 0; y < nsplit; y++) s += part[((size_t)y * npair) * ATB * ATB + e];
+            AtA[(size_t)row * w + col] = s;
+        }
+    } else if (e < (int64_t)npair * ATB * ATB + w) {
+        const int c = (int)(e - (int64_t)npair * ATB * ATB);
+        double s = 0;
+        for (int y = 0; y < nsplit; y++) s += partb[(size_t)y * w + c];
+        Atb[c] = s;
+    }
+}
+
 // The scans' tile: SCAN_TILE elements. uk_kernel and s_kernel take one tile a block and write its sum
 // (in a fixed order) for scan_out_kernel, so that their prefix sums need no scan_sums_kernel pass
 // (~9.5 us each at 128K, session 7).
@@ -1237,6 +1351,9 @@ struct gpu_decomp {
     int64_t *sI, *sJ;    // (ns) samples
     double *A, *b;       // (ns, 2d), (ns)
     double *AtA, *Atb, *x, *pred;  // (2d, 2d), (2d), (2d), (ns / 2)
+    double *apart, *bpart;  // ata_kernel's partial sums: (ata_nsplit, ata_pairs, ATB, ATB), (ata_nsplit, 2d)
+    int64_t ata_rps;        // fit rows a split
+    int ata_nsplit;
     double *uk, *ps, *pv;  // (N), (N + 1), (N + 1)
     float *s, *v, *h;    // (N)
     double *red;         // (4)
@@ -1263,6 +1380,7 @@ extern "C" void gpu_decomp_free(gpu_decomp *g) {
     if (!g) return;
     void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->ktot, g->PF, g->PFseg, g->G, g->Gseg, g->amax,
                     g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x, g->pred,
+                    g->apart, g->bpart,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
                     g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2, g->tiles3};
     for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
@@ -1326,6 +1444,15 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->b, sizeof(double) * g->ns, &total);
     bad |= dev_alloc((void **)&g->AtA, sizeof(double) * w * w, &total);
     bad |= dev_alloc((void **)&g->Atb, sizeof(double) * w, &total);
+    {
+        // about two CTAs of ata_kernel a SM (132 on the H100) over the lower blocks
+        const int npair = ata_pairs(w), want = (264 + npair - 1) / npair;
+        const int64_t per = (g->M + want - 1) / want;
+        g->ata_rps = (per + ATK - 1) / ATK * ATK;
+        g->ata_nsplit = (int)((g->M + g->ata_rps - 1) / g->ata_rps);
+        bad |= dev_alloc((void **)&g->apart, sizeof(double) * g->ata_nsplit * npair * ATB * ATB, &total);
+        bad |= dev_alloc((void **)&g->bpart, sizeof(double) * g->ata_nsplit * w, &total);
+    }
     bad |= dev_alloc((void **)&g->x, sizeof(double) * w, &total);
     bad |= dev_alloc((void **)&g->pred, sizeof(double) * g->M, &total);
     bad |= dev_alloc((void **)&g->uk, sizeof(double) * N, &total);
@@ -1376,6 +1503,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     CUDA_CHECK(cudaEventCreateWithFlags(&g->kready, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->solved, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join3, cudaEventDisableTiming));
+    CUDA_CHECK(cudaFuncSetAttribute(ata_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ATA_SMEM));
     CUDA_CHECK(cudaFuncSetAttribute(chol::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol::SMEM));
     CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64>()));
     CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<128, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<128>()));
@@ -1430,10 +1558,17 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     sample_rows_kernel<<<blocks_for(ns * 32, 256), 256, 0, g->s2>>>(g->A, g->b, g->sI, g->sJ, ns, g->q, g->k, g->u, g->PF,
                                                                     g->PFseg, g->inv_freq, d, S, T, c);
     CUDA_CHECK_LAUNCH();
-    // A (M x w, row-major) is A^T column-major: A^T A = At At^T, A^T b = At b (cublasDsyrk, half the
-    // products, measured slower: 0.857 / 0.866 -> 0.925 / 0.910 ms at 128K, session 7)
-    CUBLAS_CHECK(cublasDgemm(g->blas2, CUBLAS_OP_N, CUBLAS_OP_T, w, w, M, &oned, g->A, w, g->A, w, &zerod, g->AtA, w));
-    CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_N, w, M, &oned, g->A, w, g->b, 1, &zerod, g->Atb, 1));
+    // A^T A's lower blocks and A^T b (ata_kernel; cublasDsyrk, half the products, had measured slower
+    // than cublasDgemm: 0.857 / 0.866 -> 0.925 / 0.910 ms at 128K, session 7)
+    {
+        const int npair = ata_pairs(w);
+        ata_kernel<<<dim3((unsigned)npair, (unsigned)g->ata_nsplit), 128, ATA_SMEM, g->s2>>>(g->apart, g->bpart, g->A, g->b, M, w,
+                                                                                     g->ata_rps);
+        CUDA_CHECK_LAUNCH();
+        ata_reduce_kernel<<<blocks_for((int64_t)npair * ATB * ATB + w, 256), 256, 0, g->s2>>>(g->AtA, g->Atb, g->apart, g->bpart,
+                                                                                          w, npair, g->ata_nsplit);
+        CUDA_CHECK_LAUNCH();
+    }
     chol::chol_solve_kernel<<<1, chol::THREADS, chol::SMEM, g->s2>>>(g->L, g->Mg, g->x, g->info, g->AtA, g->Atb, w, g->ridge);
     CUDA_CHECK_LAUNCH();
     // s and its prefix on s3, beside uk and its prefix on s2
