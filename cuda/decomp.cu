@@ -559,20 +559,27 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
         // next_tile, which every warp still takes
         if (warp * 16 + 15 + T < tw * BT) continue;
         mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
+        // and a warp whose rows have no interior key in this tile (w > r for all: r < 0) skips the
+        // interior sums, one with no window key (w <= r for all: r >= BT - 1) the log-sum-exp: the
+        // tiles are banded, so each warp is one of these in about a third of its window tiles (the
+        // sums unchanged: neither adds anything there)
+        const bool any_in = warp * 16 + 15 >= tw * BT, any_win = warp * 16 < tw * BT + BT - 1;
 #pragma unroll
         for (int h = 0; h < 2; h++) {  // x = q_i . (k_j - mf)
             const int r = rr[h] - tw * BT;  // the row against tile columns
+            if (any_in)
 #pragma unroll
-            for (int n = 0; n < 8; n++)
+                for (int n = 0; n < 8; n++)
 #pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int w = n * 8 + 2 * t + e;
-                    if (w <= r) {
-                        const float x = acc[n][2 * h + e] * qinv[h] * sinv[w];
-                        lin[h] += x, quad[h] += x * x;
+                    for (int e = 0; e < 2; e++) {
+                        const int w = n * 8 + 2 * t + e;
+                        if (w <= r) {
+                            const float x = acc[n][2 * h + e] * qinv[h] * sinv[w];
+                            lin[h] += x, quad[h] += x * x;
+                        }
                     }
-                }
-            lse_tile(lm[h], ll[h], acc, h, qinv[h] * c2, (float)mq[h] * c2, sinv, [=](int w) { return w > r && w <= r + T; });
+            if (any_win)
+                lse_tile(lm[h], ll[h], acc, h, qinv[h] * c2, (float)mq[h] * c2, sinv, [=](int w) { return w > r && w <= r + T; });
         }
     }
     // the sinks
@@ -1588,13 +1595,17 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     // held-out predictions: rows M .. 2M, for the fit's R^2 and RMSE, read by the host only (it waits for
     // s2): after the join, off the path to v and h
     CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_T, w, M, &oned, g->A + (size_t)M * w, w, g->x, 1, &zerod, g->pred, 1));
-    // ------------------------------------------------------------ the last row's lse first (it needs no
-    // key sums), then the Grams, mu, sigma^2, Lambda once s2 has the key sums
+    // ------------------------------------------------------------ the last row's lse and the short rows
+    // first (they need no key sums), then the Grams, mu, sigma^2, Lambda once s2 has the key sums
     const float *kc0 = g->k + (size_t)S * d;
     const int64_t nlast = N - T - S;  // interior of row N - 1
     lse_last_kernel<<<LSE_PARTS, 256, 0, st>>>(g->tiles, g->q + (size_t)(N - 1) * d, kc0, nlast, d, c);
     CUDA_CHECK_LAUNCH();
     lse_merge_kernel<<<1, 32, 0, st>>>(g->red, g->tiles, LSE_PARTS);
+    CUDA_CHECK_LAUNCH();
+    // the short rows (no interior: computed exactly) while s2 forms u and the key sums (at the end of
+    // st, after rows_kernel, its 15 us at 128K were on the path to v and h)
+    short_rows_kernel<<<S + T, 128, sizeof(double) * (S + T), st>>>(g->mu, g->sigma2, g->log_lambda, g->nu, g->q, g->k, d, c);
     CUDA_CHECK_LAUNCH();
     CUDA_CHECK(cudaStreamWaitEvent(st, g->kready, 0));
     if (k_changed) {
@@ -1618,9 +1629,6 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
             rows_kernel<128, 1><<<(unsigned)g->nch, 256, rows_smem<128>(), st>>>(ra);
         CUDA_CHECK_LAUNCH();
     }
-    // ------------------------------------------------------------ short rows
-    short_rows_kernel<<<S + T, 128, sizeof(double) * (S + T), st>>>(g->mu, g->sigma2, g->log_lambda, g->nu, g->q, g->k, d, c);
-    CUDA_CHECK_LAUNCH();
     // ------------------------------------------------------------ v, h (after s2)
     CUDA_CHECK(cudaStreamWaitEvent(st, g->join, 0));
     CUDA_CHECK(cudaStreamWaitEvent(st, g->join3, 0));
