@@ -1282,22 +1282,35 @@ __global__ void block_vectors_kernel(float *Mb, float *vB, float *hB, const floa
 // The threshold-mode block scan (mask_skeleton): mask (nb, nb) and the count of causal blocks whose
 // score is below tauB. Grid-stride over rows I (y) and columns J (x); one atomic per CTA (one per
 // warp, over 4M blocks at 128K, serialised on one address and cost 0.07 ms).
+constexpr int MQ = 4;  // mask_kernel: blocks a thread, one 32-bit store when nb % MQ == 0
 __global__ void mask_kernel(uint8_t *mask, unsigned long long *below, const float *Mb, const float *vB, const float *hB,
                             int64_t nb, float tauB, int64_t sink_cols, int64_t band, int keep_above) {
     __shared__ unsigned long long red[32];
     unsigned long long cnt = 0;
+    const bool vec = nb % MQ == 0;
+    const int64_t nq = (nb + MQ - 1) / MQ;
     for (int64_t I = blockIdx.y; I < nb; I += gridDim.y) {
         const float hI = hB[I];
-        for (int64_t J = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; J < nb; J += (int64_t)gridDim.x * blockDim.x) {
-            uint8_t keep = 0;
-            if (J <= I) {
-                const int64_t kk = I - J;
-                const float sB = kk == 0 ? Mb[0] : 0.5f * (Mb[kk - 1] + Mb[kk]);
-                const float sc = sB + vB[J] + hI;
-                cnt += sc < tauB;
-                keep = J < sink_cols || kk <= band || (keep_above && sc >= tauB);
-            }
-            mask[I * nb + J] = keep;
+        for (int64_t qd = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; qd < nq; qd += (int64_t)gridDim.x * blockDim.x) {
+            const int64_t J0 = qd * MQ;
+            uint32_t word = 0;  // block J0 + e in byte e (little-endian: the order in memory)
+            if (J0 <= I)
+#pragma unroll
+                for (int e = 0; e < MQ; e++) {
+                    const int64_t J = J0 + e;
+                    if (J <= I) {
+                        const int64_t kk = I - J;
+                        const float sB = kk == 0 ? Mb[0] : 0.5f * (Mb[kk - 1] + Mb[kk]);
+                        const float sc = sB + vB[J] + hI;
+                        cnt += sc < tauB;
+                        const uint32_t keep = J < sink_cols || kk <= band || (keep_above && sc >= tauB);
+                        word |= keep << (8 * e);
+                    }
+                }
+            if (vec)
+                *(uint32_t *)(mask + I * nb + J0) = word;
+            else
+                for (int e = 0; e < MQ && J0 + e < nb; e++) mask[I * nb + J0 + e] = (uint8_t)(word >> (8 * e));
         }
     }
     cnt = warp_sum(cnt);
@@ -1675,7 +1688,8 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
         block_vectors_kernel<<<blocks_for(nb * 32, 256), 256>>>(g->Mb, g->vB, g->hB, g->s, g->v, g->h, N, B, nb);
         CUDA_CHECK_LAUNCH();
         CUDA_CHECK(cudaMemsetAsync(g->below, 0, sizeof(unsigned long long)));
-        dim3 gr(blocks_for(nb < 4096 ? nb : 4096, 256), (unsigned)(nb < 256 ? nb : 256));
+        const int64_t nq = (nb + MQ - 1) / MQ;
+        dim3 gr(blocks_for(nq < 1024 ? nq : 1024, 256), (unsigned)(nb < 256 ? nb : 256));
         const int64_t sink_cols = (mp->S + B - 1) / B, band = (mp->T + B - 1) / B;
         mask_kernel<<<gr, 256>>>(g->mask, g->below, g->Mb, g->vB, g->hB, nb, (float)log(mp->eps * B / (double)N),
                                  sink_cols, band, mp->budget <= 0);

@@ -624,6 +624,7 @@ int main(int argc, char **argv) {
     // made from whole blocks (N / P a multiple of B)
     run_dump(4096, 128, 1, 32, 1024, 0);
     run_dump(4096, 64, 0, 128, 32, 0);
+    run_dump(1000, 64, 0, 16, 1024, 0);  // nb = 63: the mask's rows not a multiple of mask_kernel's 4-block stores
     if (!quick) run_dump(16384, 128, 1, 64, 256, 0);
     run_special_heads(2048, 128);
     run_special_heads(1000, 64);
