@@ -10,7 +10,7 @@
 // level products): q G q against the prefix Gram, the in-chunk products and the Lambda-shape's sink
 // and local products. The Grams (gram_kernel) are also split-precision mma, summed over segments of
 // GSEG chunks in shared memory, the segments' prefix by a small scan. Ridge samples are built on the
-// device (their mu from a fine key prefix), their normal equations by DGEMM and solved by a one-CTA
+// device (their mu from a fine key prefix), their normal equations by double mma (ata_kernel) and solved by a one-CTA
 // tiled Cholesky (chol.cuh; the ridge as ridge_solve_normal adds it); that chain (with u, s and the prefix
 // sums of v and s) runs on a second stream, at the highest priority, beside the Grams and row statistics. Per-row reductions
 // accumulate in double, as the CPU does. Nothing waits for the host between the upload and the
@@ -954,15 +954,15 @@ __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, double *
     if (lane == 0) b[t] = c * z - c * qk / n;
 }
 
-// The normal equations' A^T A and A^T b over the M fit rows of A (M, w), w = 2d, as double mma
-// (m16n8k16; m8n8k4 measured 48 us at 128K, against cuBLAS's 35 for the whole w x w) on the tensor cores: the lower triangle of ATB x ATB blocks (bi >= bk; the Cholesky reads
-// no block above the diagonal), each block's rows split over gridDim.y CTAs whose partial sums a second
-// kernel adds in a fixed order (deterministic). A^T b rides with the diagonal blocks. (cublasDgemm of
-// the whole w x w, its split-K reduction and a cublasDgemv of A^T b were four kernels, ~57 us at 128K.)
-// Block of 4 warps, each a 32 x 32 quarter of the 64 x 64 output; ATK rows a stage, two stages by
+// The normal equations' A^T A and A^T b over the M fit rows of A (M, w), w = 2d, as double mma on the
+// tensor cores: the lower triangle of ATB x ATB blocks (bi >= bk; the Cholesky reads no block above the
+// diagonal), each block's rows split over gridDim.y CTAs whose partial sums a second kernel adds in a
+// fixed order (deterministic). A^T b rides with the diagonal blocks. (cublasDgemm of the whole w x w,
+// its split-K reduction and a cublasDgemv of A^T b were four kernels, ~57 us at 128K; this pair ~42.)
+// Block of 4 warps, each a 32 x 32 quarter of the 64 x 64 output by m16n8k16 (m8n8k4, half the rate on
+// sm_90 by bench/dmma_shapes.cu, took 48 us for the same tiling); ATK rows a stage, two stages by
 // cp.async. The stages' rows are ATS doubles apart (ATS = 4 mod 16): each half-warp's 16 loads of a
-// fragment (rows t, columns g) meet 16 distinct bank pairs, one wavefront each (ATS = 8 mod 16 put rows
-// t and t + 2 on the same banks: two each, 48 us at 128K where cuBLAS's DGEMM took 35).
+// fragment (rows t + 4 i, columns g + 8 j) meet 16 distinct bank pairs.
 constexpr int ATB = 64, ATK = 32, ATS = ATB + 4;
 constexpr size_t ATA_SMEM = sizeof(double) * 4 * ATK * ATS;
 __host__ __device__ inline int ata_pairs(int w) {
