@@ -1280,8 +1280,8 @@ __global__ void block_vectors_kernel(float *Mb, float *vB, float *hB, const floa
 }
 
 // The threshold-mode block scan (mask_skeleton): mask (nb, nb) and the count of causal blocks whose
-// score is below tauB. Grid-stride over rows I (y) and columns J (x); one atomic per CTA (one per
-// warp, over 4M blocks at 128K, serialised on one address and cost 0.07 ms).
+// score is below tauB. Grid-stride over rows I (y) and columns J, MQ at a time (x); one atomic per CTA
+// (one per warp, over 4M blocks at 128K, serialised on one address and cost 0.07 ms).
 constexpr int MQ = 4;  // mask_kernel: blocks a thread, one 32-bit store when nb % MQ == 0
 __global__ void mask_kernel(uint8_t *mask, unsigned long long *below, const float *Mb, const float *vB, const float *hB,
                             int64_t nb, float tauB, int64_t sink_cols, int64_t band, int keep_above) {
