@@ -95,15 +95,6 @@ build/cuda/%.o: cuda/%.cu $(wildcard cuda/*.h cuda/*.cuh src/*.h)
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCCFLAGS) $(HDF5_CFLAGS) -c $< -o $@
 
-# Experiments behind default-off switches (not yet measured on the GPU) must still compile: `make
-# test` builds them where nvcc is present, into objects nothing links.
-# (none at present: session 6 measured DECOMP_QLO_SKIP and removed it). A rule looks like
-#   build/cuda/exp/decomp_x.o: cuda/decomp.cu ... ; $(NVCC) $(NVCCFLAGS) $(HDF5_CFLAGS) -DDECOMP_X=1 -c $< -o $@
-CUDA_EXP :=
-ifneq ($(NVCC),)
-TEST_PREREQS += $(CUDA_EXP)
-endif
-
 build/src/%.o: src/%.c $(wildcard src/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -123,7 +114,7 @@ build/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 # Each test program runs in its own process; all must pass. SKEL is the built tool, for
 # tests that run the command line.
 # mk/*.mk fragments may add prerequisites (e.g. fetching the real model when it can be had).
-test: $(TEST_BIN) $(TOOLS) $(TEST_PREREQS)
+test: $(TEST_BIN) $(TOOLS)
 	@fail=0; for t in $(TEST_BIN); do \
 	  echo "== $$t"; SKEL=$(CURDIR)/bin/skel $$t || fail=1; \
 	done; exit $$fail

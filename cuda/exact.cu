@@ -800,9 +800,6 @@ size_t pass2_smem(int d, int rhs, int zc_copies) {
 }
 constexpr size_t SMEM_PER_CTA = 114 * 1024 - 1024 - BM * sizeof(float);
 
-// The row histogram's shape for N and eps (see pass 2): the most bins an octave (k <= 2) whose
-// entries from p' = 1/16 (the underflow entries) to p' = kappa (the largest A, 1, with room for
-// rounding) fit RHS_MAX; rhs = 4 mod 8. 0 when eps is too small for any (N / eps > 2^90 or so).
 // Pass 2's work units: row block rb (rows rb BM ..) against key tiles t0 .. t1 - 1. A CTA a row block
 // unless that block's tiles exceed the mean work of a resident CTA (the total over 2 CTAs an SM),
 // at least SPLIT_MIN tiles: then it is cut into near-equal units, so that at 8K (64 row blocks on
@@ -855,6 +852,9 @@ static int4 *pass2_plan(int64_t N, int nsm, int fl, int *nunits, int *nsplit) {
     return u;
 }
 
+// The row histogram's shape for N and eps (see pass 2): the most bins an octave (k <= 2) whose
+// entries from p' = 1/16 (the underflow entries) to p' = kappa (the largest A, 1, with room for
+// rounding) fit RHS_MAX; rhs = 4 mod 8. 0 when eps is too small for any (N / eps > 2^90 or so).
 int row_hist_plan(pass_args *a, int64_t N, double eps) {
     const double kap = (double)N / eps;
     for (int k = 2; k >= 0; k--) {
