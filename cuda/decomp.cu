@@ -422,29 +422,43 @@ struct rows_args {
 constexpr float LOG2E_F = 1.44269504088896341f;
 constexpr double LN2_D = 0.693147180559945309417;
 
-// Online log-sum-exp in base 2 (m, l) of one row half h over the tile's candidates: the tile maximum
-// first, then the sum; y = acc / (scales) c log2 e + add is recomputed in the second pass rather than
-// kept (registers). ok(w) says which tile columns w = 8 n + 2 t + e are candidates.
-template <typename Ok>
-__device__ __forceinline__ void lse_tile(float &m, float &l, const float acc[8][4], int h, float qc2, float add,
-                                         const float *sinv, Ok ok) {
+// The tile's products in the log2 domain in place, once for both passes and the interior sums:
+// acc = x' = c2 q_i . (k_j - mf) = acc qinv_i c2 sinv[w] (qs[h] = qinv_h c2; each sinv[w] read once for
+// both row halves). (Session 8's what-if: the window's and sinks' epilogues were ~80 of rows_kernel's
+// 278 us at 128K; lse_tile recomputed acc qc2 sinv[w] + add in each of its two passes.)
+__device__ __forceinline__ void scale_tile(float acc[8][4], const float qs[2], const float *sinv) {
     const int t = threadIdx.x & 3;
-    float tm = -INFINITY;
 #pragma unroll
     for (int n = 0; n < 8; n++)
 #pragma unroll
         for (int e = 0; e < 2; e++) {
-            const int w = n * 8 + 2 * t + e;
-            if (ok(w)) tm = fmaxf(tm, acc[n][2 * h + e] * qc2 * sinv[w] + add);
+            const float sw = sinv[n * 8 + 2 * t + e];
+            acc[n][e] *= qs[0] * sw;
+            acc[n][2 + e] *= qs[1] * sw;
         }
+}
+
+// Online log-sum-exp in base 2 (m, l) of one row half h over the tile's candidates, from the scaled
+// products x' (scale_tile): y = x' + add; the tile maximum first, then the sum. ok(w) says which tile
+// columns w = 8 n + 2 t + e are candidates.
+template <typename Ok>
+__device__ __forceinline__ void lse_tile(float &m, float &l, const float acc[8][4], int h, float add, Ok ok) {
+    const int t = threadIdx.x & 3;
+    float tx = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++)
+            if (ok(n * 8 + 2 * t + e)) tx = fmaxf(tx, acc[n][2 * h + e]);
+    if (tx == -INFINITY) return;
+    const float tm = tx + add;
     if (tm > m) l *= fast_exp2(m - tm), m = tm;
+    const float mo = m - add;
 #pragma unroll
     for (int n = 0; n < 8; n++)
 #pragma unroll
-        for (int e = 0; e < 2; e++) {
-            const int w = n * 8 + 2 * t + e;
-            if (ok(w)) l += fast_exp2(acc[n][2 * h + e] * qc2 * sinv[w] + add - m);
-        }
+        for (int e = 0; e < 2; e++)
+            if (ok(n * 8 + 2 * t + e)) l += fast_exp2(acc[n][2 * h + e] - mo);
 }
 
 // rows_kernel's raw pieces in order: the prefix Gram's rows (G_c's 64-row tiles, each as Gloc and
@@ -530,6 +544,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
         mq[h] *= qinv[h];
     }
     const float c2 = (float)a.c * LOG2E_F;  // log2-domain z per unit q . k
+    const float qs[2] = {qinv[0] * c2, qinv[1] * c2};  // scale_tile's row factors
     float lin[2] = {0.f, 0.f}, quad[2] = {0.f, 0.f}, qpre[2] = {0.f, 0.f}, lm[2] = {-INFINITY, -INFINITY},
           ll[2] = {0.f, 0.f};
     float acc[8][4];
@@ -559,13 +574,14 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
         // next_tile, which every warp still takes
         if (warp * 16 + 15 + T < tw * BT) continue;
         mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
+        scale_tile(acc, qs, sinv);
         // and a warp whose rows have no interior key in this tile (w > r for all: r < 0) skips the
         // interior sums, one with no window key (w <= r for all: r >= BT - 1) the log-sum-exp: the
         // tiles are banded, so each warp is one of these in about a third of its window tiles (the
         // sums unchanged: neither adds anything there)
         const bool any_in = warp * 16 + 15 >= tw * BT, any_win = warp * 16 < tw * BT + BT - 1;
 #pragma unroll
-        for (int h = 0; h < 2; h++) {  // x = q_i . (k_j - mf)
+        for (int h = 0; h < 2; h++) {  // x' = c2 q_i . (k_j - mf)
             const int r = rr[h] - tw * BT;  // the row against tile columns
             if (any_in)
 #pragma unroll
@@ -574,21 +590,21 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
                     for (int e = 0; e < 2; e++) {
                         const int w = n * 8 + 2 * t + e;
                         if (w <= r) {
-                            const float x = acc[n][2 * h + e] * qinv[h] * sinv[w];
+                            const float x = acc[n][2 * h + e];
                             lin[h] += x, quad[h] += x * x;
                         }
                     }
-            if (any_win)
-                lse_tile(lm[h], ll[h], acc, h, qinv[h] * c2, (float)mq[h] * c2, sinv, [=](int w) { return w > r && w <= r + T; });
+            if (any_win) lse_tile(lm[h], ll[h], acc, h, (float)mq[h] * c2, [=](int w) { return w > r && w <= r + T; });
         }
     }
     // the sinks
     for (int ts = 0; ts < nst; ts++) {
         next_tile(1, S - ts * BT, nullptr);
         mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
+        scale_tile(acc, qs, sinv);
         const int ns = S - ts * BT;
 #pragma unroll
-        for (int h = 0; h < 2; h++) lse_tile(lm[h], ll[h], acc, h, qinv[h] * c2, 0.f, sinv, [=](int w) { return w < ns; });
+        for (int h = 0; h < 2; h++) lse_tile(lm[h], ll[h], acc, h, 0.f, [=](int w) { return w < ns; });
     }
     // q_i . (keys S .. i0 - T - 1) from the chunk prefix, in double
     const double *kp = kps;
@@ -605,7 +621,9 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
         }
 #pragma unroll
     for (int h = 0; h < 2; h++) {
-        double L = (double)lin[h], Q = (double)quad[h], P = (double)qpre[h], K = qkp[h];
+        // lin and quad summed x' = c2 x: back to x
+        const double ic2 = 1.0 / (double)c2;
+        double L = (double)lin[h] * ic2, Q = (double)quad[h] * (ic2 * ic2), P = (double)qpre[h], K = qkp[h];
         float m = lm[h], l = ll[h];
 #pragma unroll
         for (int o = 1; o <= 2; o <<= 1) {
