@@ -8,7 +8,7 @@
 // panel K (tile column K) needs only the tiles of tile rows >= K, so that at most (nt - K)(K + 1) <= 20
 // of the 36 tiles of n = 256 are live at once (a row of tiles is dropped after its panel; Lg keeps a
 // copy for the back substitution). Per panel: the panel's update from the tiles on its left as double
-// mma (m8n8k4) on the tensor cores; warp 0 factors the diagonal tile in registers and forms that tile's
+// mma (m16n8k4) on the tensor cores; warp 0 factors the diagonal tile in registers and forms that tile's
 // inverse beside it, pivot by pivot, while warp 1 sums the forward substitution's terms from the tiles on
 // the left (y_K = L_KK^{-1} (rhs_K - sum_J L_KJ y_J), the last product by the inverse); the
 // tiles below take X = P L_KK^{-T} as another double mma (a diagonal tile's condition is about the
@@ -37,14 +37,6 @@ constexpr size_t SMEM = sizeof(double) * ((size_t)(NSLOT + 1) * TILE + 2 * MAXT 
 // distinct bank pairs.
 __device__ __forceinline__ int tix(int r, int j) { return r * LDT + (j ^ ((r >> 2) & 3)); }
 
-// d (8 x 8) += a (8 x 4) b (4 x 8): lane (g = lane / 4, t = lane % 4) holds a[g][t], b[t][g] and
-// d[g][2 t .. 2 t + 1].
-__device__ __forceinline__ void dmma(double d[2], double a, double b) {
-    asm volatile("mma.sync.aligned.m8n8k4.row.col.f64.f64.f64.f64 {%0, %1}, {%2}, {%3}, {%0, %1};\n"
-                 : "+d"(d[0]), "+d"(d[1])
-                 : "d"(a), "d"(b));
-}
-
 // d (16 x 8) += a (16 x 16) b (16 x 8), the sm_90 shape (m8n8k4 is an eighth of its work per
 // instruction): lane (g, t) holds a[i] = A[g + 8 (i % 2)][t + 4 (i / 2)], b[i] = B[t + 4 i][g] and
 // d[i] = D[g + 8 (i / 2)][2 t + i % 2] (bench/dmma_shapes.cu checks this layout on the device).
@@ -56,8 +48,17 @@ __device__ __forceinline__ void dmma16(double d[4], const double a[8], const dou
                    "d"(b[0]), "d"(b[1]), "d"(b[2]), "d"(b[3]));
 }
 
+// d (16 x 8) += a (16 x 4) b (4 x 8): lane (g, t) holds a0 = A[g][t], a1 = A[g + 8][t], b = B[t][g] and
+// d0, d1 = D[g][2 t], D[g][2 t + 1], d2, d3 = D[g + 8][2 t], D[g + 8][2 t + 1] (bench/dmma_shapes.cu).
+__device__ __forceinline__ void dmma1684(double &d0, double &d1, double &d2, double &d3, double a0, double a1, double b) {
+    asm volatile("mma.sync.aligned.m16n8k4.row.col.f64.f64.f64.f64 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+                 : "+d"(d0), "+d"(d1), "+d"(d2), "+d"(d3)
+                 : "d"(a0), "d"(a1), "d"(b));
+}
+
 // acc (32 x 16: rows 8 fr + g, columns 8 fc + 2 t + e) += A (32 x 32 tile) B^T where B's rows c0 ..
-// c0 + 15 are the output's columns.
+// c0 + 15 are the output's columns. As m16n8k4 (rows 8 fr + g and 8 (fr + 1) + g of one instruction):
+// m8n8k4 issues at the same rate with half the work on sm_90 (bench/dmma_shapes.cu).
 __device__ __forceinline__ void mma_32x16(double acc[4][2][2], const double *A, const double *B, int c0) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -68,9 +69,11 @@ __device__ __forceinline__ void mma_32x16(double acc[4][2][2], const double *A, 
 #pragma unroll
         for (int fc = 0; fc < 2; fc++) b[fc] = B[tix(c0 + 8 * fc + g, kk + t)];
 #pragma unroll
-        for (int fr = 0; fr < 4; fr++)
+        for (int f = 0; f < 2; f++)
 #pragma unroll
-            for (int fc = 0; fc < 2; fc++) dmma(acc[fr][fc], a[fr], b[fc]);
+            for (int fc = 0; fc < 2; fc++)
+                dmma1684(acc[2 * f][fc][0], acc[2 * f][fc][1], acc[2 * f + 1][fc][0], acc[2 * f + 1][fc][1], a[2 * f],
+                         a[2 * f + 1], b[fc]);
     }
 }
 
