@@ -1202,19 +1202,16 @@ __global__ void __launch_bounds__(S_BLOCK) s_kernel(float *s, double *tsum, cons
     }
 }
 
-// Exclusive prefix sums out (n + 1) of x_m = (double)sf[m] (when sf) or xd[m] - *offp (0 when offp
-// is NULL), from the sums of its tiles of SCAN_TILE elements, which the producer wrote (uk_kernel,
+// Exclusive prefix sums out (n + 1) of x_m = (double)sf[m] (when sf) or xd[m], from the sums of its tiles of SCAN_TILE elements, which the producer wrote (uk_kernel,
 // s_kernel): each block rescans its tile from its offset, the sum of the tile sums before it. (Session 7
 // had a pass of its own for the tile sums, and before that a third kernel that scanned them in one
 // thread.)
 constexpr int SCAN_PER = SCAN_TILE / 256;
-__device__ __forceinline__ double scan_x(const float *sf, const double *xd, double off, int64_t m) {
-    return sf ? (double)sf[m] : xd[m] - off;
+__device__ __forceinline__ double scan_x(const float *sf, const double *xd, int64_t m) {
+    return sf ? (double)sf[m] : xd[m];
 }
-__global__ void scan_out_kernel(double *out, const double *tiles, const float *sf, const double *xd, const double *offp,
-                                int64_t n) {
+__global__ void scan_out_kernel(double *out, const double *tiles, const float *sf, const double *xd, int64_t n) {
     __shared__ double part[256], base[2];
-    const double off = offp ? *offp : 0.0;
     if (threadIdx.x < 32) {  // this tile's offset: the sum of the tiles before it (the last block: and the total)
         const bool last = blockIdx.x + 1 == gridDim.x;
         double b = 0, tot = 0;
@@ -1229,7 +1226,7 @@ __global__ void scan_out_kernel(double *out, const double *tiles, const float *s
     const int64_t a0 = blockIdx.x * (int64_t)SCAN_TILE + threadIdx.x * SCAN_PER;
     double v[SCAN_PER], s = 0;
 #pragma unroll
-    for (int t = 0; t < SCAN_PER; t++) v[t] = a0 + t < n ? scan_x(sf, xd, off, a0 + t) : 0.0, s += v[t];
+    for (int t = 0; t < SCAN_PER; t++) v[t] = a0 + t < n ? scan_x(sf, xd, a0 + t) : 0.0, s += v[t];
     part[threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.x < 32) {  // one warp scans the 256 thread sums, 8 per lane
@@ -1347,7 +1344,7 @@ constexpr int CHOL_TILE = chol::CT;
 
 // A prefix sum whose producer wrote the tile sums (uk_kernel, s_kernel): scan_out_kernel alone.
 void scan_finish(double *out, const double *tiles, const float *sf, const double *xd, int64_t n, cudaStream_t st) {
-    scan_out_kernel<<<blocks_for(n, SCAN_TILE), 256, 0, st>>>(out, tiles, sf, xd, NULL, n);
+    scan_out_kernel<<<blocks_for(n, SCAN_TILE), 256, 0, st>>>(out, tiles, sf, xd, n);
     CUDA_CHECK_LAUNCH();
 }
 
