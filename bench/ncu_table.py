@@ -7,7 +7,7 @@ def parse(fn):
     for line in open(fn):
         m=re.match(r'^  (\S.*?) \(\d+, \d+, \d+\)x\(\d+, \d+, \d+\)',line)
         if m:
-            name=m.group(1).replace('(anonymous namespace)::','').replace('<unnamed>::','').split("(")[0][:44]; continue
+            name=m.group(1).replace('(anonymous namespace)::','').replace('<unnamed>::','').split("(")[0].replace("<0>","<false>").replace("<1>","<true>")[:44]; continue
         m=re.search(r'gpu__time_duration.sum\s+(\S+)\s+([\d.,]+)',line)
         if m and name:
             v=float(m.group(2).replace(',','')); v = v/1000 if m.group(1)=='ns' else (v*1000 if m.group(1)=='ms' else v)
