@@ -15,11 +15,9 @@
 // sums of v and s) runs on a second stream, at the highest priority, beside the Grams and row statistics. Per-row reductions
 // accumulate in double, as the CPU does. Nothing waits for the host between the upload and the
 // download of the results.
-#include <cublas_v2.h>
 #include <math.h>
 #include <string.h>
 
-#include "blas_check.cuh"
 #include "chol.cuh"
 #include "gpu_common.cuh"
 #include "mask_budget.cuh"
@@ -910,15 +908,24 @@ __global__ void lse_merge_kernel(double *out, const double *part, int nparts) { 
 
 // One ridge row per warp: a = [r_{I-J} - rbar_I, u_J - ubar_I] (2d), b = c q_I . k_J - mu_I, with
 // mu_I from the key prefix in PF (as decomp_compute's running sum; rows_kernel's mu is not waited for,
-// so that the ridge solve overlaps the row statistics).
-__global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, double *b, const int64_t *sI, const int64_t *sJ, int64_t ns,
+// so that the ridge solve overlaps the row statistics). Rows t < M (the fit's) go to A in double, the
+// held-out rows to Aho in float (they only give the fit's R^2 and RMSE, through pred_kernel).
+__global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, float *Aho, int64_t M, double *b, const int64_t *sI, const int64_t *sJ, int64_t ns,
                                    const float *q, const float *k, const float *u, const double *PF, const double *PFseg,
                                    const double *inv_freq, int d, int S, int T, double c) {
     const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x & 31;
     if (t >= ns) return;
     const int64_t I = sI[t], J = sJ[t], n = I - T - S + 1;
-    double *a = A + t * 2 * d;
+    const bool fit = t < M;
+    double *a = fit ? A + t * 2 * d : nullptr;
+    float *ah = fit ? nullptr : Aho + (t - M) * 2 * d;
+    auto put = [&](int col, double v) {
+        if (fit)
+            a[col] = v;
+        else
+            ah[col] = (float)v;
+    };
     // The loads first, the sincos while they fly (a warp issues in order, so a use of a load waits for
     // it): the prefix rows of the u and k sums over keys S .. I - T (the CU-row chunk prefix PF within
     // its segment, the segment's PFseg), u_J, q_I and k_J; then the last chunk's rows.
@@ -936,15 +943,18 @@ __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, double *
         uj[m] = in ? u[J * d + x] : 0.f, qi[m] = in ? q[I * d + x] : 0.f, kj[m] = in ? k[J * d + x] : 0.f;
     }
     for (int x = lane; x < d / 2; x += 32) {
-        // rbar_I over offsets T .. I - S in closed form (decomp_rope_mean)
-        const double w = inv_freq[x], sw = sin(w / 2);
-        double sn, cs, sh, ch, sp, cp;
+        // rbar_I over offsets T .. I - S in closed form (decomp_rope_mean); the angle (T + (n - 1) / 2) w
+        // as (T - 1/2) w + n w / 2 from the table's sin and cos of (T - 1/2) w (one sincos_big less a
+        // frequency: session 9 measured two more a lane at +24 us of this kernel at 128K)
+        const int h = d / 2;
+        const double w = inv_freq[x], sw = inv_freq[h + x], sa = inv_freq[2 * h + x], ca = inv_freq[3 * h + x];
+        double sn, cs, sh, ch;
         sincos_big(n * w / 2, &sh, &ch);
         const double mag = fabs(sw) < 1e-300 ? (double)n : sh / sw;
-        sincos_big((T + (n - 1) / 2.0) * w, &sp, &cp);
+        const double sp = fma(sa, ch, ca * sh), cp = fma(ca, ch, -sa * sh);
         sincos_big((double)(I - J) * w, &sn, &cs);
-        a[x] = cs - cp * mag / n;
-        a[x + d / 2] = sn - sp * mag / n;
+        put(x, cs - cp * mag / n);
+        put(x + d / 2, sn - sp * mag / n);
     }
 #pragma unroll
     for (int m = 0; m < MAXD / 32; m++) us[m] += us2[m], ks[m] += ks2[m];
@@ -962,7 +972,7 @@ __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, double *
     for (int m = 0; m < MAXD / 32; m++) {
         const int x = lane + 32 * m;
         if (x < d) {
-            a[d + x] = uj[m] - us[m] / n;
+            put(d + x, uj[m] - us[m] / n);
             qk += (double)qi[m] * ks[m];
         }
         z += qi[m] * kj[m];
@@ -970,6 +980,18 @@ __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, double *
     qk = warp_sum(qk);
     z = warp_sum(z);
     if (lane == 0) b[t] = c * z - c * qk / n;
+}
+
+// The held-out predictions pred[t] = Aho[t] . x (rows of w = 2d floats, x in double), a warp a row.
+__global__ void pred_kernel(double *pred, const float *Aho, const double *x, int64_t M, int w) {
+    const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x & 31;
+    if (t >= M) return;
+    const float *a = Aho + t * w;
+    double sum = 0;
+    for (int c = lane; c < w; c += 32) sum += (double)a[c] * x[c];
+    sum = warp_sum(sum);
+    if (lane == 0) pred[t] = sum;
 }
 
 // The normal equations' A^T A and A^T b over the M fit rows of A (M, w), w = 2d, as double mma on the
@@ -1357,7 +1379,6 @@ struct gpu_decomp {
     int d, S, T, M, np;
     double ridge;
     uint64_t seed;
-    cublasHandle_t blas2;  // on s2 (the legacy stream has no cuBLAS call left)
     cudaStream_t s2;     // the ridge chain (samples .. uk, v's prefix), beside the row statistics
     cudaStream_t s3;     // s and its prefix, beside uk once the ridge system is solved
     cudaEvent_t fork, join, solved, join3;  // the legacy stream to s2, s2 back; s2 to s3, s3 back
@@ -1371,7 +1392,7 @@ struct gpu_decomp {
     double *sc;          // (2) ubar_{N-1} kappa, zeta
     float *q, *k;        // (Npad, d) zero-padded copies
     float *u;            // (N, d) un-RoPE'd keys
-    double *inv_freq;    // (d / 2)
+    double *inv_freq;    // (4, d / 2): w, then sin(w / 2), sin((T - 1/2) w), cos((T - 1/2) w) (the samples')
     int32_t *pos;        // (N)
     double *ktot;        // (d) the keys' sum over S .. N - T - 1 (ktot_kernel)
     cudaEvent_t kready;  // s2 to the legacy stream: PFseg, ktot and amax are there
@@ -1385,7 +1406,8 @@ struct gpu_decomp {
     int64_t nseg;
     double *mu, *sigma2, *log_lambda, *nu;  // (N)
     int64_t *sI, *sJ;    // (ns) samples
-    double *A, *b;       // (ns, 2d), (ns)
+    double *A, *b;       // (M, 2d): the fit rows; (ns): every row's target
+    float *Aho;          // (ns - M, 2d): the held-out rows
     double *AtA, *Atb, *x, *pred;  // (2d, 2d), (2d), (2d), (ns / 2)
     double *apart, *bpart;  // ata_kernel's partial sums: (ata_nsplit, ata_pairs, ATB, ATB), (ata_nsplit, 2d)
     int64_t ata_rps;        // fit rows a split
@@ -1415,13 +1437,12 @@ static int dev_alloc(void **p, size_t bytes, size_t *total) {
 extern "C" void gpu_decomp_free(gpu_decomp *g) {
     if (!g) return;
     void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->ktot, g->PF, g->PFseg, g->G, g->Gseg, g->amax,
-                    g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x, g->pred,
+                    g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->Aho, g->b, g->AtA, g->Atb, g->x, g->pred,
                     g->apart, g->bpart,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
                     g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2, g->tiles3};
     for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
         if (bufs[x]) CUDA_CHECK(cudaFree(bufs[x]));
-    if (g->blas2) CUBLAS_CHECK(cublasDestroy(g->blas2));
     if (g->s2) CUDA_CHECK(cudaStreamDestroy(g->s2));
     if (g->s3) CUDA_CHECK(cudaStreamDestroy(g->s3));
     if (g->fork) CUDA_CHECK(cudaEventDestroy(g->fork));
@@ -1463,7 +1484,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->q, g->Npad * fd, &total);
     bad |= dev_alloc((void **)&g->k, g->Npad * fd, &total);
     bad |= dev_alloc((void **)&g->u, N * fd, &total);
-    bad |= dev_alloc((void **)&g->inv_freq, sizeof(double) * d / 2, &total);
+    bad |= dev_alloc((void **)&g->inv_freq, sizeof(double) * 2 * d, &total);  // and the samples' constants
     bad |= dev_alloc((void **)&g->pos, sizeof(int32_t) * N, &total);
     bad |= dev_alloc((void **)&g->ktot, dd, &total);
     bad |= dev_alloc((void **)&g->PF, (g->ncu + 1) * 2 * dd, &total);
@@ -1477,7 +1498,8 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->nu, sizeof(double) * N, &total);
     bad |= dev_alloc((void **)&g->sI, sizeof(int64_t) * g->ns, &total);
     bad |= dev_alloc((void **)&g->sJ, sizeof(int64_t) * g->ns, &total);
-    bad |= dev_alloc((void **)&g->A, sizeof(double) * g->ns * w, &total);
+    bad |= dev_alloc((void **)&g->A, sizeof(double) * g->M * w, &total);
+    bad |= dev_alloc((void **)&g->Aho, sizeof(float) * (g->ns - g->M) * w, &total);
     bad |= dev_alloc((void **)&g->b, sizeof(double) * g->ns, &total);
     bad |= dev_alloc((void **)&g->AtA, sizeof(double) * w * w, &total);
     bad |= dev_alloc((void **)&g->Atb, sizeof(double) * w, &total);
@@ -1532,9 +1554,6 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
         CUDA_CHECK(cudaStreamCreateWithPriority(&g->s2, cudaStreamNonBlocking, hi));
         CUDA_CHECK(cudaStreamCreateWithPriority(&g->s3, cudaStreamNonBlocking, hi));
     }
-    CUBLAS_CHECK(cublasCreate(&g->blas2));
-    CUBLAS_CHECK(cublasSetMathMode(g->blas2, CUBLAS_PEDANTIC_MATH));
-    CUBLAS_CHECK(cublasSetStream(g->blas2, g->s2));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->fork, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->fitdone, cudaEventDisableTiming));
@@ -1566,7 +1585,6 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     const int64_t N = g->N, ns = g->ns;
     const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
     const double c = 1.0 / sqrt((double)d);
-    const double oned = 1.0, zerod = 0.0;
     // Three streams: s2 takes u with the key sums (which st waits for), the samples, the ridge solve, uk
     // and v's prefix; s3 s and its prefix once the system is solved; st the last row's lse, then the
     // key Grams and the row statistics. They join before v and h. (Session 7: with the Cholesky
@@ -1593,7 +1611,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
         CUDA_CHECK(cudaEventRecord(g->kready, g->s2));
     }
     // ------------------------------------------------------------ s2: samples, ridge solve, s, uk
-    sample_rows_kernel<<<blocks_for(ns * 32, 256), 256, 0, g->s2>>>(g->A, g->b, g->sI, g->sJ, ns, g->q, g->k, g->u, g->PF,
+    sample_rows_kernel<<<blocks_for(ns * 32, 256), 256, 0, g->s2>>>(g->A, g->Aho, M, g->b, g->sI, g->sJ, ns, g->q, g->k, g->u, g->PF,
                                                                     g->PFseg, g->inv_freq, d, S, T, c);
     CUDA_CHECK_LAUNCH();
     // A^T A's lower blocks and A^T b (ata_kernel; cublasDsyrk, half the products, had measured slower
@@ -1625,7 +1643,8 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     CUDA_CHECK(cudaEventRecord(g->join, g->s2));
     // held-out predictions: rows M .. 2M, for the fit's R^2 and RMSE, read by the host only (it waits for
     // s2): after the join, off the path to v and h
-    CUBLAS_CHECK(cublasDgemv(g->blas2, CUBLAS_OP_T, w, M, &oned, g->A + (size_t)M * w, w, g->x, 1, &zerod, g->pred, 1));
+    pred_kernel<<<blocks_for((int64_t)M * 32, 256), 256, 0, g->s2>>>(g->pred, g->Aho, g->x, M, w);
+    CUDA_CHECK_LAUNCH();
     // ------------------------------------------------------------ the last row's lse and the short rows
     // first (they need no key sums), then the Grams, mu, sigma^2, Lambda once s2 has the key sums
     const float *kc0 = g->k + (size_t)S * d;
@@ -1683,7 +1702,15 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
     CUDA_CHECK(cudaMemcpy(g->q, q, sizeof(float) * N * d, cudaMemcpyHostToDevice));
     if (k_changed) {
         CUDA_CHECK(cudaMemcpy(g->k, k, sizeof(float) * N * d, cudaMemcpyHostToDevice));
-        CUDA_CHECK(cudaMemcpy(g->inv_freq, inv_freq, sizeof(double) * d / 2, cudaMemcpyHostToDevice));
+        // with the samples' per-frequency constants (sample_rows_kernel): sin(w / 2), sin and cos of
+        // (T - 1/2) w
+        double tab[4 * (MAXD / 2)];
+        const int h = d / 2;
+        for (int x = 0; x < h; x++) {
+            const double w = inv_freq[x];
+            tab[x] = w, tab[h + x] = sin(w / 2), tab[2 * h + x] = sin((T - 0.5) * w), tab[3 * h + x] = cos((T - 0.5) * w);
+        }
+        CUDA_CHECK(cudaMemcpy(g->inv_freq, tab, sizeof(double) * 4 * h, cudaMemcpyHostToDevice));
         CUDA_CHECK(cudaMemcpy(g->pos, pos, sizeof(int32_t) * N, cudaMemcpyHostToDevice));
     }
     int64_t *hI = (int64_t *)malloc(sizeof(int64_t) * ns), *hJ = (int64_t *)malloc(sizeof(int64_t) * ns);
