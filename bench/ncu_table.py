@@ -16,5 +16,8 @@ def parse(fn):
 title=sys.argv[1]; files=sys.argv[2:]
 ds=[parse(f) for f in files]
 print(title); print('%-44s'%'kernel'+''.join('%18s'%f.split('/')[-1][-18:] for f in files))
-for k in ds[0]:
+keys=[]
+for d in ds:
+    keys += [k for k in d if k not in keys]
+for k in keys:
     print('%-44s'%k+''.join('%18s'%'/'.join('%.1f'%x for x in d.get(k,[])) for d in ds))
