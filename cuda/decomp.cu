@@ -1686,7 +1686,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
                                                   g->log_lambda, g->sigma2, N, S, T);
     CUDA_CHECK_LAUNCH();
     // the decomposition ends when all of its work has, the held-out rows on s2 too (until session 9 the
-    // timings ended with vh_kernel, and the held-out DGEMV after the join ran beside the mask, untimed)
+    // timings ended with vh_kernel, and the held-out predictions after the join ran beside the mask, untimed)
     CUDA_CHECK(cudaEventRecord(g->fitdone, g->s2));
     CUDA_CHECK(cudaStreamWaitEvent(st, g->fitdone, 0));
 }
