@@ -910,8 +910,8 @@ __global__ void lse_merge_kernel(double *out, const double *part, int nparts) { 
 // mu_I from the key prefix in PF (as decomp_compute's running sum; rows_kernel's mu is not waited for,
 // so that the ridge solve overlaps the row statistics). Rows t < M (the fit's) go to A in double, the
 // held-out rows to Aho in float (they only give the fit's R^2 and RMSE, through pred_kernel).
-__global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, float *Aho, int64_t M, double *b, const int64_t *sI, const int64_t *sJ, int64_t ns,
-                                   const float *q, const float *k, const float *u, const double *PF, const double *PFseg,
+__global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, float *Aho, int64_t M, double *b, const int64_t *sI,
+                                   const int64_t *sJ, int64_t ns, const float *q, const float *k, const float *u, const double *PF, const double *PFseg,
                                    const double *inv_freq, int d, int S, int T, double c) {
     const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x & 31;
@@ -1224,10 +1224,10 @@ __global__ void __launch_bounds__(S_BLOCK) s_kernel(float *s, double *tsum, cons
     }
 }
 
-// Exclusive prefix sums out (n + 1) of x_m = (double)sf[m] (when sf) or xd[m], from the sums of its tiles of SCAN_TILE elements, which the producer wrote (uk_kernel,
-// s_kernel): each block rescans its tile from its offset, the sum of the tile sums before it. (Session 7
-// had a pass of its own for the tile sums, and before that a third kernel that scanned them in one
-// thread.)
+// Exclusive prefix sums out (n + 1) of x_m = (double)sf[m] (when sf) or xd[m], from the sums of its tiles
+// of SCAN_TILE elements, which the producer wrote (uk_kernel, s_kernel): each block rescans its tile from
+// its offset, the sum of the tile sums before it. (Session 7 had a pass of its own for the tile sums, and
+// before that a third kernel that scanned them in one thread.)
 constexpr int SCAN_PER = SCAN_TILE / 256;
 __device__ __forceinline__ double scan_x(const float *sf, const double *xd, int64_t m) {
     return sf ? (double)sf[m] : xd[m];
