@@ -11,6 +11,7 @@
 #   AB_CHOL=1     the Cholesky workbench (bench/chol_ab.cu) first
 #   AB_NCU=1      kernel durations under ncu at the largest size, of the tree and of the first BASE
 #   AB_NCU_CLOCK  ncu's --clock-control (default base; none = the clocks the timings run at)
+#   GDT_D=64      every timing (and ncu) on d = 64 heads (gpu_decomp_time reads it)
 # The tree's build is put back last.
 OUT=${OUT:-gpu-out}
 SIZES=${1:-8192,32768,131072}

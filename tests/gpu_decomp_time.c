@@ -1,8 +1,9 @@
 // gpu_decomp_time: the GPU decomposition and threshold mask alone (cuda/decomp.cu), timed as gpu_bench
-// times them (device events: decomposition from after the upload to v and h, then the mask; one
-// warm-up, median of REPS calls) on gpu_bench's heads (seeded Gaussian rows, d = 128, S = T = 64,
-// B = 64, eps 0.8), without the exact pass and SDPA, for A/B runs of decomp.cu in one GPU call. Not a test.
-//   build/gpu_decomp_time [N,N,...]   (default 8192,32768,131072)
+// times them (device events: decomposition from after the upload to v and h and the held-out fit
+// statistics, then the mask; one warm-up, median of REPS calls) on gpu_bench's heads (seeded Gaussian
+// rows, d = 128, S = T = 64, B = 64, eps 0.8), without the exact pass and SDPA, for A/B runs of decomp.cu
+// in one GPU call. Not a test.
+//   build/gpu_decomp_time [N,N,...]   (default 8192,32768,131072; GDT_D=64 for d = 64 heads)
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,10 +37,17 @@ int main(int argc, char **argv) {
         nsizes = 0;
         for (char *p = argv[1]; *p && nsizes < 8; p += *p == ',') sizes[nsizes++] = strtoll(p, &p, 10);
     }
+    // GDT_D=64 times the d = 64 heads (rows_kernel<64, 2>) instead
+    const char *ds = getenv("GDT_D");
+    const int gdt_d = ds ? atoi(ds) : 128;
+    if (gdt_d != 64 && gdt_d != 128) {
+        fprintf(stderr, "gpu_decomp_time: GDT_D=%s: head dimension must be 64 or 128\n", ds);
+        return 2;
+    }
     skel_err e;
     for (int z = 0; z < nsizes; z++) {
         const int64_t N = sizes[z];
-        const int d = 128;
+        const int d = gdt_d;
         float *q = malloc(sizeof(float) * N * d), *k = malloc(sizeof(float) * N * d);
         double *inv_freq = malloc(sizeof(double) * d / 2);
         int32_t *pos = malloc(sizeof(int32_t) * N);
