@@ -1778,7 +1778,7 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
         double *bh = (double *)malloc(sizeof(double) * M * 2);
         CHECK(bh);
         CUDA_CHECK(cudaMemcpy(bh, g->b + M, sizeof(double) * M, cudaMemcpyDeviceToHost));
-        CUDA_CHECK(cudaStreamSynchronize(g->s2));  // the held-out gemv runs after the join
+        CUDA_CHECK(cudaStreamSynchronize(g->s2));  // pred_kernel runs after the join (the legacy stream also waited for it: fitdone)
         CUDA_CHECK(cudaMemcpy(bh + M, g->pred, sizeof(double) * M, cudaMemcpyDeviceToHost));
         double sb = 0, sbb = 0, sr = 0;
         for (int t = 0; t < M; t++) {
