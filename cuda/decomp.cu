@@ -232,28 +232,38 @@ __device__ __forceinline__ float2 unsplit2(uint32_t hi, uint32_t lo) {
     return make_float2(a.x + b.x, a.y + b.y);
 }
 
-// The warp's 16 query rows rowA = i0 + 16 w + g and rowA + 8 as split mma A fragments (zero beyond N
-// or d), with 1 / scale of each row. Two passes over q: the row maxima, then the split.
+// The warp's 16 query rows rowA = i0 + 16 w + g and rowA + 8 (zero beyond N or d): load_q_raw issues
+// every load of the thread's part at once into v (predicated, no branch), split_q then takes the rows'
+// maxima and writes the split mma A fragments with 1 / scale of each row. rows_kernel issues the loads
+// before its tiles' cp.async, so that they lead the SM's memory queue. (Session 9's profile: the old
+// load_q_split, a branchy max pass over global loads and a second pass reloading them, after the first
+// four tiles' cp.async, held ~19% of rows_kernel's stall samples at 128K, s9_prof_rows.txt.)
 template <int DP>
-__device__ __forceinline__ void load_q_split(uint32_t qh[DP / 16][4], uint32_t ql[DP / 16][4], float qinv[2],
-                                             const float *q, int64_t N, int d, int64_t rowA) {
-    const int lane = threadIdx.x & 31, t = lane & 3;
-    const int64_t rows[2] = {rowA, rowA + 8};
+__device__ __forceinline__ void load_q_raw(float2 v[2][DP / 16][2], const float *q, int64_t N, int d, int64_t rowA) {
+    const int t = threadIdx.x & 3;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int64_t row = rowA + 8 * h;
+#pragma unroll
+        for (int s = 0; s < DP / 16; s++)
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                const int col = s * 16 + half * 8 + 2 * t;
+                v[h][s][half] = row < N && col < d ? *(const float2 *)(q + row * d + col) : make_float2(0.f, 0.f);
+            }
+    }
+}
+template <int DP>
+__device__ __forceinline__ void split_q(uint32_t qh[DP / 16][4], uint32_t ql[DP / 16][4], float qinv[2],
+                                        const float2 v[2][DP / 16][2]) {
     float sc[2];
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         float m = 0.f;
-        if (rows[h] < N)
 #pragma unroll
-            for (int s = 0; s < DP / 16; s++)
+        for (int s = 0; s < DP / 16; s++)
 #pragma unroll
-                for (int half = 0; half < 2; half++) {
-                    const int col = s * 16 + half * 8 + 2 * t;
-                    if (col < d) {
-                        const float2 v = *(const float2 *)(q + rows[h] * d + col);
-                        m = fmaxf(m, fmaxf(fabsf(v.x), fabsf(v.y)));
-                    }
-                }
+            for (int half = 0; half < 2; half++) m = fmaxf(m, fmaxf(fabsf(v[h][s][half].x), fabsf(v[h][s][half].y)));
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
         sc[h] = pow2_scale(m);
@@ -263,10 +273,9 @@ __device__ __forceinline__ void load_q_split(uint32_t qh[DP / 16][4], uint32_t q
     for (int s = 0; s < DP / 16; s++)
 #pragma unroll
         for (int r = 0; r < 4; r++) {  // fragment register r: row (r & 1), columns + 8 (r >> 1)
-            const int h = r & 1, col = s * 16 + (r >> 1) * 8 + 2 * t;
-            float2 v = make_float2(0.f, 0.f);
-            if (rows[h] < N && col < d) v = *(const float2 *)(q + rows[h] * d + col);
-            split2(v.x * sc[h], v.y * sc[h], qh[s][r], ql[s][r]);
+            const int h = r & 1;
+            const float2 x = v[h][s][r >> 1];
+            split2(x.x * sc[h], x.y * sc[h], qh[s][r], ql[s][r]);
         }
 }
 
@@ -512,6 +521,9 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
         used += pieces;
         issued = rows_issue<DP>(a, raw, issued, used);
     };
+    // the queries' loads first (load_q_raw), then the tiles'
+    float2 qv[2][DP / 16][2];
+    load_q_raw<DP>(qv, a.q, N, d, i0 + rr[0]);
     // KP[c] rides with the first piece (its cp.async group), read at the end (a global load there
     // left ~10% of rows_kernel's stall samples at 128K waiting for it: ncu source counters, session 6)
     if (threadIdx.x < DP / 2) {
@@ -522,7 +534,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     for (int x = threadIdx.x; x < DP; x += blockDim.x) mf[x] = x < d ? (float)(a.KPtot[x] / a.nall) : 0.f;
     uint32_t qh[DP / 16][4], ql[DP / 16][4];
     float qinv[2];
-    load_q_split<DP>(qh, ql, qinv, a.q, N, d, i0 + rr[0]);
+    split_q<DP>(qh, ql, qinv, qv);
     __syncthreads();
     // q_i . mf: the Grams and the window keys are centred on mf (k - mf) so that their products carry
     // the spread of z, not its mean (mu^2 >> sigma^2 cancels in sigma^2 = E z^2 - mu^2)
