@@ -537,21 +537,21 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     split_q<DP>(qh, ql, qinv, qv);
     __syncthreads();
     // q_i . mf: the Grams and the window keys are centred on mf (k - mf) so that their products carry
-    // the spread of z, not its mean (mu^2 >> sigma^2 cancels in sigma^2 = E z^2 - mu^2)
+    // the spread of z, not its mean (mu^2 >> sigma^2 cancels in sigma^2 = E z^2 - mu^2); from the raw
+    // queries still in registers (no unsplit, no 1 / scale)
     double mq[2] = {0.0, 0.0};
 #pragma unroll
     for (int s = 0; s < DP / 16; s++)
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             const int col = s * 16 + (r >> 1) * 8 + 2 * t;
-            const float2 v = unsplit2(qh[s][r], ql[s][r]);
+            const float2 v = qv[r & 1][s][r >> 1];
             mq[r & 1] += (double)v.x * mf[col] + (double)v.y * mf[col + 1];
         }
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         mq[h] += __shfl_xor_sync(0xffffffffu, mq[h], 1);
         mq[h] += __shfl_xor_sync(0xffffffffu, mq[h], 2);
-        mq[h] *= qinv[h];
     }
     const float c2 = (float)a.c * LOG2E_F;  // log2-domain z per unit q . k
     const float qs[2] = {qinv[0] * c2, qinv[1] * c2};  // scale_tile's row factors
