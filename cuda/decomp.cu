@@ -317,13 +317,14 @@ __device__ __forceinline__ void raw_issue(float *R, const float *src, int64_t nv
     cp_async_commit();
 }
 
-// Waits until at most n of this thread's cp.async groups are pending (n < NRAW).
+// Waits until at most n of this thread's cp.async groups are pending (n <= NRAW).
 __device__ __forceinline__ void raw_wait(int n) {
     switch (n) {
     case 0: cp_async_wait<0>(); break;
     case 1: cp_async_wait<1>(); break;
     case 2: cp_async_wait<2>(); break;
-    default: cp_async_wait<3>(); break;
+    case 3: cp_async_wait<3>(); break;
+    default: cp_async_wait<4>(); break;
     }
 }
 
@@ -504,6 +505,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     __shared__ float sinv[BT];
     __shared__ __align__(16) float mf[DP];
     __shared__ __align__(16) double kps[DP];  // KP[c]: the keys' sum up to the chunk's prefix
+    __shared__ double qks[C];                 // q_i . KP[c] for the chunk's rows
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int64_t N = a.N, c = blockIdx.x;
     const int d = a.d, S = a.S, T = a.T;
@@ -524,34 +526,41 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     // the queries' loads first (load_q_raw), then the tiles'
     float2 qv[2][DP / 16][2];
     load_q_raw<DP>(qv, a.q, N, d, i0 + rr[0]);
-    // KP[c] rides with the first piece (its cp.async group), read at the end (a global load there
-    // left ~10% of rows_kernel's stall samples at 128K waiting for it: ncu source counters, session 6)
+    // KP[c] as a cp.async group of its own, the first, right behind the queries' loads: q_i . KP[c] is
+    // taken from the raw queries with q_i . mf (it was taken at the end from the split queries, ~4% of
+    // the stall samples at 128K in the CTA's exposed tail: s10_prof_rows.txt)
     if (threadIdx.x < DP / 2) {
         const bool ok = 2 * (int)threadIdx.x < d;  // d even
         cp_async16(&kps[2 * threadIdx.x], ok ? a.KP + c * a.kp_ld + 2 * threadIdx.x : a.KP, ok);
     }
+    cp_async_commit();
     issued = rows_issue<DP>(a, raw, 0, 0);
     for (int x = threadIdx.x; x < DP; x += blockDim.x) mf[x] = x < d ? (float)(a.KPtot[x] / a.nall) : 0.f;
     uint32_t qh[DP / 16][4], ql[DP / 16][4];
     float qinv[2];
     split_q<DP>(qh, ql, qinv, qv);
+    raw_wait(issued);  // KP[c]'s group, the oldest
     __syncthreads();
     // q_i . mf: the Grams and the window keys are centred on mf (k - mf) so that their products carry
     // the spread of z, not its mean (mu^2 >> sigma^2 cancels in sigma^2 = E z^2 - mu^2); from the raw
     // queries still in registers (no unsplit, no 1 / scale)
-    double mq[2] = {0.0, 0.0};
+    double mq[2] = {0.0, 0.0}, qk[2] = {0.0, 0.0};
 #pragma unroll
     for (int s = 0; s < DP / 16; s++)
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             const int col = s * 16 + (r >> 1) * 8 + 2 * t;
-            const float2 v = qv[r & 1][s][r >> 1];
+            const float2 v = qv[r & 1][s][r >> 1];  // zero beyond d
             mq[r & 1] += (double)v.x * mf[col] + (double)v.y * mf[col + 1];
+            qk[r & 1] += (double)v.x * kps[col] + (double)v.y * kps[col + 1];
         }
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         mq[h] += __shfl_xor_sync(0xffffffffu, mq[h], 1);
         mq[h] += __shfl_xor_sync(0xffffffffu, mq[h], 2);
+        qk[h] += __shfl_xor_sync(0xffffffffu, qk[h], 1);
+        qk[h] += __shfl_xor_sync(0xffffffffu, qk[h], 2);
+        if (t == h) qks[rr[h]] = qk[h];  // read back at the end by this lane
     }
     const float c2 = (float)a.c * LOG2E_F;  // log2-domain z per unit q . k
     const float qs[2] = {qinv[0] * c2, qinv[1] * c2};  // scale_tile's row factors
@@ -616,50 +625,42 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
 #pragma unroll
         for (int h = 0; h < 2; h++) lse_tile(lm[h], ll[h], acc, h, 0.f, [=](int w) { return w < ns; });
     }
-    // q_i . (keys S .. i0 - T - 1) from the chunk prefix, in double
-    const double *kp = kps;
-    double qkp[2] = {0.0, 0.0};
-#pragma unroll
-    for (int s = 0; s < DP / 16; s++)
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int col = s * 16 + (r >> 1) * 8 + 2 * t;
-            if (col < d) {
-                const float2 v = unsplit2(qh[s][r], ql[s][r]);
-                qkp[r & 1] += (double)v.x * kp[col] + (double)v.y * kp[col + 1];
-            }
-        }
+    // each row's four lanes sum their parts; then lane t = h finishes row h (the two rows at once)
+    const double ic2 = 1.0 / (double)c2;  // lin and quad summed x' = c2 x: back to x
+    double Lr[2], Qr[2], Pr[2];
+    float mr[2], lr[2];
 #pragma unroll
     for (int h = 0; h < 2; h++) {
-        // lin and quad summed x' = c2 x: back to x
-        const double ic2 = 1.0 / (double)c2;
-        double L = (double)lin[h] * ic2, Q = (double)quad[h] * (ic2 * ic2), P = (double)qpre[h], K = qkp[h];
+        double L = (double)lin[h] * ic2, Q = (double)quad[h] * (ic2 * ic2), P = (double)qpre[h];
         float m = lm[h], l = ll[h];
 #pragma unroll
         for (int o = 1; o <= 2; o <<= 1) {
             L += __shfl_xor_sync(0xffffffffu, L, o);
             Q += __shfl_xor_sync(0xffffffffu, Q, o);
             P += __shfl_xor_sync(0xffffffffu, P, o);
-            K += __shfl_xor_sync(0xffffffffu, K, o);
             const float mo = __shfl_xor_sync(0xffffffffu, m, o), lo = __shfl_xor_sync(0xffffffffu, l, o);
             const float mn = fmaxf(m, mo);
             if (mn > -INFINITY) l = l * fast_exp2(m - mn) + lo * fast_exp2(mo - mn);
             m = mn;
         }
-        const int64_t i = i0 + rr[h];
-        if (t == 0 && i < N) {
-            // with x = q . (k - mf), m = q . mf: the window's nin = r + 1 interior keys give
-            // sum z / c = sum x + nin m, sum (z / c)^2 = sum x^2 + 2 m sum x + nin m^2; the prefix's
-            // np = c C keys: sum (z / c)^2 = q G q + 2 m (q . sum k) - np m^2 (G centred, sum k not)
-            const double qi = (double)qinv[h], n = (double)(i - T - S + 1), m1 = mq[h];
-            const double nin = rr[h] + 1, npre = (double)(c * C), qk = K * qi;
-            const double zs = L + nin * m1 + qk, zz = Q + 2 * m1 * L + nin * m1 * m1 + P * qi * qi + 2 * m1 * qk - npre * m1 * m1;
-            const double mu = a.c * zs / n;
-            const double var = a.c * a.c * zz / n - mu * mu;
-            a.mu[i] = mu;
-            a.sigma2[i] = var > 0 ? var : 0;
-            a.log_lambda[i] = l > 0.f ? LN2_D * ((double)m + log2((double)l)) - mu : -INFINITY;
-        }
+        Lr[h] = L, Qr[h] = Q, Pr[h] = P, mr[h] = m, lr[h] = l;
+    }
+    const int h = t & 1, r = h ? rr[1] : rr[0];
+    const int64_t i = i0 + r;
+    if (t < 2 && i < N) {
+        // with x = q . (k - mf), m = q . mf: the window's nin = r + 1 interior keys give
+        // sum z / c = sum x + nin m, sum (z / c)^2 = sum x^2 + 2 m sum x + nin m^2; the prefix's
+        // np = c C keys: sum (z / c)^2 = q G q + 2 m (q . sum k) - np m^2 (G centred, sum k not)
+        const double L = h ? Lr[1] : Lr[0], Q = h ? Qr[1] : Qr[0], P = h ? Pr[1] : Pr[0];
+        const float m = h ? mr[1] : mr[0], l = h ? lr[1] : lr[0];
+        const double qi = (double)(h ? qinv[1] : qinv[0]), n = (double)(i - T - S + 1), m1 = h ? mq[1] : mq[0];
+        const double nin = r + 1, npre = (double)(c * C), qk = qks[r];
+        const double zs = L + nin * m1 + qk, zz = Q + 2 * m1 * L + nin * m1 * m1 + P * qi * qi + 2 * m1 * qk - npre * m1 * m1;
+        const double mu = a.c * zs / n;
+        const double var = a.c * a.c * zz / n - mu * mu;
+        a.mu[i] = mu;
+        a.sigma2[i] = var > 0 ? var : 0;
+        a.log_lambda[i] = l > 0.f ? LN2_D * ((double)m + log2((double)l)) - mu : -INFINITY;
     }
 }
 
