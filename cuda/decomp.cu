@@ -55,7 +55,7 @@ __device__ __forceinline__ void sincos_big(double x, double *s, double *c) {
 // Block 64 x 4: thread (p, g) owns the column pair p (rotated together) and chunks g, g + 4, ...; rows
 // 0 .. S - 1 (no sums) are unroped by all CTAs, grid-stride.
 constexpr int CUSEG = 16;
-__global__ void __launch_bounds__(256) unrope_sums_kernel(float *u, double *PF, double *PFseg, const float *k, int64_t N,
+__global__ void __launch_bounds__(256, 3) unrope_sums_kernel(float *u, double *PF, double *PFseg, const float *k, int64_t N,
                                                           int d, int S, int64_t ncu, const double *inv_freq,
                                                           const int32_t *pos, int half_layout, float *amax,
                                                           int64_t amax_end) {
@@ -80,23 +80,33 @@ __global__ void __launch_bounds__(256) unrope_sums_kernel(float *u, double *PF, 
         }
         for (int cc = g; cc < CUSEG; cc += 4) {
             const int64_t r0 = S + (seg * CUSEG + cc) * CU;
+            // the chunk's loads first, all in flight at once (row by row, each row's loads waited for
+            // in turn: ~2/3 of this pass's stall samples at 128K, s10_prof_us.txt)
+            float fk[CU][2];
+            int32_t pk[CU];
+#pragma unroll
+            for (int r = 0; r < CU; r++) {
+                const int64_t j = r0 + r;
+                const bool ok = j < N;
+                fk[r][0] = ok ? k[j * d + ia] : 0.f, fk[r][1] = ok ? k[j * d + ib] : 0.f, pk[r] = ok ? pos[j] : 0;
+            }
             double ua = 0, ub = 0, ka = 0, kb = 0, sn = 0, cn = 1;
             int32_t pp = 0;
-#pragma unroll 4
+#pragma unroll
             for (int r = 0; r < CU; r++) {
                 const int64_t j = r0 + r;
                 if (j >= N) break;
                 // the angle -pos_j w: from the row before by one step of -w when the positions are
                 // consecutive (~1e-16 a step, CU - 1 steps at most), else (and at each chunk's first
                 // row) by sincos_big: the double-precision sincos was ~a quarter of this pass
-                const int32_t pj = pos[j];
+                const int32_t pj = pk[r];
                 if (r > 0 && pj == pp + 1) {
                     const double c1 = fma(cn, cw, sn * sw);
                     sn = fma(sn, cw, -cn * sw), cn = c1;
                 } else
                     sincos_big(-(double)pj * w, &sn, &cn);
                 pp = pj;
-                const float fa = k[j * d + ia], fb = k[j * d + ib];
+                const float fa = fk[r][0], fb = fk[r][1];
                 const double ya = fa, yb = fb;
                 const float va = (float)(ya * cn - yb * sn), vb = (float)(ya * sn + yb * cn);
                 u[j * d + ia] = va;
