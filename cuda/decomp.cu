@@ -386,11 +386,13 @@ __device__ __forceinline__ void split_raw(__half *Bh, __half *Bl, float *sinv, c
 // The three split products of one k16 step for NG accumulators, issued term by term across the
 // group: NG independent mma chains in flight instead of one chain of six dependent mma (the inline
 // asm is volatile, so its order is the issue order). b*[x][0..1] are the step's B fragments.
-template <int NG>
+// AL = false leaves out the al bh term (queries that are float16 values: al is zero).
+template <int NG, bool AL = true>
 __device__ __forceinline__ void mma3_group(float (*acc)[4], const uint32_t ah[4], const uint32_t al[4],
                                            const uint32_t (*bh)[4], const uint32_t (*bl)[4], int half) {
+    if (AL)
 #pragma unroll
-    for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], al, bh[x][2 * half], bh[x][2 * half + 1]);
+        for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], al, bh[x][2 * half], bh[x][2 * half + 1]);
 #pragma unroll
     for (int x = 0; x < NG; x++) mma_f16_16816(acc[x], ah, bl[x][2 * half], bl[x][2 * half + 1]);
 #pragma unroll
@@ -399,7 +401,7 @@ __device__ __forceinline__ void mma3_group(float (*acc)[4], const uint32_t ah[4]
 
 // acc (16 x 64) = Q_warp B^T in split precision; acc[n] holds rows g, g + 8 and columns 8 n + 2 t, +1
 // as exact.cu's qk_tile. The small terms first. B fragments for 4 n-tiles at a time.
-template <int DP>
+template <int DP, bool AL>
 __device__ __forceinline__ void mma_tile_split(float acc[8][4], const uint32_t qh[DP / 16][4],
                                                const uint32_t ql[DP / 16][4], const __half *Bh, const __half *Bl) {
     constexpr int NG = 4;
@@ -417,8 +419,8 @@ __device__ __forceinline__ void mma_tile_split(float acc[8][4], const uint32_t q
                 ldmatrix_x4(bh[x], Bh + off);
                 ldmatrix_x4(bl[x], Bl + off);
             }
-            mma3_group<NG>(acc + n0, qh[2 * kk], ql[2 * kk], bh, bl, 0);
-            mma3_group<NG>(acc + n0, qh[2 * kk + 1], ql[2 * kk + 1], bh, bl, 1);
+            mma3_group<NG, AL>(acc + n0, qh[2 * kk], ql[2 * kk], bh, bl, 0);
+            mma3_group<NG, AL>(acc + n0, qh[2 * kk + 1], ql[2 * kk + 1], bh, bl, 1);
         }
     }
 }
@@ -507,7 +509,10 @@ __device__ __forceinline__ int rows_issue(const rows_args &a, float *raw, int is
     return issued;
 }
 
-template <int DP, int MINB>
+// AL = false: every query is a float16 value (gpu_decomp_compute's q_f16), so that the products of
+// the queries' lo parts, which are zero, are left out (a third of the mma: rows_kernel 214 -> 202 us at
+// 128K in session 10's what-if, s10_noqlo_ncu.txt).
+template <int DP, int MINB, bool AL>
 __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     extern __shared__ __align__(16) unsigned char rows_sm[];
     float *raw = (float *)rows_sm;  // (NRAW, BT, DP)
@@ -582,7 +587,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
 #pragma unroll
         for (int tg = 0; tg < DP / 64; tg++) {
             next_tile(2, d - tg * 64, nullptr);
-            mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
+            mma_tile_split<DP, AL>(acc, qh, ql, Bh, Bl);
 #pragma unroll
             for (int n = 0; n < 8; n++) {  // column b = 64 tg + 8 n + 2 t: A fragment s = 4 tg + n / 2
                 const int s = tg * 4 + n / 2, r = (n & 1) * 2;
@@ -602,7 +607,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
         // add nothing (lse_tile with no key left changes neither m nor l); the barriers are all in
         // next_tile, which every warp still takes
         if (warp * 16 + 15 + T < tw * BT) continue;
-        mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
+        mma_tile_split<DP, AL>(acc, qh, ql, Bh, Bl);
         scale_tile(acc, qs, sinv);
         // and a warp whose rows have no interior key in this tile (w > r for all: r < 0) skips the
         // interior sums, one with no window key (w <= r for all: r >= BT - 1) the log-sum-exp: the
@@ -629,7 +634,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     // the sinks
     for (int ts = 0; ts < nst; ts++) {
         next_tile(1, S - ts * BT, nullptr);
-        mma_tile_split<DP>(acc, qh, ql, Bh, Bl);
+        mma_tile_split<DP, AL>(acc, qh, ql, Bh, Bl);
         scale_tile(acc, qs, sinv);
         const int ns = S - ts * BT;
 #pragma unroll
@@ -1592,8 +1597,10 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join3, cudaEventDisableTiming));
     CUDA_CHECK(cudaFuncSetAttribute(ata_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ATA_SMEM));
     CUDA_CHECK(cudaFuncSetAttribute(chol::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol::SMEM));
-    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64>()));
-    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<128, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<128>()));
+    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64>()));
+    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64>()));
+    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<128, 1, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<128>()));
+    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<128, 1, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<128>()));
     CUDA_CHECK(cudaFuncSetAttribute(gram_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)gram_smem<64>()));
     CUDA_CHECK(cudaFuncSetAttribute(gram_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)gram_smem<128>()));
     for (int x = 0; x < 4; x++) CUDA_CHECK(cudaEventCreate(&g->ev[x]));
@@ -1610,7 +1617,7 @@ static float elapsed_ms(cudaEvent_t a, cudaEvent_t b) {
 // The decomposition's launches after the upload (everything up to v and h), on the legacy stream, s2
 // and s3. (A CUDA graph of this sequence, decomp4, measured 0.54 -> 0.49 ms at 8K but 1.27 -> 1.41 ms at
 // 128K against the same launches without it: decomp4_ab.log.)
-static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
+static void decomp_enqueue(gpu_decomp *g, int k_changed, int q_f16, rope_layout layout) {
     const cudaStream_t st = 0;
     const int64_t N = g->N, ns = g->ns;
     const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
@@ -1703,10 +1710,10 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
         const rows_args ra = {g->q, g->k, g->G, g->Gseg, g->PFseg + d, g->ktot, g->mu, g->sigma2,
                               g->log_lambda, nall, 2 * (int64_t)d, N, d, S, T, c};
         if (d <= 64)
-            rows_kernel<64, 2><<<(unsigned)g->nch, 256, rows_smem<64>(), st>>>(ra);
+            (q_f16 ? rows_kernel<64, 2, false> : rows_kernel<64, 2, true>)<<<(unsigned)g->nch, 256, rows_smem<64>(), st>>>(ra);
         else  // 239 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
               // 1.70 against 1.66 ms for the whole decomposition at 128K in round 2, decomp3_ab.log)
-            rows_kernel<128, 1><<<(unsigned)g->nch, 256, rows_smem<128>(), st>>>(ra);
+            (q_f16 ? rows_kernel<128, 1, false> : rows_kernel<128, 1, true>)<<<(unsigned)g->nch, 256, rows_smem<128>(), st>>>(ra);
         CUDA_CHECK_LAUNCH();
     }
     // ------------------------------------------------------------ v, h (after s2)
@@ -1721,7 +1728,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, rope_layout layout) {
     CUDA_CHECK(cudaStreamWaitEvent(st, g->fitdone, 0));
 }
 
-extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed,
+extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed, int q_f16,
                                   const double *inv_freq, const int32_t *pos, rope_layout layout, const mask_params *mp,
                                   uint8_t *mask, double *pred_block_sparsity, gpu_decomp_times *tm, skel_err *e) {
     const int64_t N = g->N, ns = g->ns;
@@ -1756,7 +1763,7 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
     free(hI), free(hJ);
     CUDA_CHECK(cudaEventRecord(g->ev[1]));
 
-    decomp_enqueue(g, k_changed, layout);
+    decomp_enqueue(g, k_changed, q_f16, layout);
     CUDA_CHECK(cudaEventRecord(g->ev[2]));
     // ------------------------------------------------------------ mask (the block scan; in budget mode
     // it keeps the forced blocks and the radix selection of mask_budget.cu adds the best others)

@@ -275,7 +275,7 @@ static int device_stage(pipeline *P, devctx *c, job *j, int k_changed, skel_err 
     double t1, t2;
     if (c->GD) {  // decomposition and mask (threshold or budget mode) on the device
         gpu_decomp_times dt;
-        if (gpu_decomp_compute(c->GD, &j->dc, q, k, k_changed, D->inv_freq, D->positions, D->meta.layout, &mp, mask,
+        if (gpu_decomp_compute(c->GD, &j->dc, q, k, k_changed, !strcmp(D->dtype, "f16"), D->inv_freq, D->positions, D->meta.layout, &mp, mask,
                                &rep->predicted_block_sparsity, &dt, e))
             goto fail;
         t2 = skel_now();

@@ -152,9 +152,9 @@ static void bench_one(bench_row *r, const char *dir) {
     }
     gpu_decomp_times dt;
     double pbs, td[16], tk[16];
-    CHECK(!gpu_decomp_compute(GD, &dc, q, k, 1, inv_freq, pos, ROPE_HALF, &mp, mask, &pbs, &dt, &e));  // warm-up
+    CHECK(!gpu_decomp_compute(GD, &dc, q, k, 1, 1, inv_freq, pos, ROPE_HALF, &mp, mask, &pbs, &dt, &e));  // warm-up
     for (int x = 0; x < reps; x++) {
-        CHECK(!gpu_decomp_compute(GD, &dc, q, k, 1, inv_freq, pos, ROPE_HALF, &mp, mask, &pbs, &dt, &e));
+        CHECK(!gpu_decomp_compute(GD, &dc, q, k, 1, 1, inv_freq, pos, ROPE_HALF, &mp, mask, &pbs, &dt, &e));
         td[x] = dt.decomp_ms, tk[x] = dt.mask_ms;
     }
     r->decomp_ms = median(td, reps), r->mask_ms = median(tk, reps);
