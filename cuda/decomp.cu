@@ -1450,7 +1450,7 @@ struct gpu_decomp {
     double *uk, *ps, *pv;  // (N), (N + 1), (N + 1)
     float *s, *v, *h;    // (N)
     double *red;         // (4)
-    double *tiles;       // (2 LSE_PARTS at least) the last row's lse parts (the scans use tiles2, tiles3)
+    double *tiles;       // (2 LSE_PARTS) the last row's lse parts (the scans use tiles2, tiles3)
     float *Mb, *vB, *hB; // (nb) for the largest block count asked for (B >= 16)
     uint8_t *mask;       // (nb, nb)
     unsigned long long *below;
@@ -1567,7 +1567,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->Mg, sizeof(double) * g->np * CHOL_TILE, &total);
     bad |= dev_alloc((void **)&g->rbarN, sizeof(double) * d, &total);
     bad |= dev_alloc((void **)&g->sc, sizeof(double) * 2, &total);
-    bad |= dev_alloc((void **)&g->tiles, sizeof(double) * (N / SCAN_TILE + 1 + 2 * LSE_PARTS), &total);
+    bad |= dev_alloc((void **)&g->tiles, sizeof(double) * 2 * LSE_PARTS, &total);
     bad |= dev_alloc((void **)&g->tiles2, sizeof(double) * (N / SCAN_TILE + 1), &total);
     bad |= dev_alloc((void **)&g->tiles3, sizeof(double) * (N / SCAN_TILE + 1), &total);
     if (bad) {
@@ -1711,7 +1711,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int q_f16, rope_layout 
                               g->log_lambda, nall, 2 * (int64_t)d, N, d, S, T, c};
         if (d <= 64)
             (q_f16 ? rows_kernel<64, 2, false> : rows_kernel<64, 2, true>)<<<(unsigned)g->nch, 256, rows_smem<64>(), st>>>(ra);
-        else  // 239 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
+        else  // 236-250 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
               // 1.70 against 1.66 ms for the whole decomposition at 128K in round 2, decomp3_ab.log)
             (q_f16 ? rows_kernel<128, 1, false> : rows_kernel<128, 1, true>)<<<(unsigned)g->nch, 256, rows_smem<128>(), st>>>(ra);
         CUDA_CHECK_LAUNCH();

@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
         nsizes = 0;
         for (char *p = argv[1]; *p && nsizes < 8; p += *p == ',') sizes[nsizes++] = strtoll(p, &p, 10);
     }
-    // GDT_D=64 times the d = 64 heads (rows_kernel<64, 2>) instead
+    // GDT_D=64 times the d = 64 heads (rows_kernel<64, 2, ..>) instead
     const char *ds = getenv("GDT_D");
     const int gdt_d = ds ? atoi(ds) : 128;
     if (gdt_d != 64 && gdt_d != 128) {
