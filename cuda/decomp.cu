@@ -1172,19 +1172,37 @@ __global__ void __launch_bounds__(UK_WARPS * 32) uk_kernel(double *uk, double *t
                 const int64_t j = j0 + b + k;
                 v[k][m] = j < N && x < d ? u[j * d + x] : 0.f;
             }
+        double sk[U];
 #pragma unroll
         for (int k = 0; k < U; k++) {
-            double sk = 0;
+            sk[k] = 0;
 #pragma unroll
-            for (int m = 0; m < XL; m++) sk += (double)v[k][m] * kv[m];
-            sk = warp_sum(sk);
-            const int64_t j = j0 + b + k;
-            if (j < N) {
-                if (lane == 0) uk[j] = sk;
-                wsum += sk;
-            }
+            for (int m = 0; m < XL; m++) sk[k] += (double)v[k][m] * kv[m];
         }
+        // the U = 8 sums over the warp by halving exchanges (4 + 2 + 1 shuffles, then 2 more: 9 in all,
+        // where a warp_sum each took 40): lane l ends with key k = 4 b4 + 2 b3 + b2 (bits of l) complete
+        static_assert(U == 8, "three halving rounds");
+        const bool b4 = lane & 16, b3 = lane & 8, b2 = lane & 4;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {  // keep keys 4 b4 + i
+            const double give = b4 ? sk[i] : sk[i + 4];
+            sk[i] = (b4 ? sk[i + 4] : sk[i]) + __shfl_xor_sync(0xffffffffu, give, 16);
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {  // keys 4 b4 + 2 b3 + i
+            const double give = b3 ? sk[i] : sk[i + 2];
+            sk[i] = (b3 ? sk[i + 2] : sk[i]) + __shfl_xor_sync(0xffffffffu, give, 8);
+        }
+        {
+            const double give = b2 ? sk[0] : sk[1];
+            sk[0] = (b2 ? sk[1] : sk[0]) + __shfl_xor_sync(0xffffffffu, give, 4);
+        }
+        sk[0] += __shfl_xor_sync(0xffffffffu, sk[0], 2);
+        sk[0] += __shfl_xor_sync(0xffffffffu, sk[0], 1);
+        const int64_t j = j0 + b + 4 * b4 + 2 * b3 + b2;
+        if ((lane & 3) == 0 && j < N) uk[j] = sk[0], wsum += sk[0];  // one lane of each key
     }
+    wsum = warp_sum(wsum);
     if (lane == 0) ws[warp] = wsum;
     __syncthreads();
     if (threadIdx.x == 0) {
