@@ -327,6 +327,23 @@ __device__ __forceinline__ void raw_issue(float *R, const float *src, int64_t nv
     cp_async_commit();
 }
 
+// Float16 rows 0 .. nvalid - 1 of src (row stride d, d % 8 == 0) into the raw slot R as a B tile of
+// split_raw's layout (BT rows ldb<DP>() halfs apart), zero beyond nvalid and d; one cp.async group.
+// The keys of a float16 dump (k16): the tile is the mma operand as it lands, with no split.
+template <int DP>
+__device__ __forceinline__ void raw_issue16(__half *R, const __half *src, int64_t nvalid, int d) {
+    const int nv = (int)(nvalid < 0 ? 0 : nvalid < BT ? nvalid : BT);
+    constexpr int PR = DP / 8, RS = 256 / PR;  // 16-byte pieces per row, rows per sweep
+    const int r0 = threadIdx.x / PR, col = 8 * (threadIdx.x % PR);
+    const __half *s0 = src + (int64_t)r0 * d + col;
+#pragma unroll
+    for (int x = 0; x < BT / RS; x++) {
+        const bool ok = r0 + x * RS < nv && col < d;
+        cp_async16(R + (r0 + x * RS) * ldb<DP>() + col, ok ? s0 + (int64_t)x * RS * d : src, ok);
+    }
+    cp_async_commit();
+}
+
 // Waits until at most n of this thread's cp.async groups are pending (n <= NRAW).
 __device__ __forceinline__ void raw_wait(int n) {
     switch (n) {
@@ -425,8 +442,28 @@ __device__ __forceinline__ void mma_tile_split(float acc[8][4], const uint32_t q
     }
 }
 
+// acc (16 x 64) = Q_warp B^T with B float16 values (k16's tiles): one mma a product (q's lo part is zero
+// too: F16), exact products summed in float32.
+template <int DP>
+__device__ __forceinline__ void mma_tile_f16(float acc[8][4], const uint32_t qh[DP / 16][4], const __half *Bh) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < DP / 32; kk++) {
+        uint32_t bh[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++) ldmatrix_x4(bh[n], Bh + (n * 8 + (lane & 7)) * ldb<DP>() + kk * 32 + (lane >> 3) * 8);
+#pragma unroll
+        for (int n = 0; n < 8; n++) mma_f16_16816(acc[n], qh[2 * kk], bh[n][0], bh[n][1]);
+#pragma unroll
+        for (int n = 0; n < 8; n++) mma_f16_16816(acc[n], qh[2 * kk + 1], bh[n][2], bh[n][3]);
+    }
+}
+
 struct rows_args {
     const float *q, *k;  // (Npad, d)
+    const __half *k16;   // (Npad, d) the keys as float16 values (rows_kernel<.., F16 = true>'s window and sinks)
     const float *G;      // (nch, d, d) exclusive prefix of the chunks' key Grams within their segment
     const float *Goff;   // (nseg, d, d) exclusive prefix of the segments' Grams: G_c = Goff[c / GSEG] + G[c]
     const double *KP;    // (nch, d) rows kp_ld apart: exclusive prefix of the chunks' key sums (PFseg's k part)
@@ -485,7 +522,8 @@ __device__ __forceinline__ void lse_tile(float &m, float &l, const float acc[8][
 // Goff), the window's key tiles, the sinks' key tiles (a G tile takes two pieces, the others one).
 // Issues pieces from `issued` on while they fit in the ring (pieces from `used` on are unread) and
 // returns the new count; recomputes its indices from the arguments (registers are at the limit).
-template <int DP>
+// F16: the window's and sinks' pieces are float16 tiles from k16 (raw_issue16).
+template <int DP, bool F16>
 __device__ __forceinline__ int rows_issue(const rows_args &a, float *raw, int issued, int used) {
     const int64_t c = blockIdx.x, i0 = a.S + a.T + c * C;
     const int d = a.d, ngt = c > 0 ? DP / 64 : 0, nwt = (C + a.T + BT - 1) / BT, nst = (a.S + BT - 1) / BT;
@@ -493,26 +531,34 @@ __device__ __forceinline__ int rows_issue(const rows_args &a, float *raw, int is
 #pragma unroll 1
     for (; issued < npiece && issued < used + NRAW; issued++) {
         const int p = issued, w = p - 2 * ngt;
-        const float *src;
-        int64_t nv;
+        float *slot = raw + (p % NRAW) * BT * DP;
         if (w < 0) {
-            src = (p & 1 ? a.Goff + (size_t)(c / GSEG) * d * d : a.G + (size_t)c * d * d) + (size_t)(p / 2) * 64 * d;
-            nv = d - (p / 2) * 64;
-        } else if (w < nwt) {
-            const int64_t j0 = i0 - a.T + (int64_t)w * BT;
-            src = a.k + j0 * d, nv = a.N - j0;
-        } else {
-            src = a.k + (int64_t)(w - nwt) * BT * d, nv = a.S - (int64_t)(w - nwt) * BT;
+            const float *src = (p & 1 ? a.Goff + (size_t)(c / GSEG) * d * d : a.G + (size_t)c * d * d) + (size_t)(p / 2) * 64 * d;
+            raw_issue<DP>(slot, src, d - (p / 2) * 64, d);
+            continue;
         }
-        raw_issue<DP>(raw + (p % NRAW) * BT * DP, src, nv, d);
+        const int64_t j0 = w < nwt ? i0 - a.T + (int64_t)w * BT : (int64_t)(w - nwt) * BT;
+        const int64_t nv = w < nwt ? a.N - j0 : a.S - j0;
+        if (F16)
+            raw_issue16<DP>((__half *)slot, a.k16 + j0 * d, nv, d);
+        else
+            raw_issue<DP>(slot, a.k + j0 * d, nv, d);
     }
     return issued;
 }
 
-// AL = false: every query is a float16 value (gpu_decomp_compute's q_f16), so that the products of
-// the queries' lo parts, which are zero, are left out (a third of the mma: rows_kernel 214 -> 202 us at
-// 128K in session 10's what-if, s10_noqlo_ncu.txt).
-template <int DP, int MINB, bool AL>
+// Every row of a tile multiplied by its query row's factor qs[h] (F16's tiles have no per-key scale).
+__device__ __forceinline__ void scale_rows(float acc[8][4], const float qs[2]) {
+#pragma unroll
+    for (int n = 0; n < 8; n++) acc[n][0] *= qs[0], acc[n][1] *= qs[0], acc[n][2] *= qs[1], acc[n][3] *= qs[1];
+}
+
+// F16: every query and key is a float16 value (a float16 dump's: gpu_decomp_compute's q_f16, with the
+// keys' float16 copy k16). The products of the queries' lo parts, which are zero, are left out (a third
+// of the Grams' mma: rows_kernel 214 -> 202 us at 128K in session 10's what-if, s10_noqlo_ncu.txt), and
+// the window's and sinks' tiles are k16's rows as cp.async lands them: one mma a product (exact products
+// summed in float32; the keys uncentred, q . mf taken off after), no split pass and no second barrier.
+template <int DP, int MINB, bool F16>
 __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     extern __shared__ __align__(16) unsigned char rows_sm[];
     float *raw = (float *)rows_sm;  // (NRAW, BT, DP)
@@ -536,7 +582,15 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
                       pieces > 1 ? raw + ((used + 1) % NRAW) * BT * DP : nullptr, sub);
         __syncthreads();
         used += pieces;
-        issued = rows_issue<DP>(a, raw, issued, used);
+        issued = rows_issue<DP, F16>(a, raw, issued, used);
+    };
+    // F16: the next window or sinks tile, read in place from its slot; the slot of the tile before it
+    // (every warp is past it at this barrier) refilled
+    auto next_key16 = [&]() -> const __half * {
+        raw_wait(issued - used - 1);
+        __syncthreads();
+        issued = rows_issue<DP, F16>(a, raw, issued, used);
+        return (const __half *)(raw + (used++ % NRAW) * BT * DP);
     };
     // the queries' loads first (load_q_raw), then the tiles'
     float2 qv[2][DP / 16][2];
@@ -549,7 +603,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
         cp_async16(&kps[2 * threadIdx.x], ok ? a.KP + c * a.kp_ld + 2 * threadIdx.x : a.KP, ok);
     }
     cp_async_commit();
-    issued = rows_issue<DP>(a, raw, 0, 0);
+    issued = rows_issue<DP, F16>(a, raw, 0, 0);
     for (int x = threadIdx.x; x < DP; x += blockDim.x) mf[x] = x < d ? (float)(a.KPtot[x] / a.nall) : 0.f;
     uint32_t qh[DP / 16][4], ql[DP / 16][4];
     float qinv[2];
@@ -587,11 +641,12 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
 #pragma unroll
         for (int tg = 0; tg < DP / 64; tg++) {
             next_tile(2, d - tg * 64, nullptr);
-            mma_tile_split<DP, AL>(acc, qh, ql, Bh, Bl);
+            mma_tile_split<DP, !F16>(acc, qh, ql, Bh, Bl);
 #pragma unroll
             for (int n = 0; n < 8; n++) {  // column b = 64 tg + 8 n + 2 t: A fragment s = 4 tg + n / 2
                 const int s = tg * 4 + n / 2, r = (n & 1) * 2;
-                const float2 qa = unsplit2(qh[s][r], ql[s][r]), qb = unsplit2(qh[s][r + 1], ql[s][r + 1]);
+                const float2 qa = F16 ? unsplit2(qh[s][r], 0u) : unsplit2(qh[s][r], ql[s][r]);
+                const float2 qb = F16 ? unsplit2(qh[s][r + 1], 0u) : unsplit2(qh[s][r + 1], ql[s][r + 1]);
                 const float s0 = sinv[n * 8 + 2 * t], s1 = sinv[n * 8 + 2 * t + 1];
                 qpre[0] += qa.x * acc[n][0] * s0 + qa.y * acc[n][1] * s1;
                 qpre[1] += qb.x * acc[n][2] * s0 + qb.y * acc[n][3] * s1;
@@ -600,15 +655,26 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     }
     // the window: key j = i0 - T + w, w = 64 tw + 8 n + 2 t + e; row r uses w <= r (interior) and
     // r < w <= r + T (the last T keys)
+    // F16: x' is taken as acc - c2 q . mf (acc = c2 q_i . k_j, uncentred), and the log-sum-exp's add is 0
+    const float mqc[2] = {F16 ? (float)mq[0] * c2 : 0.f, F16 ? (float)mq[1] * c2 : 0.f};
     for (int tw = 0; tw < nwt; tw++) {
-        next_tile(1, N - (i0 - T + (int64_t)tw * BT), mf);
+        const __half *B16 = nullptr;
+        if (F16)
+            B16 = next_key16();
+        else
+            next_tile(1, N - (i0 - T + (int64_t)tw * BT), mf);
         // a warp whose rows use no key of this tile (w > r + T for every row r of the warp: the last
         // tile, for the chunk's first 64 rows when T = 64) skips its products and sums, which would
         // add nothing (lse_tile with no key left changes neither m nor l); the barriers are all in
         // next_tile, which every warp still takes
         if (warp * 16 + 15 + T < tw * BT) continue;
-        mma_tile_split<DP, AL>(acc, qh, ql, Bh, Bl);
-        scale_tile(acc, qs, sinv);
+        if (F16) {
+            mma_tile_f16<DP>(acc, qh, B16);
+            scale_rows(acc, qs);
+        } else {
+            mma_tile_split<DP, true>(acc, qh, ql, Bh, Bl);
+            scale_tile(acc, qs, sinv);
+        }
         // and a warp whose rows have no interior key in this tile (w > r for all: r < 0) skips the
         // interior sums, one with no window key (w <= r for all: r >= BT - 1) the log-sum-exp: the
         // tiles are banded, so each warp is one of these in about a third of its window tiles (the
@@ -624,18 +690,24 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
                     for (int e = 0; e < 2; e++) {
                         const int w = n * 8 + 2 * t + e;
                         if (w <= r) {
-                            const float x = acc[n][2 * h + e];
+                            const float x = acc[n][2 * h + e] - mqc[h];
                             lin[h] += x, quad[h] += x * x;
                         }
                     }
-            if (any_win) lse_tile(lm[h], ll[h], acc, h, (float)mq[h] * c2, [=](int w) { return w > r && w <= r + T; });
+            if (any_win)
+                lse_tile(lm[h], ll[h], acc, h, F16 ? 0.f : (float)mq[h] * c2, [=](int w) { return w > r && w <= r + T; });
         }
     }
     // the sinks
     for (int ts = 0; ts < nst; ts++) {
-        next_tile(1, S - ts * BT, nullptr);
-        mma_tile_split<DP, AL>(acc, qh, ql, Bh, Bl);
-        scale_tile(acc, qs, sinv);
+        if (F16) {
+            mma_tile_f16<DP>(acc, qh, next_key16());
+            scale_rows(acc, qs);
+        } else {
+            next_tile(1, S - ts * BT, nullptr);
+            mma_tile_split<DP, true>(acc, qh, ql, Bh, Bl);
+            scale_tile(acc, qs, sinv);
+        }
         const int ns = S - ts * BT;
 #pragma unroll
         for (int h = 0; h < 2; h++) lse_tile(lm[h], ll[h], acc, h, 0.f, [=](int w) { return w < ns; });
@@ -704,8 +776,9 @@ __host__ __device__ constexpr size_t gram_smem() {  // Th, Tl (BT, ldt) halfs, r
 }
 
 template <int DP>
-__global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, const float *k, const float *amax,
-                                                     const double *KPtot, double nall, int d, int S, int64_t nch) {
+__global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, __half *k16, const float *k, const float *amax,
+                                                     const double *KPtot, double nall, int64_t N, int d, int S,
+                                                     int64_t nch) {
     constexpr int WM = DP / 4, WN = DP / 2, MT = WM / 16, NT = WN / 8, NG = NT < 4 ? NT : 4, LDR = DP + 4;
     constexpr int F4 = DP / 4, LPT = BT * F4 / 256;  // float4 pieces per key row, per thread per tile
     extern __shared__ __align__(16) unsigned char gram_sm[];
@@ -760,6 +833,15 @@ __global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, 
         }
     };
     load_tile(S + s * GSEG * C);
+    if (k16) {  // the keys outside the Grams' S .. S + nch C - 1 (those are written as they are split):
+                // the sinks, and up to T keys after the last chunk's (d % 8 == 0)
+        const int64_t e1 = S + nch * C, nx = ((int64_t)S + (N > e1 ? N - e1 : 0)) * d / 4;
+        for (int64_t x = s * 256 + threadIdx.x; x < nx; x += (int64_t)gridDim.x * 256) {
+            const int64_t y = x < (int64_t)S * d / 4 ? 4 * x : 4 * x + (e1 - S) * d;  // the element
+            const float4 v4 = *(const float4 *)(k + y);
+            *(uint2 *)(k16 + y) = make_uint2(half2_bits(__floats2half2_rn(v4.x, v4.y)), half2_bits(__floats2half2_rn(v4.z, v4.w)));
+        }
+    }
     __syncthreads();
     const int lr = lane & 7, lm = lane >> 3;  // ldmatrix: row lr of matrix lm
     for (int64_t c = s * GSEG; c < c1; c++) {
@@ -775,6 +857,9 @@ __global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, 
             for (int i = 0; i < LPT; i++) {
                 const int e = threadIdx.x + 256 * i, j = e / F4, f = 4 * (e % F4);
                 const float4 m4 = *(const float4 *)(mf + f), s4 = *(const float4 *)(sf + f);
+                if (k16)
+                    *(uint2 *)(k16 + (S + c * C + kh * BT + j) * d + f) =
+                        make_uint2(half2_bits(__floats2half2_rn(v[i].x, v[i].y)), half2_bits(__floats2half2_rn(v[i].z, v[i].w)));
                 uint32_t h0, l0, h1, l1;
                 split2((v[i].x - m4.x) * s4.x, (v[i].y - m4.y) * s4.y, h0, l0);
                 split2((v[i].z - m4.z) * s4.z, (v[i].w - m4.w) * s4.w, h1, l1);
@@ -1444,6 +1529,8 @@ struct gpu_decomp {
     double *rbarN;       // (d) rbar of the last row
     double *sc;          // (2) ubar_{N-1} kappa, zeta
     float *q, *k;        // (Npad, d) zero-padded copies
+    __half *k16;         // (Npad, d) the keys as float16 (exact: written only for float16 dumps, k16_ok)
+    int k16_ok;          // k16 holds the current keys (the last k_changed call had q_f16 and d % 8 == 0)
     float *u;            // (N, d) un-RoPE'd keys
     double *inv_freq;    // (4, d / 2): w, then sin(w / 2), sin((T - 1/2) w), cos((T - 1/2) w) (the samples')
     int32_t *pos;        // (N)
@@ -1489,7 +1576,7 @@ static int dev_alloc(void **p, size_t bytes, size_t *total) {
 
 extern "C" void gpu_decomp_free(gpu_decomp *g) {
     if (!g) return;
-    void *bufs[] = {g->q, g->k, g->u, g->inv_freq, g->pos, g->ktot, g->PF, g->PFseg, g->G, g->Gseg, g->amax,
+    void *bufs[] = {g->q, g->k, g->k16, g->u, g->inv_freq, g->pos, g->ktot, g->PF, g->PFseg, g->G, g->Gseg, g->amax,
                     g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->Aho, g->b, g->AtA, g->Atb, g->x, g->pred,
                     g->apart, g->bpart,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
@@ -1537,6 +1624,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->q, g->Npad * fd, &total);
     bad |= dev_alloc((void **)&g->k, g->Npad * fd, &total);
     bad |= dev_alloc((void **)&g->u, N * fd, &total);
+    bad |= dev_alloc((void **)&g->k16, g->Npad * sizeof(__half) * d, &total);
     bad |= dev_alloc((void **)&g->inv_freq, sizeof(double) * 2 * d, &total);  // and the samples' constants
     bad |= dev_alloc((void **)&g->pos, sizeof(int32_t) * N, &total);
     bad |= dev_alloc((void **)&g->ktot, dd, &total);
@@ -1598,6 +1686,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     }
     CUDA_CHECK(cudaMemset(g->q, 0, g->Npad * fd));
     CUDA_CHECK(cudaMemset(g->k, 0, g->Npad * fd));
+    CUDA_CHECK(cudaMemset(g->k16, 0, g->Npad * sizeof(__half) * d));
     {
         // the ridge chain at the device's highest stream priority: its kernels take SMs as they free
         // before the row statistics' do (it ends in the one-SM Cholesky: the longer chain once
@@ -1714,24 +1803,29 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int q_f16, rope_layout 
     CUDA_CHECK_LAUNCH();
     CUDA_CHECK(cudaStreamWaitEvent(st, g->kready, 0));
     if (k_changed) {
+        // float16 keys (q_f16: an f16 dump's) also as float16, for rows_kernel's window and sinks (raw_issue16
+        // copies 8 at a time: d % 8 == 0; gram_kernel's keys S .. Npad - 1 cover the others)
+        g->k16_ok = q_f16 && d % 8 == 0;
+        __half *k16 = g->k16_ok ? g->k16 : NULL;
         if (d <= 64)
-            gram_kernel<64><<<(unsigned)g->nseg, 256, gram_smem<64>(), st>>>(g->G, g->Gseg, g->k, g->amax, g->ktot, nall, d,
-                                                                 S, g->nch);
+            gram_kernel<64><<<(unsigned)g->nseg, 256, gram_smem<64>(), st>>>(g->G, g->Gseg, k16, g->k, g->amax, g->ktot, nall,
+                                                                 N, d, S, g->nch);
         else
-            gram_kernel<128><<<(unsigned)g->nseg, 256, gram_smem<128>(), st>>>(g->G, g->Gseg, g->k, g->amax, g->ktot, nall, d,
-                                                                  S, g->nch);
+            gram_kernel<128><<<(unsigned)g->nseg, 256, gram_smem<128>(), st>>>(g->G, g->Gseg, k16, g->k, g->amax, g->ktot,
+                                                                  nall, N, d, S, g->nch);
         CUDA_CHECK_LAUNCH();
         scan_cols_kernel<float, 32><<<blocks_for((int64_t)d * d, 32), dim3(32, 32), 0, st>>>(g->Gseg, g->nseg, (int64_t)d * d, 0);
         CUDA_CHECK_LAUNCH();
     }
     {
-        const rows_args ra = {g->q, g->k, g->G, g->Gseg, g->PFseg + d, g->ktot, g->mu, g->sigma2,
+        const bool f16 = q_f16 && g->k16_ok;  // the queries and keys are float16 values
+        const rows_args ra = {g->q, g->k, g->k16, g->G, g->Gseg, g->PFseg + d, g->ktot, g->mu, g->sigma2,
                               g->log_lambda, nall, 2 * (int64_t)d, N, d, S, T, c};
         if (d <= 64)
-            (q_f16 ? rows_kernel<64, 2, false> : rows_kernel<64, 2, true>)<<<(unsigned)g->nch, 256, rows_smem<64>(), st>>>(ra);
+            (f16 ? rows_kernel<64, 2, true> : rows_kernel<64, 2, false>)<<<(unsigned)g->nch, 256, rows_smem<64>(), st>>>(ra);
         else  // 236-250 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
               // 1.70 against 1.66 ms for the whole decomposition at 128K in round 2, decomp3_ab.log)
-            (q_f16 ? rows_kernel<128, 1, false> : rows_kernel<128, 1, true>)<<<(unsigned)g->nch, 256, rows_smem<128>(), st>>>(ra);
+            (f16 ? rows_kernel<128, 1, true> : rows_kernel<128, 1, false>)<<<(unsigned)g->nch, 256, rows_smem<128>(), st>>>(ra);
         CUDA_CHECK_LAUNCH();
     }
     // ------------------------------------------------------------ v, h (after s2)
