@@ -72,10 +72,11 @@ typedef struct {
 } gpu_decomp_times;
 
 // q, k: (N, d) float32 post-RoPE rows; k_changed = 0 keeps the keys (and inv_freq, pos) of the last
-// call. q_f16 != 0 says that every query is a float16 value (an f16 dump's): the row statistics then
-// leave out the products of the queries' float16 remainders, which are zero (a third of their
-// tensor-core products; with queries that are not float16 values this would cost ~2^-11 relative in
-// those products, so pass it only from the dump's dtype). Fills D (made by decomp_init with the same
+// call. q_f16 != 0 says that every query and key is a float16 value (an f16 dump's): the row
+// statistics then leave out the products of the queries' float16 remainders, which are zero (a third of
+// the Grams' tensor-core products), and multiply the window's and sinks' keys as float16 values, one
+// product each, not split (with values that are not float16 this would cost ~2^-11 relative in those
+// products, so pass it only from the dump's dtype). Fills D (made by decomp_init with the same
 // N, d and parameters) as decomp_compute does. With mask (nb, nb) not NULL: the mask of mp, threshold
 // or budget mode (a radix selection on the device, the same kept set as mask_skeleton), and the
 // predicted block sparsity into *pbs.
