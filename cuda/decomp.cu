@@ -47,7 +47,9 @@ __device__ __forceinline__ void sincos_big(double x, double *s, double *c) {
 // u_j = k_j rotated by -pos_j omega (SPEC section 3), as rope_unapply, and the samples' u and k sums
 // (decomp6): one pass unropes k into u and forms the CU-row chunk sums
 // of both (keys from S), CUSEG chunks per CTA, written as each chunk's exclusive prefix within its
-// segment, PF[c] = [u sums | k sums] (2d), and the segment's total, PFseg[c / CUSEG]; a small scan
+// segment, PF[c] = [u sums | k sums] (2d, float: sums of fewer than CUSEG CU keys, rounded to 2^-24 of
+// themselves, below 2^-24 of a mean's every term; half the bytes the samples gather), and the
+// segment's total in double, PFseg[c / CUSEG]; a small scan
 // of PFseg completes the prefix: prefix(c) = PFseg[c / CUSEG] + PF[c] (c = 0 .. ncu; chunk ncu is
 // empty). Replaces unrope + two chunk_colsum + two scan_cols over ncu rows (~210 us at 128K).
 // Since session 7 the row statistics take their key sums from PFseg too (ktot_kernel), and this pass
@@ -55,7 +57,7 @@ __device__ __forceinline__ void sincos_big(double x, double *s, double *c) {
 // Block 64 x 4: thread (p, g) owns the column pair p (rotated together) and chunks g, g + 4, ...; rows
 // 0 .. S - 1 (no sums) are unroped by all CTAs, grid-stride.
 constexpr int CUSEG = 16;
-__global__ void __launch_bounds__(256, 3) unrope_sums_kernel(float *u, double *PF, double *PFseg, const float *k, int64_t N,
+__global__ void __launch_bounds__(256, 3) unrope_sums_kernel(float *u, float *PF, double *PFseg, const float *k, int64_t N,
                                                           int d, int S, int64_t ncu, const double *inv_freq,
                                                           const int32_t *pos, int half_layout, float *amax,
                                                           int64_t amax_end) {
@@ -127,7 +129,7 @@ __global__ void __launch_bounds__(256, 3) unrope_sums_kernel(float *u, double *P
         double run = 0;
         for (int cc = 0; cc < CUSEG; cc++) {
             const int64_t c = seg * CUSEG + cc;
-            if (c <= ncu) PF[c * 2 * d + t] = run;
+            if (c <= ncu) PF[c * 2 * d + t] = (float)run;  // <= CUSEG CU keys: 2^-24 of their sum
             run += cs[cc][t];
         }
         PFseg[seg * 2 * d + t] = run;
@@ -136,7 +138,7 @@ __global__ void __launch_bounds__(256, 3) unrope_sums_kernel(float *u, double *P
 
 // The keys' sum over S .. N - T - 1 (the last row's interior; its mean centres the Grams and the row
 // statistics) from the samples' prefix: PFseg, PF and the last chunk's rows. One block of d threads.
-__global__ void ktot_kernel(double *ktot, const double *PF, const double *PFseg, const float *k, int64_t N, int d, int S,
+__global__ void ktot_kernel(double *ktot, const float *PF, const double *PFseg, const float *k, int64_t N, int d, int S,
                             int T) {
     const int x = threadIdx.x;
     const int64_t x0 = N - T, ch = (x0 - S) / CU, j0 = S + ch * CU;
@@ -1031,7 +1033,7 @@ __global__ void lse_merge_kernel(double *out, const double *part, int nparts) { 
 // so that the ridge solve overlaps the row statistics). Rows t < M (the fit's) go to A in double, the
 // held-out rows to Aho in float (they only give the fit's R^2 and RMSE, through pred_kernel).
 __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, float *Aho, int64_t M, double *b, const int64_t *sI,
-                                   const int64_t *sJ, int64_t ns, const float *q, const float *k, const float *u, const double *PF, const double *PFseg,
+                                   const int64_t *sJ, int64_t ns, const float *q, const float *k, const float *u, const float *PF, const double *PFseg,
                                    const double *inv_freq, int d, int S, int T, double c) {
     const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x & 31;
@@ -1051,7 +1053,8 @@ __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, float *A
     // its segment, the segment's PFseg), u_J, q_I and k_J; then the last chunk's rows.
     const int64_t x0 = I - T + 1, ch = (x0 - S) / CU, j0 = S + ch * CU;
     const int nr = (int)(x0 - j0);
-    const double *pc = PF + ch * 2 * d, *ps = PFseg + (ch / CUSEG) * 2 * d;
+    const float *pc = PF + ch * 2 * d;
+    const double *ps = PFseg + (ch / CUSEG) * 2 * d;
     double us[MAXD / 32], ks[MAXD / 32], us2[MAXD / 32], ks2[MAXD / 32];
     float uj[MAXD / 32], qi[MAXD / 32], kj[MAXD / 32];
 #pragma unroll
@@ -1536,7 +1539,7 @@ struct gpu_decomp {
     int32_t *pos;        // (N)
     double *ktot;        // (d) the keys' sum over S .. N - T - 1 (ktot_kernel)
     cudaEvent_t kready;  // s2 to the legacy stream: PFseg, ktot and amax are there
-    double *PF;          // (ncu + 1, 2d) u and k sums over chunks of CU keys from S: exclusive prefix within
+    float *PF;           // (ncu + 1, 2d) u and k sums over chunks of CU keys from S: exclusive prefix within
                          // segments of CUSEG chunks (the samples' ubar and mu; unrope_sums_kernel)
     double *PFseg;       // (npf, 2d) the segments' sums, then their exclusive prefix
     int64_t npf;         // segments of CUSEG chunks, ceil((ncu + 1) / CUSEG)
@@ -1628,7 +1631,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->inv_freq, sizeof(double) * 2 * d, &total);  // and the samples' constants
     bad |= dev_alloc((void **)&g->pos, sizeof(int32_t) * N, &total);
     bad |= dev_alloc((void **)&g->ktot, dd, &total);
-    bad |= dev_alloc((void **)&g->PF, (g->ncu + 1) * 2 * dd, &total);
+    bad |= dev_alloc((void **)&g->PF, (g->ncu + 1) * 2 * fd, &total);
     bad |= dev_alloc((void **)&g->PFseg, g->npf * 2 * dd, &total);
     bad |= dev_alloc((void **)&g->G, g->nch * d * fd, &total);
     bad |= dev_alloc((void **)&g->Gseg, g->nseg * d * fd, &total);
