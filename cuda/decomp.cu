@@ -8,7 +8,8 @@
 // key sums gives the part before the chunk; one CTA per chunk (rows_kernel) does the rest on the
 // tensor cores in split float16 precision (hi + lo operands, three mma.sync per product: float32-
 // level products): q G q against the prefix Gram, the in-chunk products and the Lambda-shape's sink
-// and local products. The Grams (gram_kernel) are also split-precision mma, summed over segments of
+// and local products (for float16 dumps the keys' float16 copy k16 as they are, one mma a product).
+// The Grams (gram_kernel) are also split-precision mma, summed over segments of
 // GSEG chunks in shared memory, the segments' prefix by a small scan. Ridge samples are built on the
 // device (their mu from a fine key prefix), their normal equations by double mma (ata_kernel) and solved by a one-CTA
 // tiled Cholesky (chol.cuh; the ridge as ridge_solve_normal adds it); that chain (with u, s and the prefix
@@ -207,7 +208,8 @@ __global__ void __launch_bounds__(1024) scan_cols_kernel(Tv *a, int64_t n, int64
 // NRAW tiles ahead, then split). Split precision for float32 accuracy:
 // every operand row x is scaled by a power of two 2^e (|x 2^e| < 2^14) and written as float16
 // hi + lo (lo = x 2^e - hi), and each product is hi hi + hi lo + lo hi (three mma.sync m16n8k16,
-// f32 accumulate): ~2^-21 relative per term, the dropped lo lo term ~2^-22.
+// f32 accumulate): ~2^-21 relative per term, the dropped lo lo term ~2^-22. For float16 dumps (F16) the
+// window's and sinks' tiles are the keys' float16 values (k16) as cp.async lands them: exact products.
 constexpr int BT = 64;  // B rows per shared-memory tile
 constexpr int GSEG = 8; // chunks per Gram segment (gram_kernel): float accumulation over at most GSEG C keys
 template <int DP>
