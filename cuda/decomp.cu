@@ -302,48 +302,34 @@ __host__ __device__ constexpr size_t rows_smem() {
     return sizeof(float) * NRAW * BT * DP + sizeof(__half) * 2 * BT * ldb<DP>();
 }
 
-// Rows 0 .. nvalid - 1 of src (row stride d, d even) into the raw slot R (BT x DP floats), zero
-// beyond nvalid and d; one cp.async group.
-template <int DP>
-__device__ __forceinline__ void raw_issue(float *R, const float *src, int64_t nvalid, int d) {
+// Rows 0 .. nvalid - 1 of src (row stride d, d even) into the raw slot R (BT rows LD elements apart),
+// zero beyond nvalid and d; one cp.async group. T = float: raw rows for split_raw (LD = DP); T = __half:
+// the keys of a float16 dump (k16, d % 8 == 0) as a B tile in split_raw's layout (LD = ldb<DP>()), the
+// mma operand as it lands, with no split.
+template <int DP, typename T = float, int LD = DP>
+__device__ __forceinline__ void raw_issue(T *R, const T *src, int64_t nvalid, int d) {
     // thread: column col of rows r0, r0 + RS, .. (the same column every sweep of the 256 threads)
     const int nv = (int)(nvalid < 0 ? 0 : nvalid < BT ? nvalid : BT);
-    if (d % 4 == 0) {
-        constexpr int PR = DP / 4, RS = 256 / PR;  // 16-byte pieces per row, rows per sweep
-        const int r0 = threadIdx.x / PR, col = 4 * (threadIdx.x % PR);
-        const float *s0 = src + (int64_t)r0 * d + col;
+    constexpr int E = 16 / sizeof(T);  // elements a 16-byte piece
+    if (sizeof(T) == 2 || d % E == 0) {  // float16 tiles: d % 8 == 0 (F16's condition), no test
+        constexpr int PR = DP / E, RS = 256 / PR;  // 16-byte pieces per row, rows per sweep
+        const int r0 = threadIdx.x / PR, col = E * (threadIdx.x % PR);
+        const T *s0 = src + (int64_t)r0 * d + col;
 #pragma unroll
         for (int x = 0; x < BT / RS; x++) {
             const bool ok = r0 + x * RS < nv && col < d;
-            cp_async16(R + (r0 + x * RS) * DP + col, ok ? s0 + (int64_t)x * RS * d : src, ok);
+            cp_async16(R + (r0 + x * RS) * LD + col, ok ? s0 + (int64_t)x * RS * d : src, ok);
         }
-    } else {
+    } else if constexpr (sizeof(T) == 4) {  // float rows of d = 2 mod 4: 8-byte pieces
         constexpr int PR = DP / 2, RS = 256 / PR;
         const int r0 = threadIdx.x / PR, col = 2 * (threadIdx.x % PR);
-        const float *s0 = src + (int64_t)r0 * d + col;
+        const T *s0 = src + (int64_t)r0 * d + col;
 #pragma unroll
         for (int x = 0; x < BT / RS; x++) {
             const bool ok = r0 + x * RS < nv && col < d;
-            asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(R + (r0 + x * RS) * DP + col)),
+            asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(R + (r0 + x * RS) * LD + col)),
                          "l"(ok ? s0 + (int64_t)x * RS * d : src), "r"(ok ? 8 : 0));
         }
-    }
-    cp_async_commit();
-}
-
-// Float16 rows 0 .. nvalid - 1 of src (row stride d, d % 8 == 0) into the raw slot R as a B tile of
-// split_raw's layout (BT rows ldb<DP>() halfs apart), zero beyond nvalid and d; one cp.async group.
-// The keys of a float16 dump (k16): the tile is the mma operand as it lands, with no split.
-template <int DP>
-__device__ __forceinline__ void raw_issue16(__half *R, const __half *src, int64_t nvalid, int d) {
-    const int nv = (int)(nvalid < 0 ? 0 : nvalid < BT ? nvalid : BT);
-    constexpr int PR = DP / 8, RS = 256 / PR;  // 16-byte pieces per row, rows per sweep
-    const int r0 = threadIdx.x / PR, col = 8 * (threadIdx.x % PR);
-    const __half *s0 = src + (int64_t)r0 * d + col;
-#pragma unroll
-    for (int x = 0; x < BT / RS; x++) {
-        const bool ok = r0 + x * RS < nv && col < d;
-        cp_async16(R + (r0 + x * RS) * ldb<DP>() + col, ok ? s0 + (int64_t)x * RS * d : src, ok);
     }
     cp_async_commit();
 }
@@ -447,7 +433,9 @@ __device__ __forceinline__ void mma_tile_split(float acc[8][4], const uint32_t q
 }
 
 // acc (16 x 64) = Q_warp B^T with B float16 values (k16's tiles): one mma a product (q's lo part is zero
-// too: F16), exact products summed in float32.
+// too: F16), exact products summed in float32. exact.cu's qk_tile in another issue order: the 8 n-tiles'
+// fragments first, then 8 independent mma a k16 step (qk_tile issues each n-tile's two dependent mma
+// in turn, as exact.cu's passes were tuned with).
 template <int DP>
 __device__ __forceinline__ void mma_tile_f16(float acc[8][4], const uint32_t qh[DP / 16][4], const __half *Bh) {
     const int lane = threadIdx.x & 31;
@@ -526,7 +514,7 @@ __device__ __forceinline__ void lse_tile(float &m, float &l, const float acc[8][
 // Goff), the window's key tiles, the sinks' key tiles (a G tile takes two pieces, the others one).
 // Issues pieces from `issued` on while they fit in the ring (pieces from `used` on are unread) and
 // returns the new count; recomputes its indices from the arguments (registers are at the limit).
-// F16: the window's and sinks' pieces are float16 tiles from k16 (raw_issue16).
+// F16: the window's and sinks' pieces are float16 tiles from k16 (raw_issue<DP, __half, ldb<DP>()>).
 template <int DP, bool F16>
 __device__ __forceinline__ int rows_issue(const rows_args &a, float *raw, int issued, int used) {
     const int64_t c = blockIdx.x, i0 = a.S + a.T + c * C;
@@ -544,7 +532,7 @@ __device__ __forceinline__ int rows_issue(const rows_args &a, float *raw, int is
         const int64_t j0 = w < nwt ? i0 - a.T + (int64_t)w * BT : (int64_t)(w - nwt) * BT;
         const int64_t nv = w < nwt ? a.N - j0 : a.S - j0;
         if (F16)
-            raw_issue16<DP>((__half *)slot, a.k16 + j0 * d, nv, d);
+            raw_issue<DP, __half, ldb<DP>()>((__half *)slot, a.k16 + j0 * d, nv, d);
         else
             raw_issue<DP>(slot, a.k + j0 * d, nv, d);
     }
@@ -1808,7 +1796,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int q_f16, rope_layout 
     CUDA_CHECK_LAUNCH();
     CUDA_CHECK(cudaStreamWaitEvent(st, g->kready, 0));
     if (k_changed) {
-        // float16 keys (q_f16: an f16 dump's) also as float16, for rows_kernel's window and sinks (raw_issue16
+        // float16 keys (q_f16: an f16 dump's) also as float16, for rows_kernel's window and sinks (raw_issue
         // copies 8 at a time: d % 8 == 0; gram_kernel's keys S .. Npad - 1 cover the others)
         g->k16_ok = q_f16 && d % 8 == 0;
         __half *k16 = g->k16_ok ? g->k16 : NULL;
