@@ -658,7 +658,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
         // a warp whose rows use no key of this tile (w > r + T for every row r of the warp: the last
         // tile, for the chunk's first 64 rows when T = 64) skips its products and sums, which would
         // add nothing (lse_tile with no key left changes neither m nor l); the barriers are all in
-        // next_tile, which every warp still takes
+        // next_tile (next_key16), which every warp still takes
         if (warp * 16 + 15 + T < tw * BT) continue;
         if (F16) {
             mma_tile_f16<DP>(acc, qh, B16);
