@@ -558,7 +558,8 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     __shared__ float sinv[BT];
     __shared__ __align__(16) float mf[DP];
     __shared__ __align__(16) double kps[DP];  // KP[c]: the keys' sum up to the chunk's prefix
-    __shared__ double qks[C];                 // q_i . KP[c] for the chunk's rows
+    __shared__ __align__(16) float kpc[DP];   // KP[c] - c C mf: the prefix's keys' sum, centred
+    __shared__ float qks[C];                  // q_i . kpc for the chunk's rows
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int64_t N = a.N, c = blockIdx.x;
     const int d = a.d, S = a.S, T = a.T;
@@ -602,18 +603,24 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     split_q<DP>(qh, ql, qinv, qv);
     raw_wait(issued);  // KP[c]'s group, the oldest
     __syncthreads();
+    // the prefix's key sum centred on mf (in double: KP[c] is a sum of c C keys), small enough for float
+    for (int x = threadIdx.x; x < DP; x += blockDim.x) kpc[x] = x < d ? (float)(kps[x] - (double)(c * C) * mf[x]) : 0.f;
+    __syncthreads();
     // q_i . mf: the Grams and the window keys are centred on mf (k - mf) so that their products carry
-    // the spread of z, not its mean (mu^2 >> sigma^2 cancels in sigma^2 = E z^2 - mu^2); from the raw
-    // queries still in registers (no unsplit, no 1 / scale)
-    double mq[2] = {0.0, 0.0}, qk[2] = {0.0, 0.0};
+    // the spread of z, not its mean; and q_i . kpc, the prefix's sum of x = q_i . (k - mf). Both in float
+    // from the raw queries still in registers: sigma^2 is formed from the centred sums alone, so q . mf
+    // only enters mu (and the log-sum-exp's shift), where 2^-24 of it is far inside the tolerances. (In
+    // double, with q . KP uncentred, their conversions and products were ~6% of rows_kernel's stall
+    // samples at 128K, s11_prof_rows.txt.)
+    float mq[2] = {0.f, 0.f}, qk[2] = {0.f, 0.f};
 #pragma unroll
     for (int s = 0; s < DP / 16; s++)
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             const int col = s * 16 + (r >> 1) * 8 + 2 * t;
             const float2 v = qv[r & 1][s][r >> 1];  // zero beyond d
-            mq[r & 1] += (double)v.x * mf[col] + (double)v.y * mf[col + 1];
-            qk[r & 1] += (double)v.x * kps[col] + (double)v.y * kps[col + 1];
+            mq[r & 1] = fmaf(v.x, mf[col], fmaf(v.y, mf[col + 1], mq[r & 1]));
+            qk[r & 1] = fmaf(v.x, kpc[col], fmaf(v.y, kpc[col + 1], qk[r & 1]));
         }
 #pragma unroll
     for (int h = 0; h < 2; h++) {
@@ -648,7 +655,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     // the window: key j = i0 - T + w, w = 64 tw + 8 n + 2 t + e; row r uses w <= r (interior) and
     // r < w <= r + T (the last T keys)
     // F16: x' is taken as acc - c2 q . mf (acc = c2 q_i . k_j, uncentred), and the log-sum-exp's add is 0
-    const float mqc[2] = {F16 ? (float)mq[0] * c2 : 0.f, F16 ? (float)mq[1] * c2 : 0.f};
+    const float mqc[2] = {F16 ? mq[0] * c2 : 0.f, F16 ? mq[1] * c2 : 0.f};
     for (int tw = 0; tw < nwt; tw++) {
         const __half *B16 = nullptr;
         if (F16)
@@ -687,7 +694,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
                         }
                     }
             if (any_win)
-                lse_tile(lm[h], ll[h], acc, h, F16 ? 0.f : (float)mq[h] * c2, [=](int w) { return w > r && w <= r + T; });
+                lse_tile(lm[h], ll[h], acc, h, F16 ? 0.f : mq[h] * c2, [=](int w) { return w > r && w <= r + T; });
         }
     }
     // the sinks
@@ -727,16 +734,16 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     const int h = t & 1, r = h ? rr[1] : rr[0];
     const int64_t i = i0 + r;
     if (t < 2 && i < N) {
-        // with x = q . (k - mf), m = q . mf: the window's nin = r + 1 interior keys give
-        // sum z / c = sum x + nin m, sum (z / c)^2 = sum x^2 + 2 m sum x + nin m^2; the prefix's
-        // np = c C keys: sum (z / c)^2 = q G q + 2 m (q . sum k) - np m^2 (G centred, sum k not)
+        // with x = q . (k - mf) over the n interior keys (the window's r + 1 and the prefix's c C):
+        // Lt = sum x (the window's L, the prefix's q . kpc), Qt = sum x^2 (the window's Q, the prefix's
+        // q G q, G centred); z / c = x + m1, m1 = q . mf, so mu = c (Lt / n + m1) and sigma^2 =
+        // c^2 (Qt - Lt^2 / n) / n, in which m1 cancels exactly (it was formed as E z^2 - mu^2)
         const double L = h ? Lr[1] : Lr[0], Q = h ? Qr[1] : Qr[0], P = h ? Pr[1] : Pr[0];
         const float m = h ? mr[1] : mr[0], l = h ? lr[1] : lr[0];
         const double qi = (double)(h ? qinv[1] : qinv[0]), n = (double)(i - T - S + 1), m1 = h ? mq[1] : mq[0];
-        const double nin = r + 1, npre = (double)(c * C), qk = qks[r];
-        const double zs = L + nin * m1 + qk, zz = Q + 2 * m1 * L + nin * m1 * m1 + P * qi * qi + 2 * m1 * qk - npre * m1 * m1;
-        const double mu = a.c * zs / n;
-        const double var = a.c * a.c * zz / n - mu * mu;
+        const double Lt = L + (double)qks[r], Qt = Q + P * qi * qi;
+        const double mu = a.c * (Lt / n + m1);
+        const double var = a.c * a.c * (Qt - Lt * Lt / n) / n;
         a.mu[i] = mu;
         a.sigma2[i] = var > 0 ? var : 0;
         a.log_lambda[i] = l > 0.f ? LN2_D * ((double)m + log2((double)l)) - mu : -INFINITY;
