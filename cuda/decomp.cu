@@ -1823,7 +1823,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int q_f16, rope_layout 
                               g->log_lambda, nall, 2 * (int64_t)d, N, d, S, T, c};
         if (d <= 64)
             (f16 ? rows_kernel<64, 2, true> : rows_kernel<64, 2, false>)<<<(unsigned)g->nch, 256, rows_smem<64>(), st>>>(ra);
-        else  // 236-250 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
+        else  // 199 (F16) to 244 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
               // 1.70 against 1.66 ms for the whole decomposition at 128K in round 2, decomp3_ab.log)
             (f16 ? rows_kernel<128, 1, true> : rows_kernel<128, 1, false>)<<<(unsigned)g->nch, 256, rows_smem<128>(), st>>>(ra);
         CUDA_CHECK_LAUNCH();
