@@ -545,7 +545,7 @@ __device__ __forceinline__ void scale_rows(float acc[8][4], const float qs[2]) {
     for (int n = 0; n < 8; n++) acc[n][0] *= qs[0], acc[n][1] *= qs[0], acc[n][2] *= qs[1], acc[n][3] *= qs[1];
 }
 
-// F16: every query and key is a float16 value (a float16 dump's: gpu_decomp_compute's q_f16, with the
+// F16: every query and key is a float16 value (a float16 dump's: gpu_decomp_compute's qk_f16, with the
 // keys' float16 copy k16). The products of the queries' lo parts, which are zero, are left out (a third
 // of the Grams' mma: rows_kernel 214 -> 202 us at 128K in session 10's what-if, s10_noqlo_ncu.txt), and
 // the window's and sinks' tiles are k16's rows as cp.async lands them: one mma a product (exact products
@@ -588,9 +588,9 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     // the queries' loads first (load_q_raw), then the tiles'
     float2 qv[2][DP / 16][2];
     load_q_raw<DP>(qv, a.q, N, d, i0 + rr[0]);
-    // KP[c] as a cp.async group of its own, the first, right behind the queries' loads: q_i . KP[c] is
-    // taken from the raw queries with q_i . mf (it was taken at the end from the split queries, ~4% of
-    // the stall samples at 128K in the CTA's exposed tail: s10_prof_rows.txt)
+    // KP[c] as a cp.async group of its own, the first, right behind the queries' loads: q_i . (KP[c] -
+    // c C mf) is taken from the raw queries with q_i . mf (it was taken at the end from the split queries,
+    // ~4% of the stall samples at 128K in the CTA's exposed tail: s10_prof_rows.txt)
     if (threadIdx.x < DP / 2) {
         const bool ok = 2 * (int)threadIdx.x < d;  // d even
         cp_async16(&kps[2 * threadIdx.x], ok ? a.KP + c * a.kp_ld + 2 * threadIdx.x : a.KP, ok);
@@ -1530,7 +1530,7 @@ struct gpu_decomp {
     double *sc;          // (2) ubar_{N-1} kappa, zeta
     float *q, *k;        // (Npad, d) zero-padded copies
     __half *k16;         // (Npad, d) the keys as float16 (exact: written only for float16 dumps, k16_ok)
-    int k16_ok;          // k16 holds the current keys (the last k_changed call had q_f16 and d % 8 == 0)
+    int k16_ok;          // k16 holds the current keys (the last k_changed call had qk_f16 and d % 8 == 0)
     float *u;            // (N, d) un-RoPE'd keys
     double *inv_freq;    // (4, d / 2): w, then sin(w / 2), sin((T - 1/2) w), cos((T - 1/2) w) (the samples')
     int32_t *pos;        // (N)
@@ -1724,7 +1724,7 @@ static float elapsed_ms(cudaEvent_t a, cudaEvent_t b) {
 // The decomposition's launches after the upload (everything up to v and h), on the legacy stream, s2
 // and s3. (A CUDA graph of this sequence, decomp4, measured 0.54 -> 0.49 ms at 8K but 1.27 -> 1.41 ms at
 // 128K against the same launches without it: decomp4_ab.log.)
-static void decomp_enqueue(gpu_decomp *g, int k_changed, int q_f16, rope_layout layout) {
+static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout layout) {
     const cudaStream_t st = 0;
     const int64_t N = g->N, ns = g->ns;
     const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
@@ -1803,9 +1803,9 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int q_f16, rope_layout 
     CUDA_CHECK_LAUNCH();
     CUDA_CHECK(cudaStreamWaitEvent(st, g->kready, 0));
     if (k_changed) {
-        // float16 keys (q_f16: an f16 dump's) also as float16, for rows_kernel's window and sinks (raw_issue
+        // float16 keys (qk_f16: an f16 dump's) also as float16, for rows_kernel's window and sinks (raw_issue
         // copies 8 at a time: d % 8 == 0; gram_kernel's keys S .. Npad - 1 cover the others)
-        g->k16_ok = q_f16 && d % 8 == 0;
+        g->k16_ok = qk_f16 && d % 8 == 0;
         __half *k16 = g->k16_ok ? g->k16 : NULL;
         if (d <= 64)
             gram_kernel<64><<<(unsigned)g->nseg, 256, gram_smem<64>(), st>>>(g->G, g->Gseg, k16, g->k, g->amax, g->ktot, nall,
@@ -1818,7 +1818,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int q_f16, rope_layout 
         CUDA_CHECK_LAUNCH();
     }
     {
-        const bool f16 = q_f16 && g->k16_ok;  // the queries and keys are float16 values
+        const bool f16 = qk_f16 && g->k16_ok;  // the queries and keys are float16 values
         const rows_args ra = {g->q, g->k, g->k16, g->G, g->Gseg, g->PFseg + d, g->ktot, g->mu, g->sigma2,
                               g->log_lambda, nall, 2 * (int64_t)d, N, d, S, T, c};
         if (d <= 64)
@@ -1840,7 +1840,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int q_f16, rope_layout 
     CUDA_CHECK(cudaStreamWaitEvent(st, g->fitdone, 0));
 }
 
-extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed, int q_f16,
+extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed, int qk_f16,
                                   const double *inv_freq, const int32_t *pos, rope_layout layout, const mask_params *mp,
                                   uint8_t *mask, double *pred_block_sparsity, gpu_decomp_times *tm, skel_err *e) {
     const int64_t N = g->N, ns = g->ns;
@@ -1875,7 +1875,7 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
     free(hI), free(hJ);
     CUDA_CHECK(cudaEventRecord(g->ev[1]));
 
-    decomp_enqueue(g, k_changed, q_f16, layout);
+    decomp_enqueue(g, k_changed, qk_f16, layout);
     CUDA_CHECK(cudaEventRecord(g->ev[2]));
     // ------------------------------------------------------------ mask (the block scan; in budget mode
     // it keeps the forced blocks and the radix selection of mask_budget.cu adds the best others)

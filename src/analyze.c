@@ -275,8 +275,8 @@ static int device_stage(pipeline *P, devctx *c, job *j, int k_changed, skel_err 
     double t1, t2;
     if (c->GD) {  // decomposition and mask (threshold or budget mode) on the device
         gpu_decomp_times dt;
-        const int q_f16 = !strcmp(D->dtype, "f16");  // the queries are float16 values
-        if (gpu_decomp_compute(c->GD, &j->dc, q, k, k_changed, q_f16, D->inv_freq, D->positions, D->meta.layout, &mp,
+        const int qk_f16 = !strcmp(D->dtype, "f16");  // the queries and keys are float16 values
+        if (gpu_decomp_compute(c->GD, &j->dc, q, k, k_changed, qk_f16, D->inv_freq, D->positions, D->meta.layout, &mp,
                                mask, &rep->predicted_block_sparsity, &dt, e))
             goto fail;
         t2 = skel_now();

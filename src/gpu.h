@@ -72,7 +72,7 @@ typedef struct {
 } gpu_decomp_times;
 
 // q, k: (N, d) float32 post-RoPE rows; k_changed = 0 keeps the keys (and inv_freq, pos) of the last
-// call. q_f16 != 0 says that every query and key is a float16 value (an f16 dump's): the row
+// call. qk_f16 != 0 says that every query and key is a float16 value (an f16 dump's): the row
 // statistics then leave out the products of the queries' float16 remainders, which are zero (a third of
 // the Grams' tensor-core products), and multiply the window's and sinks' keys as float16 values, one
 // product each, not split (with values that are not float16 this would cost ~2^-11 relative in those
@@ -80,7 +80,7 @@ typedef struct {
 // N, d and parameters) as decomp_compute does. With mask (nb, nb) not NULL: the mask of mp, threshold
 // or budget mode (a radix selection on the device, the same kept set as mask_skeleton), and the
 // predicted block sparsity into *pbs.
-int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed, int q_f16,
+int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed, int qk_f16,
                        const double *inv_freq, const int32_t *pos, rope_layout layout, const mask_params *mp,
                        uint8_t *mask, double *pbs, gpu_decomp_times *t, skel_err *e);
 

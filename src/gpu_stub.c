@@ -35,7 +35,7 @@ int gpu_decomp_init(gpu_decomp **g, int64_t N, int d, const decomp_params *prm, 
 
 void gpu_decomp_free(gpu_decomp *g) {}
 
-int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed, int q_f16,
+int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed, int qk_f16,
                        const double *inv_freq, const int32_t *pos, rope_layout layout, const mask_params *mp,
                        uint8_t *mask, double *pbs, gpu_decomp_times *t, skel_err *e) {
     return skel_fail(e, NO_CUDA);

@@ -152,7 +152,7 @@ static void bench_one(bench_row *r, const char *dir) {
     }
     gpu_decomp_times dt;
     double pbs, td[16], tk[16];
-    // q_f16 = 1: the queries are float16 values (as the dump's)
+    // qk_f16 = 1: the queries and keys are float16 values (as the dump's)
     CHECK(!gpu_decomp_compute(GD, &dc, q, k, 1, 1, inv_freq, pos, ROPE_HALF, &mp, mask, &pbs, &dt, &e));  // warm-up
     for (int x = 0; x < reps; x++) {
         CHECK(!gpu_decomp_compute(GD, &dc, q, k, 1, 1, inv_freq, pos, ROPE_HALF, &mp, mask, &pbs, &dt, &e));

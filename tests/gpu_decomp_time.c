@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
         }
         gpu_decomp_times dt;
         double pbs, td[REPS], tk[REPS];
-        for (int x = -1; x < REPS; x++) {  // x = -1: warm-up; q_f16 = 1: the queries are float16 values
+        for (int x = -1; x < REPS; x++) {  // x = -1: warm-up; qk_f16 = 1: the queries and keys are float16 values
             if (gpu_decomp_compute(GD, &dc, q, k, 1, 1, inv_freq, pos, ROPE_HALF, &mp, mask, &pbs, &dt, &e)) {
                 fprintf(stderr, "gpu_decomp_time: %s\n", e.msg);
                 return 1;

@@ -247,8 +247,8 @@ static void check_decomp(gpu_decomp *GD, const dump *D, const float *q, const fl
     const double pbs_c = mask_skeleton(mc, cpu.s, cpu.v, cpu.h, N, &mp);
     double t1 = skel_now(), pbs_g = -1;
     gpu_decomp_times tm;
-    const int q_f16 = !strcmp(D->dtype, "f16");  // f16 dumps: rows_kernel without the queries' lo products
-    if (gpu_decomp_compute(GD, &gpu, q, k, k_changed, q_f16, D->inv_freq, D->positions, D->meta.layout, &mp, mg, &pbs_g, &tm, &e)) {
+    const int qk_f16 = !strcmp(D->dtype, "f16");  // f16 dumps: rows_kernel<.., F16>, the keys unsplit
+    if (gpu_decomp_compute(GD, &gpu, q, k, k_changed, qk_f16, D->inv_freq, D->positions, D->meta.layout, &mp, mg, &pbs_g, &tm, &e)) {
         printf("    FAIL   gpu_decomp_compute: %s\n", e.msg);
         failures++;
         goto out;
@@ -286,7 +286,7 @@ static void check_decomp(gpu_decomp *GD, const dump *D, const float *q, const fl
         decomp g2;
         decomp_init(&g2, N, d, &dp);
         double pb = -1;
-        if (gpu_decomp_compute(GD, &g2, q, k, 0, q_f16, D->inv_freq, D->positions, D->meta.layout, &bp, mg, &pb, &tm, &e)) {
+        if (gpu_decomp_compute(GD, &g2, q, k, 0, qk_f16, D->inv_freq, D->positions, D->meta.layout, &bp, mg, &pb, &tm, &e)) {
             printf("    FAIL   gpu_decomp_compute (budget): %s\n", e.msg);
             failures++;
             decomp_free(&g2);
