@@ -297,9 +297,13 @@ __device__ __forceinline__ void split_q(uint32_t qh[DP / 16][4], uint32_t ql[DP 
 // cp.async ahead of use, so that the global loads of later tiles fly while a tile is multiplied; the
 // load-then-sync version left the loads' latency exposed at one CTA per SM), then split.
 constexpr int NRAW = 4;
-template <int DP>
+// The ring's slots for rows_kernel<DP, MINB, ..>: two CTAs a SM at d = 128 (MINB = 2) fit in shared memory
+// only with 2 slots (~101 KB a CTA; 4 slots are ~162 KB).
+template <int DP, int MINB>
+__host__ __device__ constexpr int rows_nraw() { return DP == 128 && MINB == 2 ? 2 : NRAW; }
+template <int DP, int MINB>
 __host__ __device__ constexpr size_t rows_smem() {
-    return sizeof(float) * NRAW * BT * DP + sizeof(__half) * 2 * BT * ldb<DP>();
+    return sizeof(float) * rows_nraw<DP, MINB>() * BT * DP + sizeof(__half) * 2 * BT * ldb<DP>();
 }
 
 // Rows 0 .. nvalid - 1 of src (row stride d, d even) into the raw slot R (BT rows LD elements apart),
@@ -515,15 +519,15 @@ __device__ __forceinline__ void lse_tile(float &m, float &l, const float acc[8][
 // Issues pieces from `issued` on while they fit in the ring (pieces from `used` on are unread) and
 // returns the new count; recomputes its indices from the arguments (registers are at the limit).
 // F16: the window's and sinks' pieces are float16 tiles from k16 (raw_issue<DP, __half, ldb<DP>()>).
-template <int DP, bool F16>
+template <int DP, bool F16, int NR>
 __device__ __forceinline__ int rows_issue(const rows_args &a, float *raw, int issued, int used) {
     const int64_t c = blockIdx.x, i0 = a.S + a.T + c * C;
     const int d = a.d, ngt = c > 0 ? DP / 64 : 0, nwt = (C + a.T + BT - 1) / BT, nst = (a.S + BT - 1) / BT;
     const int npiece = 2 * ngt + nwt + nst;
 #pragma unroll 1
-    for (; issued < npiece && issued < used + NRAW; issued++) {
+    for (; issued < npiece && issued < used + NR; issued++) {
         const int p = issued, w = p - 2 * ngt;
-        float *slot = raw + (p % NRAW) * BT * DP;
+        float *slot = raw + (p % NR) * BT * DP;
         if (w < 0) {
             const float *src = (p & 1 ? a.Goff + (size_t)(c / GSEG) * d * d : a.G + (size_t)c * d * d) + (size_t)(p / 2) * 64 * d;
             raw_issue<DP>(slot, src, d - (p / 2) * 64, d);
@@ -553,8 +557,9 @@ __device__ __forceinline__ void scale_rows(float acc[8][4], const float qs[2]) {
 template <int DP, int MINB, bool F16>
 __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     extern __shared__ __align__(16) unsigned char rows_sm[];
-    float *raw = (float *)rows_sm;  // (NRAW, BT, DP)
-    __half *Bh = (__half *)(raw + NRAW * BT * DP), *Bl = Bh + BT * ldb<DP>();
+    constexpr int NR = rows_nraw<DP, MINB>();
+    float *raw = (float *)rows_sm;  // (NR, BT, DP)
+    __half *Bh = (__half *)(raw + NR * BT * DP), *Bl = Bh + BT * ldb<DP>();
     __shared__ float sinv[BT];
     __shared__ __align__(16) float mf[DP];
     __shared__ __align__(16) double kps[DP];  // KP[c]: the keys' sum up to the chunk's prefix
@@ -571,19 +576,19 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
     auto next_tile = [&](int pieces, int64_t nvalid, const float *sub) {
         raw_wait(issued - used - pieces);
         __syncthreads();
-        split_raw<DP>(Bh, Bl, sinv, raw + (used % NRAW) * BT * DP, nvalid,
-                      pieces > 1 ? raw + ((used + 1) % NRAW) * BT * DP : nullptr, sub);
+        split_raw<DP>(Bh, Bl, sinv, raw + (used % NR) * BT * DP, nvalid,
+                      pieces > 1 ? raw + ((used + 1) % NR) * BT * DP : nullptr, sub);
         __syncthreads();
         used += pieces;
-        issued = rows_issue<DP, F16>(a, raw, issued, used);
+        issued = rows_issue<DP, F16, NR>(a, raw, issued, used);
     };
     // F16: the next window or sinks tile, read in place from its slot; the slot of the tile before it
     // (every warp is past it at this barrier) refilled
     auto next_key16 = [&]() -> const __half * {
         raw_wait(issued - used - 1);
         __syncthreads();
-        issued = rows_issue<DP, F16>(a, raw, issued, used);
-        return (const __half *)(raw + (used++ % NRAW) * BT * DP);
+        issued = rows_issue<DP, F16, NR>(a, raw, issued, used);
+        return (const __half *)(raw + (used++ % NR) * BT * DP);
     };
     // the queries' loads first (load_q_raw), then the tiles'
     float2 qv[2][DP / 16][2];
@@ -596,7 +601,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
         cp_async16(&kps[2 * threadIdx.x], ok ? a.KP + c * a.kp_ld + 2 * threadIdx.x : a.KP, ok);
     }
     cp_async_commit();
-    issued = rows_issue<DP, F16>(a, raw, 0, 0);
+    issued = rows_issue<DP, F16, NR>(a, raw, 0, 0);
     for (int x = threadIdx.x; x < DP; x += blockDim.x) mf[x] = x < d ? (float)(a.KPtot[x] / a.nall) : 0.f;
     uint32_t qh[DP / 16][4], ql[DP / 16][4];
     float qinv[2];
@@ -1704,10 +1709,10 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join3, cudaEventDisableTiming));
     CUDA_CHECK(cudaFuncSetAttribute(ata_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ATA_SMEM));
     CUDA_CHECK(cudaFuncSetAttribute(chol::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol::SMEM));
-    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64>()));
-    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64>()));
-    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<128, 1, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<128>()));
-    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<128, 1, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<128>()));
+    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64, 2>()));
+    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64, 2>()));
+    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<128, 2, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<128, 2>()));
+    CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<128, 1, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<128, 1>()));
     CUDA_CHECK(cudaFuncSetAttribute(gram_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)gram_smem<64>()));
     CUDA_CHECK(cudaFuncSetAttribute(gram_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)gram_smem<128>()));
     for (int x = 0; x < 4; x++) CUDA_CHECK(cudaEventCreate(&g->ev[x]));
@@ -1822,10 +1827,13 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
         const rows_args ra = {g->q, g->k, g->k16, g->G, g->Gseg, g->PFseg + d, g->ktot, g->mu, g->sigma2,
                               g->log_lambda, nall, 2 * (int64_t)d, N, d, S, T, c};
         if (d <= 64)
-            (f16 ? rows_kernel<64, 2, true> : rows_kernel<64, 2, false>)<<<(unsigned)g->nch, 256, rows_smem<64>(), st>>>(ra);
-        else  // 199 (F16) to 244 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
+            (f16 ? rows_kernel<64, 2, true> : rows_kernel<64, 2, false>)<<<(unsigned)g->nch, 256, rows_smem<64, 2>(), st>>>(ra);
+        else if (f16)  // 128 registers (68 B spilled; 199 uncapped) and a ring of 2 slots (~103 KB of shared
+                       // memory): two CTAs a SM, each hiding the other's prologue and barriers
+            rows_kernel<128, 2, true><<<(unsigned)g->nch, 256, rows_smem<128, 2>(), st>>>(ra);
+        else  // 244 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
               // 1.70 against 1.66 ms for the whole decomposition at 128K in round 2, decomp3_ab.log)
-            (f16 ? rows_kernel<128, 1, true> : rows_kernel<128, 1, false>)<<<(unsigned)g->nch, 256, rows_smem<128>(), st>>>(ra);
+            rows_kernel<128, 1, false><<<(unsigned)g->nch, 256, rows_smem<128, 1>(), st>>>(ra);
         CUDA_CHECK_LAUNCH();
     }
     // ------------------------------------------------------------ v, h (after s2)
