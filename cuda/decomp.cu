@@ -766,7 +766,7 @@ __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
 // the cuBLAS SGEMM + scan version measured 1.80 against 1.63 ms.)
 // Keys stream through shared memory in 64-key tiles as they lie (key-major: coalesced loads, split
 // into float16 hi and lo four features at a time), and both mma operands come from the same tile by
-// ldmatrix.trans. The 8 warps tile the DP x DP Gram 4 x 2 (DP / 4 rows by DP / 2 columns each).
+// ldmatrix.trans. The 16 warps tile the DP x DP Gram 4 x 4 (DP / 4 rows by DP / 4 columns each).
 // (Session 6; before, the keys were stored transposed one float16 at a time, each of two CTAs per
 // segment split all of them for its 64 columns, and every warp reloaded all the B fragments for its
 // 16 rows: ncu put 23% of the stall samples in the transposed stores and 41% in an ldmatrix-bound
@@ -779,18 +779,19 @@ __host__ __device__ constexpr size_t gram_smem() {  // Th, Tl (BT, ldt) halfs, r
     return sizeof(__half) * 2 * BT * ldt<DP>() + sizeof(float) * DP * (DP + 4);
 }
 
+constexpr int GRAM_THREADS = 512;  // 16 warps tiling the Gram 4 x 4 (32 accumulators a thread at d = 128)
 template <int DP>
-__global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, __half *k16, const float *k, const float *amax,
+__global__ void __launch_bounds__(GRAM_THREADS, 1) gram_kernel(float *Gloc, float *Gseg, __half *k16, const float *k, const float *amax,
                                                      const double *KPtot, double nall, int64_t N, int d, int S,
                                                      int64_t nch) {
-    constexpr int WM = DP / 4, WN = DP / 2, MT = WM / 16, NT = WN / 8, NG = NT < 4 ? NT : 4, LDR = DP + 4;
-    constexpr int F4 = DP / 4, LPT = BT * F4 / 256;  // float4 pieces per key row, per thread per tile
+    constexpr int WM = DP / 4, WN = DP / 4, MT = WM / 16, NT = WN / 8, LDR = DP + 4;
+    constexpr int F4 = DP / 4, LPT = BT * F4 / GRAM_THREADS;  // float4 pieces per key row, per thread per tile
     extern __shared__ __align__(16) unsigned char gram_sm[];
     __half *Th = (__half *)gram_sm, *Tl = Th + BT * ldt<DP>();
     float *run = (float *)(Tl + BT * ldt<DP>());  // (DP, LDR) the running sum, unscaled
     __shared__ __align__(16) float sf[DP], mf[DP];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int a0 = (warp >> 1) * WM, b0 = (warp & 1) * WN;  // the warp's rows (features a) and columns (b)
+    const int a0 = (warp >> 2) * WM, b0 = (warp & 3) * WN;  // the warp's rows (features a) and columns (b)
     for (int x = threadIdx.x; x < DP; x += blockDim.x) {
         sf[x] = x < d ? pow2_scale(2 * amax[x]) : 1.f;
         mf[x] = x < d ? (float)(KPtot[x] / nall) : 0.f;
@@ -820,13 +821,13 @@ __global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, 
             }
         }
     };
-    // the key tiles' raw values (thread: pieces e = tid + 256 i: key e / F4, features 4 (e % F4) ..),
+    // the key tiles' raw values (thread: pieces e = tid + GRAM_THREADS i: key e / F4, features 4 (e % F4) ..),
     // loaded a tile ahead: their global latency overlaps the previous tile's mma
     float4 v[LPT];
     auto load_tile = [&](int64_t j0) {
 #pragma unroll
         for (int i = 0; i < LPT; i++) {
-            const int e = threadIdx.x + 256 * i, j = e / F4, f = 4 * (e % F4);
+            const int e = threadIdx.x + GRAM_THREADS * i, j = e / F4, f = 4 * (e % F4);
             const float *src = k + (j0 + j) * d + f;
             if (f + 4 <= d && d % 4 == 0) v[i] = *(const float4 *)src;
             else {
@@ -840,7 +841,7 @@ __global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, 
     if (k16) {  // the keys outside the Grams' S .. S + nch C - 1 (those are written as they are split):
                 // the sinks, and up to T keys after the last chunk's (d % 8 == 0)
         const int64_t e1 = S + nch * C, nx = ((int64_t)S + (N > e1 ? N - e1 : 0)) * d / 4;
-        for (int64_t x = s * 256 + threadIdx.x; x < nx; x += (int64_t)gridDim.x * 256) {
+        for (int64_t x = s * GRAM_THREADS + threadIdx.x; x < nx; x += (int64_t)gridDim.x * GRAM_THREADS) {
             const int64_t y = x < (int64_t)S * d / 4 ? 4 * x : 4 * x + (e1 - S) * d;  // the element
             const float4 v4 = *(const float4 *)(k + y);
             *(uint2 *)(k16 + y) = make_uint2(half2_bits(__floats2half2_rn(v4.x, v4.y)), half2_bits(__floats2half2_rn(v4.z, v4.w)));
@@ -859,7 +860,7 @@ __global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, 
             __syncthreads();  // the previous tile's fragments read (and run's stores)
 #pragma unroll
             for (int i = 0; i < LPT; i++) {
-                const int e = threadIdx.x + 256 * i, j = e / F4, f = 4 * (e % F4);
+                const int e = threadIdx.x + GRAM_THREADS * i, j = e / F4, f = 4 * (e % F4);
                 const float4 m4 = *(const float4 *)(mf + f), s4 = *(const float4 *)(sf + f);
                 if (k16)
                     *(uint2 *)(k16 + (S + c * C + kh * BT + j) * d + f) =
@@ -874,32 +875,36 @@ __global__ void __launch_bounds__(256, 1) gram_kernel(float *Gloc, float *Gseg, 
             if (jn < S + c1 * C) load_tile(jn);
             __syncthreads();
 #pragma unroll
-            for (int kk = 0; kk < BT / 32; kk++) {
+            for (int ks = 0; ks < BT / 16; ks++) {
+                // one k16 step at a time (the A fragments of one step only: 2 CTAs a SM at 128 registers)
                 // A (features a x keys) from the key-major tile: matrix lm = (a + 8 (lm & 1), keys + 8 (lm >> 1))
-                uint32_t ah[MT][2][4], al[MT][2][4];  // k steps 2 kk, 2 kk + 1
+                uint32_t ah[MT][4], al[MT][4];
 #pragma unroll
-                for (int m = 0; m < MT; m++)
+                for (int m = 0; m < MT; m++) {
+                    const int off = (ks * 16 + (lm >> 1) * 8 + lr) * ldt<DP>() + a0 + m * 16 + (lm & 1) * 8;
+                    ldmatrix_x4_trans(ah[m], Th + off);
+                    ldmatrix_x4_trans(al[m], Tl + off);
+                }
 #pragma unroll
-                    for (int st = 0; st < 2; st++) {
-                        const int off = (kk * 32 + st * 16 + (lm >> 1) * 8 + lr) * ldt<DP>() + a0 + m * 16 + (lm & 1) * 8;
-                        ldmatrix_x4_trans(ah[m][st], Th + off);
-                        ldmatrix_x4_trans(al[m][st], Tl + off);
-                    }
+                for (int n0 = 0; n0 < NT; n0 += 2) {
+                    // B (keys x features b), two n-tiles: matrix lm = keys + 8 (lm & 1) of columns
+                    // b + 8 (n0 + (lm >> 1)) .. + 7; r[2 h], r[2 h + 1] are n-tile n0 + h's fragments
+                    uint32_t bh[4], bl[4];
+                    const int off = (ks * 16 + (lm & 1) * 8 + lr) * ldt<DP>() + b0 + (n0 + (lm >> 1)) * 8;
+                    ldmatrix_x4_trans(bh, Th + off);
+                    ldmatrix_x4_trans(bl, Tl + off);
 #pragma unroll
-                for (int n0 = 0; n0 < NT; n0 += NG) {
-                    // B (keys x features b): matrix lm = keys + 8 lm of columns b .. b + 7
-                    uint32_t bh[NG][4], bl[NG][4];
+                    for (int m = 0; m < MT; m++)
 #pragma unroll
-                    for (int x = 0; x < NG; x++) {
-                        const int off = (kk * 32 + lm * 8 + lr) * ldt<DP>() + b0 + (n0 + x) * 8;
-                        ldmatrix_x4_trans(bh[x], Th + off);
-                        ldmatrix_x4_trans(bl[x], Tl + off);
-                    }
+                        for (int h = 0; h < 2; h++) mma_f16_16816(acc[m][n0 + h], al[m], bh[2 * h], bh[2 * h + 1]);
 #pragma unroll
-                    for (int m = 0; m < MT; m++) {
-                        mma3_group<NG>(acc[m] + n0, ah[m][0], al[m][0], bh, bl, 0);
-                        mma3_group<NG>(acc[m] + n0, ah[m][1], al[m][1], bh, bl, 1);
-                    }
+                    for (int m = 0; m < MT; m++)
+#pragma unroll
+                        for (int h = 0; h < 2; h++) mma_f16_16816(acc[m][n0 + h], ah[m], bl[2 * h], bl[2 * h + 1]);
+#pragma unroll
+                    for (int m = 0; m < MT; m++)
+#pragma unroll
+                        for (int h = 0; h < 2; h++) mma_f16_16816(acc[m][n0 + h], ah[m], bh[2 * h], bh[2 * h + 1]);
                 }
             }
         }
@@ -1813,10 +1818,10 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
         g->k16_ok = qk_f16 && d % 8 == 0;
         __half *k16 = g->k16_ok ? g->k16 : NULL;
         if (d <= 64)
-            gram_kernel<64><<<(unsigned)g->nseg, 256, gram_smem<64>(), st>>>(g->G, g->Gseg, k16, g->k, g->amax, g->ktot, nall,
+            gram_kernel<64><<<(unsigned)g->nseg, GRAM_THREADS, gram_smem<64>(), st>>>(g->G, g->Gseg, k16, g->k, g->amax, g->ktot, nall,
                                                                  N, d, S, g->nch);
         else
-            gram_kernel<128><<<(unsigned)g->nseg, 256, gram_smem<128>(), st>>>(g->G, g->Gseg, k16, g->k, g->amax, g->ktot,
+            gram_kernel<128><<<(unsigned)g->nseg, GRAM_THREADS, gram_smem<128>(), st>>>(g->G, g->Gseg, k16, g->k, g->amax, g->ktot,
                                                                   nall, N, d, S, g->nch);
         CUDA_CHECK_LAUNCH();
         scan_cols_kernel<float, 32><<<blocks_for((int64_t)d * d, 32), dim3(32, 32), 0, st>>>(g->Gseg, g->nseg, (int64_t)d * d, 0);
