@@ -1527,6 +1527,12 @@ struct gpu_decomp {
     int d, S, T, M, np;
     double ridge;
     uint64_t seed;
+    cudaStream_t s1;     // the decomposition's first stream while it is captured into a graph
+    struct {
+        int key;                // decomp_graph_key's
+        cudaGraphExec_t exec;
+    } graphs[16];               // decomp_enqueue's work, captured once a key: one launch a call
+    int ngraph;
     cudaStream_t s2;     // the ridge chain (samples .. uk, v's prefix), beside the row statistics
     cudaStream_t s3;     // s and its prefix, beside uk once the ridge system is solved
     cudaEvent_t fork, join, solved, join3;  // the legacy stream to s2, s2 back; s2 to s3, s3 back
@@ -1593,6 +1599,8 @@ extern "C" void gpu_decomp_free(gpu_decomp *g) {
                     g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2, g->tiles3};
     for (size_t x = 0; x < sizeof bufs / sizeof bufs[0]; x++)
         if (bufs[x]) CUDA_CHECK(cudaFree(bufs[x]));
+    for (int x = 0; x < g->ngraph; x++) CUDA_CHECK(cudaGraphExecDestroy(g->graphs[x].exec));
+    if (g->s1) CUDA_CHECK(cudaStreamDestroy(g->s1));
     if (g->s2) CUDA_CHECK(cudaStreamDestroy(g->s2));
     if (g->s3) CUDA_CHECK(cudaStreamDestroy(g->s3));
     if (g->fork) CUDA_CHECK(cudaEventDestroy(g->fork));
@@ -1703,6 +1711,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
         // rows_kernel shrank, session 6)
         int lo = 0, hi = 0;
         CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&lo, &hi));
+        CUDA_CHECK(cudaStreamCreateWithPriority(&g->s1, cudaStreamNonBlocking, lo));
         CUDA_CHECK(cudaStreamCreateWithPriority(&g->s2, cudaStreamNonBlocking, hi));
         CUDA_CHECK(cudaStreamCreateWithPriority(&g->s3, cudaStreamNonBlocking, hi));
     }
@@ -1734,8 +1743,7 @@ static float elapsed_ms(cudaEvent_t a, cudaEvent_t b) {
 // The decomposition's launches after the upload (everything up to v and h), on the legacy stream, s2
 // and s3. (A CUDA graph of this sequence, decomp4, measured 0.54 -> 0.49 ms at 8K but 1.27 -> 1.41 ms at
 // 128K against the same launches without it: decomp4_ab.log.)
-static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout layout) {
-    const cudaStream_t st = 0;
+static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout layout, cudaStream_t st) {
     const int64_t N = g->N, ns = g->ns;
     const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
     const double c = 1.0 / sqrt((double)d);
@@ -1811,7 +1819,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
     // st, after rows_kernel, its 15 us at 128K were on the path to v and h)
     short_rows_kernel<<<S + T, 128, sizeof(double) * (S + T), st>>>(g->mu, g->sigma2, g->log_lambda, g->nu, g->q, g->k, d, c);
     CUDA_CHECK_LAUNCH();
-    CUDA_CHECK(cudaStreamWaitEvent(st, g->kready, 0));
+    if (k_changed) CUDA_CHECK(cudaStreamWaitEvent(st, g->kready, 0));  // else the last call's, complete
     if (k_changed) {
         // float16 keys (qk_f16: an f16 dump's) also as float16, for rows_kernel's window and sinks (raw_issue
         // copies 8 at a time: d % 8 == 0; gram_kernel's keys S .. Npad - 1 cover the others)
@@ -1888,7 +1896,27 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
     free(hI), free(hJ);
     CUDA_CHECK(cudaEventRecord(g->ev[1]));
 
-    decomp_enqueue(g, k_changed, qk_f16, layout);
+    {
+        // decomp_enqueue's ~40 launches and events as one graph launch (captured on s1 at the first call
+        // of each kind: what it enqueues depends only on g and on these flags, k16_ok included for calls
+        // that reuse the keys)
+        const int key = (k_changed != 0) | (qk_f16 != 0) << 1 | (layout == ROPE_HALF) << 2 | (g->k16_ok != 0) << 3;
+        cudaGraphExec_t ex = NULL;
+        for (int x = 0; x < g->ngraph; x++)
+            if (g->graphs[x].key == key) ex = g->graphs[x].exec;
+        if (ex) {
+            if (k_changed) g->k16_ok = qk_f16 && d % 8 == 0;  // as decomp_enqueue sets it
+        } else {
+            cudaGraph_t gr;
+            CUDA_CHECK(cudaStreamBeginCapture(g->s1, cudaStreamCaptureModeThreadLocal));
+            decomp_enqueue(g, k_changed, qk_f16, layout, g->s1);
+            CUDA_CHECK(cudaStreamEndCapture(g->s1, &gr));
+            CUDA_CHECK(cudaGraphInstantiate(&ex, gr, 0));
+            CUDA_CHECK(cudaGraphDestroy(gr));
+            g->graphs[g->ngraph].key = key, g->graphs[g->ngraph++].exec = ex;  // 16 keys at most
+        }
+        CUDA_CHECK(cudaGraphLaunch(ex, 0));
+    }
     CUDA_CHECK(cudaEventRecord(g->ev[2]));
     // ------------------------------------------------------------ mask (the block scan; in budget mode
     // it keeps the forced blocks and the radix selection of mask_budget.cu adds the best others)
