@@ -1037,24 +1037,17 @@ __global__ void lse_merge_kernel(double *out, const double *part, int nparts) { 
 
 // One ridge row per warp: a = [r_{I-J} - rbar_I, u_J - ubar_I] (2d), b = c q_I . k_J - mu_I, with
 // mu_I from the key prefix in PF (as decomp_compute's running sum; rows_kernel's mu is not waited for,
-// so that the ridge solve overlaps the row statistics). Rows t < M (the fit's) go to A in double, the
-// held-out rows to Aho in float (they only give the fit's R^2 and RMSE, through pred_kernel).
-__global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, float *Aho, int64_t M, double *b, const int64_t *sI,
-                                   const int64_t *sJ, int64_t ns, const float *q, const float *k, const float *u, const float *PF, const double *PFseg,
+// so that the ridge solve overlaps the row statistics), in double. The fit's rows 0 .. M - 1 only: the
+// held-out rows need no features (heldout_kernel).
+__global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, int64_t M, double *b, const int64_t *sI,
+                                   const int64_t *sJ, const float *q, const float *k, const float *u, const float *PF, const double *PFseg,
                                    const double *inv_freq, int d, int S, int T, double c) {
     const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x & 31;
-    if (t >= ns) return;
+    if (t >= M) return;
     const int64_t I = sI[t], J = sJ[t], n = I - T - S + 1;
-    const bool fit = t < M;
-    double *a = fit ? A + t * 2 * d : nullptr;
-    float *ah = fit ? nullptr : Aho + (t - M) * 2 * d;
-    auto put = [&](int col, double v) {
-        if (fit)
-            a[col] = v;
-        else
-            ah[col] = (float)v;
-    };
+    double *a = A + t * 2 * d;
+    auto put = [&](int col, double v) { a[col] = v; };
     // The loads first, the sincos while they fly (a warp issues in order, so a use of a load waits for
     // it): the prefix rows of the u and k sums over keys S .. I - T (the CU-row chunk prefix PF within
     // its segment, the segment's PFseg), u_J, q_I and k_J; then the last chunk's rows.
@@ -1112,16 +1105,24 @@ __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, float *A
     if (lane == 0) b[t] = c * z - c * qk / n;
 }
 
-// The held-out predictions pred[t] = Aho[t] . x (rows of w = 2d floats, x in double), a warp a row.
-__global__ void pred_kernel(double *pred, const float *Aho, const double *x, int64_t M, int w) {
+// The held-out rows M .. ns - 1 (the fit's R^2 and RMSE), a warp a row, once v and h are known: the prediction
+// a . x = (r_{I-J} - rbar_I) alpha + (u_J - ubar_I) kappa is s_{I-J} - delta_I + v_J - eps_I = s_{I-J} + v_J + h_I + nu_I,
+// so these rows need no features of their own (sampling them as the fit's rows are, their 2d features and
+// a . x, was half of sample_rows_kernel's ~71 us at 128K, on the ridge chain); the target is c q_I . k_J - mu_I.
+__global__ void heldout_kernel(double *pred, double *b, const int64_t *sI, const int64_t *sJ, int64_t M, int64_t nho,
+                               const float *q, const float *k, const float *s, const float *v, const float *h,
+                               const double *nu, const double *mu, int d, double c) {
     const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x & 31;
-    if (t >= M) return;
-    const float *a = Aho + t * w;
-    double sum = 0;
-    for (int c = lane; c < w; c += 32) sum += (double)a[c] * x[c];
-    sum = warp_sum(sum);
-    if (lane == 0) pred[t] = sum;
+    if (t >= nho) return;
+    const int64_t I = sI[M + t], J = sJ[M + t];
+    float z = 0.f;
+    for (int x = lane; x < d; x += 32) z = fmaf(q[I * d + x], k[J * d + x], z);
+    z = warp_sum(z);
+    if (lane == 0) {
+        b[M + t] = c * z - mu[I];
+        pred[t] = (double)s[I - J] + (double)v[J] + (double)h[I] + nu[I];
+    }
 }
 
 // The normal equations' A^T A and A^T b over the M fit rows of A (M, w), w = 2d, as double mma on the
@@ -1536,7 +1537,6 @@ struct gpu_decomp {
     cudaStream_t s2;     // the ridge chain (samples .. uk, v's prefix), beside the row statistics
     cudaStream_t s3;     // s and its prefix, beside uk once the ridge system is solved
     cudaEvent_t fork, join, solved, join3;  // the legacy stream to s2, s2 back; s2 to s3, s3 back
-    cudaEvent_t fitdone;                    // s2's last work (the held-out rows) done
     double *tiles2, *tiles3;  // scan scratch of s2 and s3
     double *L;           // (np, np) the ridge system's Cholesky factor below its diagonal tiles, np = 2d
                          // rounded up to CHOL_TILE
@@ -1563,7 +1563,6 @@ struct gpu_decomp {
     double *mu, *sigma2, *log_lambda, *nu;  // (N)
     int64_t *sI, *sJ;    // (ns) samples
     double *A, *b;       // (M, 2d): the fit rows; (ns): every row's target
-    float *Aho;          // (ns - M, 2d): the held-out rows
     double *AtA, *Atb, *x, *pred;  // (2d, 2d), (2d), (2d), (ns / 2)
     double *apart, *bpart;  // ata_kernel's partial sums: (ata_nsplit, ata_pairs, ATB, ATB), (ata_nsplit, 2d)
     int64_t ata_rps;        // fit rows a split
@@ -1593,7 +1592,7 @@ static int dev_alloc(void **p, size_t bytes, size_t *total) {
 extern "C" void gpu_decomp_free(gpu_decomp *g) {
     if (!g) return;
     void *bufs[] = {g->q, g->k, g->k16, g->u, g->inv_freq, g->pos, g->ktot, g->PF, g->PFseg, g->G, g->Gseg, g->amax,
-                    g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->Aho, g->b, g->AtA, g->Atb, g->x, g->pred,
+                    g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x, g->pred,
                     g->apart, g->bpart,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
                     g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2, g->tiles3};
@@ -1605,7 +1604,6 @@ extern "C" void gpu_decomp_free(gpu_decomp *g) {
     if (g->s3) CUDA_CHECK(cudaStreamDestroy(g->s3));
     if (g->fork) CUDA_CHECK(cudaEventDestroy(g->fork));
     if (g->join) CUDA_CHECK(cudaEventDestroy(g->join));
-    if (g->fitdone) CUDA_CHECK(cudaEventDestroy(g->fitdone));
     if (g->kready) CUDA_CHECK(cudaEventDestroy(g->kready));
     if (g->solved) CUDA_CHECK(cudaEventDestroy(g->solved));
     if (g->join3) CUDA_CHECK(cudaEventDestroy(g->join3));
@@ -1658,7 +1656,6 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->sI, sizeof(int64_t) * g->ns, &total);
     bad |= dev_alloc((void **)&g->sJ, sizeof(int64_t) * g->ns, &total);
     bad |= dev_alloc((void **)&g->A, sizeof(double) * g->M * w, &total);
-    bad |= dev_alloc((void **)&g->Aho, sizeof(float) * (g->ns - g->M) * w, &total);
     bad |= dev_alloc((void **)&g->b, sizeof(double) * g->ns, &total);
     bad |= dev_alloc((void **)&g->AtA, sizeof(double) * w * w, &total);
     bad |= dev_alloc((void **)&g->Atb, sizeof(double) * w, &total);
@@ -1717,7 +1714,6 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     }
     CUDA_CHECK(cudaEventCreateWithFlags(&g->fork, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventCreateWithFlags(&g->fitdone, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->kready, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->solved, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join3, cudaEventDisableTiming));
@@ -1773,7 +1769,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
         CUDA_CHECK(cudaEventRecord(g->kready, g->s2));
     }
     // ------------------------------------------------------------ s2: samples, ridge solve, s, uk
-    sample_rows_kernel<<<blocks_for(ns * 32, 256), 256, 0, g->s2>>>(g->A, g->Aho, M, g->b, g->sI, g->sJ, ns, g->q, g->k, g->u, g->PF,
+    sample_rows_kernel<<<blocks_for((int64_t)M * 32, 256), 256, 0, g->s2>>>(g->A, M, g->b, g->sI, g->sJ, g->q, g->k, g->u, g->PF,
                                                                     g->PFseg, g->inv_freq, d, S, T, c);
     CUDA_CHECK_LAUNCH();
     // A^T A's lower blocks and A^T b (ata_kernel; cublasDsyrk, half the products, had measured slower
@@ -1803,10 +1799,6 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
     // scan on the tail measured ~25 us of the critical path at 128K, session 7)
     scan_finish(g->pv, g->tiles2, NULL, g->uk, N, g->s2);
     CUDA_CHECK(cudaEventRecord(g->join, g->s2));
-    // held-out predictions: rows M .. 2M, for the fit's R^2 and RMSE, read by the host only (it waits for
-    // s2): after the join, off the path to v and h
-    pred_kernel<<<blocks_for((int64_t)M * 32, 256), 256, 0, g->s2>>>(g->pred, g->Aho, g->x, M, w);
-    CUDA_CHECK_LAUNCH();
     // ------------------------------------------------------------ the last row's lse and the short rows
     // first (they need no key sums), then the Grams, mu, sigma^2, Lambda once s2 has the key sums
     const float *kc0 = g->k + (size_t)S * d;
@@ -1855,10 +1847,10 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
     vh_kernel<<<blocks_for(N, 256), 256, 0, st>>>(g->v, g->h, g->nu, g->uk, g->sc, g->ps, g->pv, g->red, g->mu,
                                                   g->log_lambda, g->sigma2, N, S, T);
     CUDA_CHECK_LAUNCH();
-    // the decomposition ends when all of its work has, the held-out rows on s2 too (until session 9 the
-    // timings ended with vh_kernel, and the held-out predictions after the join ran beside the mask, untimed)
-    CUDA_CHECK(cudaEventRecord(g->fitdone, g->s2));
-    CUDA_CHECK(cudaStreamWaitEvent(st, g->fitdone, 0));
+    // the held-out rows' targets and predictions (for the fit's R^2 and RMSE), from v, h and the row statistics
+    heldout_kernel<<<blocks_for((ns - M) * 32, 256), 256, 0, st>>>(g->pred, g->b, g->sI, g->sJ, M, ns - M, g->q, g->k, g->s, g->v,
+                                                                   g->h, g->nu, g->mu, d, c);
+    CUDA_CHECK_LAUNCH();
 }
 
 extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed, int qk_f16,
@@ -1968,7 +1960,6 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
         double *bh = (double *)malloc(sizeof(double) * M * 2);
         CHECK(bh);
         CUDA_CHECK(cudaMemcpy(bh, g->b + M, sizeof(double) * M, cudaMemcpyDeviceToHost));
-        CUDA_CHECK(cudaStreamSynchronize(g->s2));  // pred_kernel runs after the join (the legacy stream also waited for it: fitdone)
         CUDA_CHECK(cudaMemcpy(bh + M, g->pred, sizeof(double) * M, cudaMemcpyDeviceToHost));
         double sb = 0, sbb = 0, sr = 0;
         for (int t = 0; t < M; t++) {
