@@ -1105,13 +1105,13 @@ __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, int64_t 
     if (lane == 0) b[t] = c * z - c * qk / n;
 }
 
-// The held-out rows M .. ns - 1 (the fit's R^2 and RMSE), a warp a row, once v and h are known: the prediction
-// a . x = (r_{I-J} - rbar_I) alpha + (u_J - ubar_I) kappa is s_{I-J} - delta_I + v_J - eps_I = s_{I-J} + v_J + h_I + nu_I,
-// so these rows need no features of their own (sampling them as the fit's rows are, their 2d features and
-// a . x, was half of sample_rows_kernel's ~71 us at 128K, on the ridge chain); the target is c q_I . k_J - mu_I.
-__global__ void heldout_kernel(double *pred, double *b, const int64_t *sI, const int64_t *sJ, int64_t M, int64_t nho,
-                               const float *q, const float *k, const float *s, const float *v, const float *h,
-                               const double *nu, const double *mu, int d, double c) {
+// The held-out rows M .. ns - 1 (the fit's R^2 and RMSE) need no features: their prediction a . x =
+// (r_{I-J} - rbar_I) alpha + (u_J - ubar_I) kappa is s_{I-J} - delta_I + v_J - eps_I = s_{I-J} + v_J + h_I + nu_I,
+// which the host forms from the vectors it copies back (sampling them as the fit's rows are, their 2d
+// features and a . x, was half of sample_rows_kernel's ~71 us at 128K, on the ridge chain). Here their
+// targets c q_I . k_J - mu_I, a warp a row, once rows_kernel has mu.
+__global__ void heldout_kernel(double *b, const int64_t *sI, const int64_t *sJ, int64_t M, int64_t nho, const float *q,
+                               const float *k, const double *mu, int d, double c) {
     const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x & 31;
     if (t >= nho) return;
@@ -1119,10 +1119,7 @@ __global__ void heldout_kernel(double *pred, double *b, const int64_t *sI, const
     float z = 0.f;
     for (int x = lane; x < d; x += 32) z = fmaf(q[I * d + x], k[J * d + x], z);
     z = warp_sum(z);
-    if (lane == 0) {
-        b[M + t] = c * z - mu[I];
-        pred[t] = (double)s[I - J] + (double)v[J] + (double)h[I] + nu[I];
-    }
+    if (lane == 0) b[M + t] = c * z - mu[I];
 }
 
 // The normal equations' A^T A and A^T b over the M fit rows of A (M, w), w = 2d, as double mma on the
@@ -1563,7 +1560,8 @@ struct gpu_decomp {
     double *mu, *sigma2, *log_lambda, *nu;  // (N)
     int64_t *sI, *sJ;    // (ns) samples
     double *A, *b;       // (M, 2d): the fit rows; (ns): every row's target
-    double *AtA, *Atb, *x, *pred;  // (2d, 2d), (2d), (2d), (ns / 2)
+    double *AtA, *Atb, *x;  // (2d, 2d), (2d), (2d)
+    int64_t *hI, *hJ;       // (ns) the samples on the host (drawn once: they depend on N, S, T and the seed only)
     double *apart, *bpart;  // ata_kernel's partial sums: (ata_nsplit, ata_pairs, ATB, ATB), (ata_nsplit, 2d)
     int64_t ata_rps;        // fit rows a split
     int ata_nsplit;
@@ -1592,7 +1590,7 @@ static int dev_alloc(void **p, size_t bytes, size_t *total) {
 extern "C" void gpu_decomp_free(gpu_decomp *g) {
     if (!g) return;
     void *bufs[] = {g->q, g->k, g->k16, g->u, g->inv_freq, g->pos, g->ktot, g->PF, g->PFseg, g->G, g->Gseg, g->amax,
-                    g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x, g->pred,
+                    g->mu, g->sigma2, g->log_lambda, g->nu, g->sI, g->sJ, g->A, g->b, g->AtA, g->Atb, g->x,
                     g->apart, g->bpart,
                     g->uk, g->ps, g->pv, g->s, g->v, g->h, g->red, g->Mb, g->vB, g->hB, g->mask, g->below,
                     g->budget, g->L, g->Mg, g->info, g->rbarN, g->sc, g->tiles, g->tiles2, g->tiles3};
@@ -1609,6 +1607,7 @@ extern "C" void gpu_decomp_free(gpu_decomp *g) {
     if (g->join3) CUDA_CHECK(cudaEventDestroy(g->join3));
     for (int x = 0; x < 4; x++)
         if (g->ev[x]) CUDA_CHECK(cudaEventDestroy(g->ev[x]));
+    free(g->hI), free(g->hJ);
     free(g);
 }
 
@@ -1669,7 +1668,6 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
         bad |= dev_alloc((void **)&g->bpart, sizeof(double) * g->ata_nsplit * w, &total);
     }
     bad |= dev_alloc((void **)&g->x, sizeof(double) * w, &total);
-    bad |= dev_alloc((void **)&g->pred, sizeof(double) * g->M, &total);
     bad |= dev_alloc((void **)&g->uk, sizeof(double) * N, &total);
     bad |= dev_alloc((void **)&g->ps, sizeof(double) * (N + 1), &total);
     bad |= dev_alloc((void **)&g->pv, sizeof(double) * (N + 1), &total);
@@ -1726,6 +1724,11 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     CUDA_CHECK(cudaFuncSetAttribute(gram_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)gram_smem<64>()));
     CUDA_CHECK(cudaFuncSetAttribute(gram_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)gram_smem<128>()));
     for (int x = 0; x < 4; x++) CUDA_CHECK(cudaEventCreate(&g->ev[x]));
+    g->hI = (int64_t *)malloc(sizeof(int64_t) * g->ns), g->hJ = (int64_t *)malloc(sizeof(int64_t) * g->ns);
+    CHECK(g->hI && g->hJ);
+    decomp_draw_samples(g->hI, g->hJ, g->ns, N, g->S, g->T, g->seed);
+    CUDA_CHECK(cudaMemcpy(g->sI, g->hI, sizeof(int64_t) * g->ns, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(g->sJ, g->hJ, sizeof(int64_t) * g->ns, cudaMemcpyHostToDevice));
     *out = g;
     return 0;
 }
@@ -1841,22 +1844,22 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
             rows_kernel<128, 1, false><<<(unsigned)g->nch, 256, rows_smem<128, 1>(), st>>>(ra);
         CUDA_CHECK_LAUNCH();
     }
+    // the held-out rows' targets, before the wait for the ridge chain's tail
+    heldout_kernel<<<blocks_for((ns - M) * 32, 256), 256, 0, st>>>(g->b, g->sI, g->sJ, M, ns - M, g->q, g->k, g->mu, d, c);
+    CUDA_CHECK_LAUNCH();
     // ------------------------------------------------------------ v, h (after s2)
     CUDA_CHECK(cudaStreamWaitEvent(st, g->join, 0));
     CUDA_CHECK(cudaStreamWaitEvent(st, g->join3, 0));
     vh_kernel<<<blocks_for(N, 256), 256, 0, st>>>(g->v, g->h, g->nu, g->uk, g->sc, g->ps, g->pv, g->red, g->mu,
                                                   g->log_lambda, g->sigma2, N, S, T);
     CUDA_CHECK_LAUNCH();
-    // the held-out rows' targets and predictions (for the fit's R^2 and RMSE), from v, h and the row statistics
-    heldout_kernel<<<blocks_for((ns - M) * 32, 256), 256, 0, st>>>(g->pred, g->b, g->sI, g->sJ, M, ns - M, g->q, g->k, g->s, g->v,
-                                                                   g->h, g->nu, g->mu, d, c);
-    CUDA_CHECK_LAUNCH();
+
 }
 
 extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed, int qk_f16,
                                   const double *inv_freq, const int32_t *pos, rope_layout layout, const mask_params *mp,
                                   uint8_t *mask, double *pred_block_sparsity, gpu_decomp_times *tm, skel_err *e) {
-    const int64_t N = g->N, ns = g->ns;
+    const int64_t N = g->N;
     const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
     CHECK(D->N == N && D->d == d && D->prm.S == S && D->prm.T == T && D->prm.M == M);
 
@@ -1875,17 +1878,11 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
         CUDA_CHECK(cudaMemcpy(g->inv_freq, tab, sizeof(double) * 4 * h, cudaMemcpyHostToDevice));
         CUDA_CHECK(cudaMemcpy(g->pos, pos, sizeof(int32_t) * N, cudaMemcpyHostToDevice));
     }
-    int64_t *hI = (int64_t *)malloc(sizeof(int64_t) * ns), *hJ = (int64_t *)malloc(sizeof(int64_t) * ns);
-    CHECK(hI && hJ);
-    decomp_draw_samples(hI, hJ, ns, N, S, T, g->seed);
     {
         double rbarN[2 * MAXD];
         decomp_rope_mean(rbarN, inv_freq, d, T, N - T - S);
         CUDA_CHECK(cudaMemcpy(g->rbarN, rbarN, sizeof(double) * d, cudaMemcpyHostToDevice));
     }
-    CUDA_CHECK(cudaMemcpy(g->sI, hI, sizeof(int64_t) * ns, cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(g->sJ, hJ, sizeof(int64_t) * ns, cudaMemcpyHostToDevice));
-    free(hI), free(hJ);
     CUDA_CHECK(cudaEventRecord(g->ev[1]));
 
     {
@@ -1957,13 +1954,14 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
     CUDA_CHECK(cudaMemcpy(D->log_lambda, g->log_lambda, sizeof(double) * N, cudaMemcpyDeviceToHost));
     CUDA_CHECK(cudaMemcpy(D->nu, g->nu, sizeof(double) * N, cudaMemcpyDeviceToHost));
     {
-        double *bh = (double *)malloc(sizeof(double) * M * 2);
+        // the held-out rows' predictions s_{I-J} + v_J + h_I + nu_I (heldout_kernel's comment)
+        double *bh = (double *)malloc(sizeof(double) * M);
         CHECK(bh);
         CUDA_CHECK(cudaMemcpy(bh, g->b + M, sizeof(double) * M, cudaMemcpyDeviceToHost));
-        CUDA_CHECK(cudaMemcpy(bh + M, g->pred, sizeof(double) * M, cudaMemcpyDeviceToHost));
         double sb = 0, sbb = 0, sr = 0;
         for (int t = 0; t < M; t++) {
-            const double r = bh[t] - bh[M + t];
+            const int64_t I = g->hI[M + t], J = g->hJ[M + t];
+            const double r = bh[t] - ((double)D->s[I - J] + (double)D->v[J] + (double)D->h[I] + D->nu[I]);
             sr += r * r, sb += bh[t], sbb += bh[t] * bh[t];
         }
         const double var = sbb - sb * sb / M;
