@@ -10,11 +10,13 @@
 // level products): q G q against the prefix Gram, the in-chunk products and the Lambda-shape's sink
 // and local products (for float16 dumps the keys' float16 copy k16 as they are, one mma a product).
 // The Grams (gram_kernel) are also split-precision mma, summed over segments of
-// GSEG chunks in shared memory, the segments' prefix by a small scan. Ridge samples are built on the
-// device (their mu from a fine key prefix), their normal equations by double mma (ata_kernel) and solved by a one-CTA
+// GSEG chunks in shared memory, the segments' prefix by a small scan. The fit's ridge samples are built on
+// the device (their mu from a fine key prefix), their normal equations by double mma (ata_kernel) and solved by a one-CTA
 // tiled Cholesky (chol.cuh; the ridge as ridge_solve_normal adds it); that chain (with u, s and the prefix
-// sums of v and s) runs on a second stream, at the highest priority, beside the Grams and row statistics. Per-row reductions
-// accumulate in double, as the CPU does. Nothing waits for the host between the upload and the
+// sums of v and s) runs on a second stream, at the highest priority; the Grams and row statistics start
+// once its normal equations are formed and run beside the Cholesky. The held-out samples need no features
+// (heldout_kernel). Per-row reductions accumulate in double, as the CPU does. The work is one CUDA graph
+// (captured at the first call of each kind), and nothing waits for the host between the upload and the
 // download of the results.
 #include <math.h>
 #include <string.h>
