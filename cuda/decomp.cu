@@ -878,7 +878,7 @@ __global__ void __launch_bounds__(GRAM_THREADS, 1) gram_kernel(float *Gloc, floa
             __syncthreads();
 #pragma unroll
             for (int ks = 0; ks < BT / 16; ks++) {
-                // one k16 step at a time (the A fragments of one step only: 2 CTAs a SM at 128 registers)
+                // one k16 step at a time (the A fragments of one step only: 126 registers at 512 threads)
                 // A (features a x keys) from the key-major tile: matrix lm = (a + 8 (lm & 1), keys + 8 (lm >> 1))
                 uint32_t ah[MT][4], al[MT][4];
 #pragma unroll
@@ -1529,13 +1529,13 @@ struct gpu_decomp {
     uint64_t seed;
     cudaStream_t s1;     // the decomposition's first stream while it is captured into a graph
     struct {
-        int key;                // decomp_graph_key's
+        int key;                // the kind of call (gpu_decomp_compute)
         cudaGraphExec_t exec;
     } graphs[16];               // decomp_enqueue's work, captured once a key: one launch a call
     int ngraph;
     cudaStream_t s2;     // the ridge chain (samples .. uk, v's prefix), beside the row statistics
     cudaStream_t s3;     // s and its prefix, beside uk once the ridge system is solved
-    cudaEvent_t fork, join, solved, join3;  // the legacy stream to s2, s2 back; s2 to s3, s3 back
+    cudaEvent_t fork, join, solved, join3;  // the first stream (st) to s2, s2 back; s2 to s3, s3 back
     cudaEvent_t eqready;                    // s2's normal equations formed: the Grams and row statistics start
     double *tiles2, *tiles3;  // scan scratch of s2 and s3
     double *L;           // (np, np) the ridge system's Cholesky factor below its diagonal tiles, np = 2d
@@ -1551,7 +1551,7 @@ struct gpu_decomp {
     double *inv_freq;    // (4, d / 2): w, then sin(w / 2), sin((T - 1/2) w), cos((T - 1/2) w) (the samples')
     int32_t *pos;        // (N)
     double *ktot;        // (d) the keys' sum over S .. N - T - 1 (ktot_kernel)
-    cudaEvent_t kready;  // s2 to the legacy stream: PFseg, ktot and amax are there
+    cudaEvent_t kready;  // s2 to st: PFseg, ktot and amax are there
     float *PF;           // (ncu + 1, 2d) u and k sums over chunks of CU keys from S: exclusive prefix within
                          // segments of CUSEG chunks (the samples' ubar and mu; unrope_sums_kernel)
     double *PFseg;       // (npf, 2d) the segments' sums, then their exclusive prefix
@@ -1744,16 +1744,17 @@ static float elapsed_ms(cudaEvent_t a, cudaEvent_t b) {
     return ms;
 }
 
-// The decomposition's launches after the upload (everything up to v and h), on the legacy stream, s2
-// and s3. (A CUDA graph of this sequence, decomp4, measured 0.54 -> 0.49 ms at 8K but 1.27 -> 1.41 ms at
-// 128K against the same launches without it: decomp4_ab.log.)
+// The decomposition's launches after the upload (everything up to v and h, and the held-out targets), on
+// st, s2 and s3, as gpu_decomp_compute captures them into a graph (st = s1). (decomp4's graph of this
+// sequence had measured 0.54 -> 0.49 ms at 8K but 1.27 -> 1.41 ms at 128K, decomp4_ab.log; session 12's,
+// 0.27 -> 0.26 at 8K and 0.53 -> 0.52 at 128K, s12_graph_ab.log.)
 static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout layout, cudaStream_t st) {
     const int64_t N = g->N, ns = g->ns;
     const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
     const double c = 1.0 / sqrt((double)d);
-    // Three streams: s2 takes u with the key sums (which st waits for), the samples, the ridge solve, uk
-    // and v's prefix; s3 s and its prefix once the system is solved; st the last row's lse, then the
-    // key Grams and the row statistics. They join before v and h. (Session 7: with the Cholesky
+    // Three streams: s2 takes u with the key sums (which st waits for), the fit's samples, the ridge solve,
+    // uk and v's prefix; s3 s and its prefix once the system is solved; st the last row's lse, then (once
+    // s2's normal equations are formed) the key Grams and the row statistics. They join before v and h. (Session 7: with the Cholesky
     // shorter, the total is about the sum of the kernels that fill the GPU: the streams share it.)
     const double nall = (double)(N - T - S);  // the last row's interior
     CUDA_CHECK(cudaEventRecord(g->fork, st));
