@@ -1829,8 +1829,8 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
     CUDA_CHECK(cudaStreamWaitEvent(st, g->eqready, 0));
     if (k_changed) {
         // float16 keys (qk_f16: an f16 dump's) also as float16, for rows_kernel's window and sinks (raw_issue
-        // copies 8 at a time: d % 8 == 0; gram_kernel's keys S .. Npad - 1 cover the others)
-        g->k16_ok = qk_f16 && d % 8 == 0;
+        // copies 8 at a time: d % 8 == 0, k16_ok as gpu_decomp_compute sets it; gram_kernel's keys S .. Npad - 1
+        // cover the others)
         __half *k16 = g->k16_ok ? g->k16 : NULL;
         if (d <= 64)
             gram_kernel<64><<<(unsigned)g->nseg, GRAM_THREADS, gram_smem<64>(), st>>>(g->G, g->Gseg, k16, g->k, g->amax, g->ktot, nall,
@@ -1901,13 +1901,12 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
         // decomp_enqueue's ~40 launches and events as one graph launch (captured on s1 at the first call
         // of each kind: what it enqueues depends only on g and on these flags, k16_ok included for calls
         // that reuse the keys)
+        if (k_changed) g->k16_ok = qk_f16 && d % 8 == 0;  // this call's keys go to k16 (gram_kernel)
         const int key = (k_changed != 0) | (qk_f16 != 0) << 1 | (layout == ROPE_HALF) << 2 | (g->k16_ok != 0) << 3;
         cudaGraphExec_t ex = NULL;
         for (int x = 0; x < g->ngraph; x++)
             if (g->graphs[x].key == key) ex = g->graphs[x].exec;
-        if (ex) {
-            if (k_changed) g->k16_ok = qk_f16 && d % 8 == 0;  // as decomp_enqueue sets it
-        } else {
+        if (!ex) {
             cudaGraph_t gr;
             CUDA_CHECK(cudaStreamBeginCapture(g->s1, cudaStreamCaptureModeThreadLocal));
             decomp_enqueue(g, k_changed, qk_f16, layout, g->s1);
