@@ -4,6 +4,7 @@
 # cuda/decomp.cu (and chol.cuh) whose every kernel records the global timer at its first CTA's start
 # (atomicMin) and at each warp's end (atomicMax), linked into gpu_decomp_time, which prints the table at
 # its CALL-th call of each size (default 12: after the warm-up, in the middle of the 21 timed calls).
+# TL_SRC=DIR: that folder's decomp.cu and chol.cuh (an A/B base, bench/*.tmp) instead of cuda/'s.
 # The probes cost an atomic a warp; the times are for reading the order and the gaps, not for A/B.
 #   sh bench/decomp_timeline.sh 131072
 OUT=${OUT:-gpu-out}
@@ -15,8 +16,10 @@ hdf5=$(pkg-config --cflags hdf5 2>/dev/null || echo -I/usr/include/hdf5/serial)
 make -j16 build/gpu_decomp_time >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 link=$(make -s -n -W tests/gpu_decomp_time.c build/gpu_decomp_time | grep ' -o build/gpu_decomp_time')
 cp cuda/*.cuh build/tl/
+[ -n "$TL_SRC" ] && cp "$TL_SRC"/*.cuh build/tl/
 python3 - <<'PY' || exit 1
-import re
+import os, re
+src = os.environ.get('TL_SRC', 'cuda')
 names = []
 def probe(s):
     # after the opening brace of every __global__ function: an RAII probe with the kernel's id
@@ -35,12 +38,17 @@ def probe(s):
         pos = b + 1
     out.append(s[pos:])
     return ''.join(out)
-chol = probe(open('cuda/chol.cuh').read())
-s = open('cuda/decomp.cu').read()
+chol = probe(open(src + '/chol.cuh').read())
+# the Cholesky's phases: each panel's start, the back substitution's, the end (thread 0)
+chol = chol.replace('    for (int K = 0; K < nt; K++) {\n', '    for (int K = 0; K < nt; K++) {\n        if (tid == 0 && K < 16) tl_chol[K] = tl_now();\n', 1)
+chol = chol.replace('    load_l(nt - 1);\n', '    if (tid == 0) tl_chol[16] = tl_now();\n    load_l(nt - 1);\n', 1)
+chol = chol.replace('    if (tid == 0) *info = bad;\n', '    if (tid == 0) *info = bad, tl_chol[17] = tl_now();\n', 1)
+assert chol.count('tl_chol') == 3
+s = open(src + '/decomp.cu').read()
 head = r'''
 #include <stdio.h>
 #include <stdlib.h>
-__device__ unsigned long long tl_buf[64][2];
+__device__ unsigned long long tl_buf[64][2], tl_chol[18];
 __device__ __forceinline__ unsigned long long tl_now() {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -58,7 +66,7 @@ struct TLProbe {
 '''
 s = s.replace('#include "chol.cuh"', head + '#include "chol.cuh"', 1)
 s = probe(s)
-names += [''] * (40 - len(names)) + ['scan_cols_kernel<float>']
+names += [''] * (names.index('scan_cols_kernel') + 40 - len(names)) + ['scan_cols_kernel<float>']
 tab = 'static const char *tl_names[] = {' + ', '.join('"%s"' % n for n in names) + '};\n'
 reset = '''{
         static unsigned long long init[64][2];
@@ -86,6 +94,11 @@ dump = '''CUDA_CHECK(cudaEventRecord(g->ev[3]));
                 const int x = ord[a];
                 printf("  %-26s %8.1f %8.1f %8.1f\\n", tl_names[x], (b[x][0] - t0) / 1e3, (b[x][1] - t0) / 1e3, (b[x][1] - b[x][0]) / 1e3);
             }
+            unsigned long long ch[18];
+            CUDA_CHECK(cudaMemcpyFromSymbol(ch, tl_chol, sizeof ch));
+            printf("  Cholesky phases (us from its start): panels");
+            for (int x = 0; x < 8; x++) printf(" %.1f", (ch[x] - b[0][0]) / 1e3);
+            printf(", back substitution %.1f, end %.1f\\n", (ch[16] - b[0][0]) / 1e3, (ch[17] - b[0][0]) / 1e3);
         }
     }'''
 s = s.replace('CUDA_CHECK(cudaEventRecord(g->ev[3]));', dump, 1)

@@ -60,12 +60,17 @@ __device__ __forceinline__ void sincos_big(double x, double *s, double *c) {
 // Block 64 x 4: thread (p, g) owns the column pair p (rotated together) and chunks g, g + 4, ...; rows
 // 0 .. S - 1 (no sums) are unroped by all CTAs, grid-stride.
 constexpr int CUSEG = 16;
+constexpr size_t UNROPE_SMEM = sizeof(float) * CUSEG * CU * 65;  // unrope_sums_kernel's dynamic zp
 __global__ void __launch_bounds__(256, 3) unrope_sums_kernel(float *u, float *PF, double *PFseg, const float *k, int64_t N,
                                                           int d, int S, int64_t ncu, const double *inv_freq,
                                                           const int32_t *pos, int half_layout, float *amax,
-                                                          int64_t amax_end) {
+                                                          int64_t amax_end, const float *qlast, int64_t nlast,
+                                                          double c, double *lpart) {
     __shared__ double cs[CUSEG][2 * MAXD];
     __shared__ float am[MAXD];
+    extern __shared__ float zp_sm[];      // (CUSEG CU, 65): the last row's products, key x column pair (padded)
+    float (*zp)[65] = (float (*)[65])zp_sm;
+    __shared__ double lred[2][8];
     const int p = threadIdx.x & 63, g = threadIdx.x >> 6, h = d / 2;
     const int ia = half_layout ? p : 2 * p, ib = half_layout ? p + h : 2 * p + 1;
     const int64_t seg = blockIdx.x;
@@ -76,6 +81,7 @@ __global__ void __launch_bounds__(256, 3) unrope_sums_kernel(float *u, float *PF
         double sw, cw;  // one step of the rotation, for consecutive positions
         sincos(w, &sw, &cw);
         float ma = 0.f, mb = 0.f;
+        const float qa = qlast[ia], qb = qlast[ib];  // q_{N-1}, for the last row's log-sum-exp
         for (int64_t j = blockIdx.x * 4 + g; j < S; j += (int64_t)gridDim.x * 4) {
             double sn, cn;
             sincos_big(-(double)pos[j] * w, &sn, &cn);
@@ -118,6 +124,7 @@ __global__ void __launch_bounds__(256, 3) unrope_sums_kernel(float *u, float *PF
                 u[j * d + ib] = vb;
                 ua += va, ub += vb, ka += fa, kb += fb;
                 if (j < amax_end) ma = fmaxf(ma, fabsf(fa)), mb = fmaxf(mb, fabsf(fb));
+                zp[cc * CU + r][p] = fmaf(qa, fa, qb * fb);
             }
             cs[cc][ia] = ua, cs[cc][ib] = ub, cs[cc][d + ia] = ka, cs[cc][d + ib] = kb;
         }
@@ -127,6 +134,30 @@ __global__ void __launch_bounds__(256, 3) unrope_sums_kernel(float *u, float *PF
     }
     __syncthreads();
     if (threadIdx.x < d && am[threadIdx.x] > 0.f) atomicMax((int *)amax + threadIdx.x, __float_as_int(am[threadIdx.x]));
+    {
+        // the last row's interior (keys S .. S + nlast - 1): z_j = c q_{N-1} . k_j from the column pairs'
+        // products, summed in a fixed order (two threads a key, then one shuffle), and the block's
+        // log-sum-exp {max, sum of exp(z - max)} in double into lpart (a pass over the keys of its own,
+        // lse_last_kernel, had read them all again beside this one: ~30 us at 128K)
+        const int key = threadIdx.x >> 1, half = threadIdx.x & 1, h = d / 2;
+        float z = 0.f;
+        for (int x = half * 32; x < half * 32 + 32 && x < h; x++) z += zp[key][x];
+        z += __shfl_xor_sync(0xffffffffu, z, 1);
+        const int64_t j = S + seg * CUSEG * CU + key;
+        const double y = j < N && j - S < nlast ? c * (double)z : -INFINITY;
+        double mx = warp_max(y);
+        double l = mx > -INFINITY ? warp_sum(half == 0 ? exp(y - mx) : 0.0) : 0.0;
+        if ((threadIdx.x & 31) == 0) lred[0][threadIdx.x >> 5] = mx, lred[1][threadIdx.x >> 5] = l;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            double M = lred[0][0], L = 0;
+            for (int w = 1; w < 8; w++) M = fmax(M, lred[0][w]);
+            if (M > -INFINITY)
+                for (int w = 0; w < 8; w++)
+                    if (lred[0][w] > -INFINITY) L += lred[1][w] * exp(lred[0][w] - M);
+            lpart[2 * seg] = M, lpart[2 * seg + 1] = L;
+        }
+    }
     const int t = threadIdx.x;
     if (t < 2 * d) {
         double run = 0;
@@ -1110,10 +1141,10 @@ __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, int64_t 
 // The held-out rows M .. ns - 1 (the fit's R^2 and RMSE) need no features: their prediction a . x =
 // (r_{I-J} - rbar_I) alpha + (u_J - ubar_I) kappa is s_{I-J} - delta_I + v_J - eps_I = s_{I-J} + v_J + h_I + nu_I,
 // which the host forms from the vectors it copies back (sampling them as the fit's rows are, their 2d
-// features and a . x, was half of sample_rows_kernel's ~71 us at 128K, on the ridge chain). Here their
-// targets c q_I . k_J - mu_I, a warp a row, once rows_kernel has mu.
+// features and a . x, was half of sample_rows_kernel's ~71 us at 128K, on the ridge chain). Here only
+// z_IJ = c q_I . k_J, a warp a row, at the start (the host takes mu_I off: the target is z_IJ - mu_I).
 __global__ void heldout_kernel(double *b, const int64_t *sI, const int64_t *sJ, int64_t M, int64_t nho, const float *q,
-                               const float *k, const double *mu, int d, double c) {
+                               const float *k, int d, double c) {
     const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x & 31;
     if (t >= nho) return;
@@ -1121,7 +1152,7 @@ __global__ void heldout_kernel(double *b, const int64_t *sI, const int64_t *sJ, 
     float z = 0.f;
     for (int x = lane; x < d; x += 32) z = fmaf(q[I * d + x], k[J * d + x], z);
     z = warp_sum(z);
-    if (lane == 0) b[M + t] = c * z - mu[I];
+    if (lane == 0) b[M + t] = c * z;
 }
 
 // The normal equations' A^T A and A^T b over the M fit rows of A (M, w), w = 2d, as double mma on the
@@ -1690,7 +1721,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc((void **)&g->Mg, sizeof(double) * g->np * CHOL_TILE, &total);
     bad |= dev_alloc((void **)&g->rbarN, sizeof(double) * d, &total);
     bad |= dev_alloc((void **)&g->sc, sizeof(double) * 2, &total);
-    bad |= dev_alloc((void **)&g->tiles, sizeof(double) * 2 * LSE_PARTS, &total);
+    bad |= dev_alloc((void **)&g->tiles, sizeof(double) * 2 * (g->npf > LSE_PARTS ? g->npf : LSE_PARTS), &total);
     bad |= dev_alloc((void **)&g->tiles2, sizeof(double) * (N / SCAN_TILE + 1), &total);
     bad |= dev_alloc((void **)&g->tiles3, sizeof(double) * (N / SCAN_TILE + 1), &total);
     if (bad) {
@@ -1721,6 +1752,7 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     CUDA_CHECK(cudaEventCreateWithFlags(&g->join3, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&g->eqready, cudaEventDisableTiming));
     CUDA_CHECK(cudaFuncSetAttribute(ata_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ATA_SMEM));
+    CUDA_CHECK(cudaFuncSetAttribute(unrope_sums_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)UNROPE_SMEM));
     CUDA_CHECK(cudaFuncSetAttribute(chol::chol_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chol::SMEM));
     CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64, 2>()));
     CUDA_CHECK(cudaFuncSetAttribute(rows_kernel<64, 2, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rows_smem<64, 2>()));
@@ -1753,12 +1785,22 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
     const int d = g->d, S = g->S, T = g->T, M = g->M, w = 2 * d;
     const double c = 1.0 / sqrt((double)d);
     // Three streams: s2 takes u with the key sums (which st waits for), the fit's samples, the ridge solve,
-    // uk and v's prefix; s3 s and its prefix once the system is solved; st the last row's lse, then (once
-    // s2's normal equations are formed) the key Grams and the row statistics. They join before v and h. (Session 7: with the Cholesky
-    // shorter, the total is about the sum of the kernels that fill the GPU: the streams share it.)
+    // uk and v's prefix; s3 the last row's lse, the short rows and the held-out products, then s and its
+    // prefix once the system is solved; st (once s2's normal equations are formed) the key Grams and the
+    // row statistics. They join before v and h. (Session 7: with the Cholesky shorter, the total is about
+    // the sum of the kernels that fill the GPU: the streams share it.)
     const double nall = (double)(N - T - S);  // the last row's interior
     CUDA_CHECK(cudaEventRecord(g->fork, st));
     CUDA_CHECK(cudaStreamWaitEvent(g->s2, g->fork, 0));
+    // ------------------------------------------------------------ s3: the last row's log-sum-exp when
+    // the keys are reused (when they are new, unrope_sums_kernel's parts, merged once it is done)
+    CUDA_CHECK(cudaStreamWaitEvent(g->s3, g->fork, 0));
+    if (!k_changed) {
+        lse_last_kernel<<<LSE_PARTS, 256, 0, g->s3>>>(g->tiles, g->q + (size_t)(N - 1) * d, g->k + (size_t)S * d, N - T - S, d, c);
+        CUDA_CHECK_LAUNCH();
+        lse_merge_kernel<<<1, 32, 0, g->s3>>>(g->red, g->tiles, LSE_PARTS);
+        CUDA_CHECK_LAUNCH();
+    }
     // ------------------------------------------------------------ s2: u, its prefix sums and k's
     if (k_changed) {
         // with the largest |k| of each feature over the Grams' keys S .. S + nch C - 1 (below N), and the
@@ -1768,14 +1810,19 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
         static_assert(CUSEG * CU == C, "PFseg's segments are the row statistics' chunks");
         CUDA_CHECK(cudaMemsetAsync(g->amax, 0, sizeof(float) * d, g->s2));
         const int64_t amax_end = S + g->nch * C < N ? S + g->nch * C : N;
-        unrope_sums_kernel<<<(unsigned)g->npf, 256, 0, g->s2>>>(g->u, g->PF, g->PFseg, g->k, N, d, S, g->ncu, g->inv_freq,
-                                                                g->pos, layout == ROPE_HALF, g->amax, amax_end);
+        unrope_sums_kernel<<<(unsigned)g->npf, 256, UNROPE_SMEM, g->s2>>>(g->u, g->PF, g->PFseg, g->k, N, d, S, g->ncu,
+                                                                          g->inv_freq, g->pos, layout == ROPE_HALF, g->amax,
+                                                                          amax_end, g->q + (size_t)(N - 1) * d, N - T - S, c,
+                                                                          g->tiles);
         CUDA_CHECK_LAUNCH();
         scan_cols_kernel<double, 8><<<blocks_for(2 * d, 8), dim3(8, 128), 0, g->s2>>>(g->PFseg, g->npf, 2 * d, 0);
         CUDA_CHECK_LAUNCH();
         ktot_kernel<<<1, d, 0, g->s2>>>(g->ktot, g->PF, g->PFseg, g->k, N, d, S, T);
         CUDA_CHECK_LAUNCH();
         CUDA_CHECK(cudaEventRecord(g->kready, g->s2));
+        CUDA_CHECK(cudaStreamWaitEvent(g->s3, g->kready, 0));
+        lse_merge_kernel<<<1, 32, 0, g->s3>>>(g->red, g->tiles, (int)g->npf);
+        CUDA_CHECK_LAUNCH();
     }
     // ------------------------------------------------------------ s2: samples, ridge solve, s, uk
     sample_rows_kernel<<<blocks_for((int64_t)M * 32, 256), 256, 0, g->s2>>>(g->A, M, g->b, g->sI, g->sJ, g->q, g->k, g->u, g->PF,
@@ -1793,6 +1840,16 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
         CUDA_CHECK_LAUNCH();
     }
     CUDA_CHECK(cudaEventRecord(g->eqready, g->s2));
+    // s3: the short rows and the held-out products (neither needs the key sums) beside the Cholesky and
+    // gram_kernel, on the SMs that gram_kernel's one wave leaves (on st in front of the Grams, the short
+    // rows' blocks had waited for SMs behind the ridge chain's kernels: at 32K gram_kernel started ~95 us
+    // after the normal equations were ready; at the start, beside the key pass, they slowed it at 32K;
+    // bench/decomp_timeline.sh)
+    CUDA_CHECK(cudaStreamWaitEvent(g->s3, g->eqready, 0));
+    short_rows_kernel<<<S + T, 128, sizeof(double) * (S + T), g->s3>>>(g->mu, g->sigma2, g->log_lambda, g->nu, g->q, g->k, d, c);
+    CUDA_CHECK_LAUNCH();
+    heldout_kernel<<<blocks_for((ns - M) * 32, 256), 256, 0, g->s3>>>(g->b, g->sI, g->sJ, M, ns - M, g->q, g->k, d, c);
+    CUDA_CHECK_LAUNCH();
     chol::chol_solve_kernel<<<1, chol::THREADS, chol::SMEM, g->s2>>>(g->L, g->Mg, g->x, g->info, g->AtA, g->Atb, w, g->ridge);
     CUDA_CHECK_LAUNCH();
     // s and its prefix on s3, beside uk and its prefix on s2
@@ -1809,18 +1866,6 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
     // scan on the tail measured ~25 us of the critical path at 128K, session 7)
     scan_finish(g->pv, g->tiles2, NULL, g->uk, N, g->s2);
     CUDA_CHECK(cudaEventRecord(g->join, g->s2));
-    // ------------------------------------------------------------ the last row's lse and the short rows
-    // first (they need no key sums), then the Grams, mu, sigma^2, Lambda once s2 has the key sums
-    const float *kc0 = g->k + (size_t)S * d;
-    const int64_t nlast = N - T - S;  // interior of row N - 1
-    lse_last_kernel<<<LSE_PARTS, 256, 0, st>>>(g->tiles, g->q + (size_t)(N - 1) * d, kc0, nlast, d, c);
-    CUDA_CHECK_LAUNCH();
-    lse_merge_kernel<<<1, 32, 0, st>>>(g->red, g->tiles, LSE_PARTS);
-    CUDA_CHECK_LAUNCH();
-    // the short rows (no interior: computed exactly) while s2 forms u and the key sums (at the end of
-    // st, after rows_kernel, its 15 us at 128K were on the path to v and h)
-    short_rows_kernel<<<S + T, 128, sizeof(double) * (S + T), st>>>(g->mu, g->sigma2, g->log_lambda, g->nu, g->q, g->k, d, c);
-    CUDA_CHECK_LAUNCH();
     if (k_changed) CUDA_CHECK(cudaStreamWaitEvent(st, g->kready, 0));  // else the last call's, complete
     // and for the ridge chain's normal equations: gram_kernel's CTAs (a SM's whole register file each,
     // one wave) had held every SM while ata_kernel waited for them; the Cholesky (one SM) now runs beside
@@ -1856,9 +1901,6 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
             rows_kernel<128, 1, false><<<(unsigned)g->nch, 256, rows_smem<128, 1>(), st>>>(ra);
         CUDA_CHECK_LAUNCH();
     }
-    // the held-out rows' targets, before the wait for the ridge chain's tail
-    heldout_kernel<<<blocks_for((ns - M) * 32, 256), 256, 0, st>>>(g->b, g->sI, g->sJ, M, ns - M, g->q, g->k, g->mu, d, c);
-    CUDA_CHECK_LAUNCH();
     // ------------------------------------------------------------ v, h (after s2)
     CUDA_CHECK(cudaStreamWaitEvent(st, g->join, 0));
     CUDA_CHECK(cudaStreamWaitEvent(st, g->join3, 0));
@@ -1972,6 +2014,7 @@ extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, cons
         double sb = 0, sbb = 0, sr = 0;
         for (int t = 0; t < M; t++) {
             const int64_t I = g->hI[M + t], J = g->hJ[M + t];
+            bh[t] -= D->mu[I];  // heldout_kernel's z_IJ: the target is z_IJ - mu_I
             const double r = bh[t] - ((double)D->s[I - J] + (double)D->v[J] + (double)D->h[I] + D->nu[I]);
             sr += r * r, sb += bh[t], sbb += bh[t] * bh[t];
         }
