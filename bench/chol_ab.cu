@@ -18,7 +18,6 @@ int main() {
     const double eps_r = 1e-3;
     int fails = 0;
     for (int n : {256, 128, 252, 30}) {
-        const int np = (n + 31) / 32 * 32;
         std::vector<double> G, b, x(n), xr;
         make_problem(G, b, n);
         ref_solve(xr, G, b, n, eps_r);
@@ -27,8 +26,8 @@ int main() {
         CUDA_CHECK(cudaMalloc(&dG, sizeof(double) * n * n));
         CUDA_CHECK(cudaMalloc(&db, sizeof(double) * n));
         CUDA_CHECK(cudaMalloc(&dx, sizeof(double) * n));
-        CUDA_CHECK(cudaMalloc(&dL, sizeof(double) * np * np));
-        CUDA_CHECK(cudaMalloc(&dM, sizeof(double) * np * chol::CT));
+        CUDA_CHECK(cudaMalloc(&dL, sizeof(double) * chol::LG_DOUBLES));
+        CUDA_CHECK(cudaMalloc(&dM, sizeof(double) * chol::MG_DOUBLES));
         CUDA_CHECK(cudaMalloc(&dinfo, sizeof(int)));
         CUDA_CHECK(cudaMemcpy(dG, G.data(), sizeof(double) * n * n, cudaMemcpyHostToDevice));
         CUDA_CHECK(cudaMemcpy(db, b.data(), sizeof(double) * n, cudaMemcpyHostToDevice));

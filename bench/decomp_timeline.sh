@@ -40,7 +40,7 @@ def probe(s):
     return ''.join(out)
 chol = probe(open(src + '/chol.cuh').read())
 # the Cholesky's phases: each panel's start, the back substitution's, the end (thread 0)
-chol = chol.replace('    for (int K = 0; K < nt; K++) {\n', '    for (int K = 0; K < nt; K++) {\n        if (tid == 0 && K < 16) tl_chol[K] = tl_now();\n', 1)
+chol = re.sub(r'(?m)^    for \(int K = 0; K < nt; K\+\+\) \{\n', lambda m: m.group(0) + '        if (tid == 0 && K < 16) tl_chol[K] = tl_now();\n', chol, count=1)
 chol = chol.replace('    load_l(nt - 1);\n', '    if (tid == 0) tl_chol[16] = tl_now();\n    load_l(nt - 1);\n', 1)
 chol = chol.replace('    if (tid == 0) *info = bad;\n', '    if (tid == 0) *info = bad, tl_chol[17] = tl_now();\n', 1)
 assert chol.count('tl_chol') == 3

@@ -2,8 +2,9 @@
 // ridge_solve_normal in src/decomp.c): x = (G + lambda^2 I)^{-1} rhs with lambda = eps_r sqrt(trace G) / 2,
 // G (n, n) symmetric, n <= 256, all in double.
 //   inputs: G (n, n) row-major, rhs (n); outputs: x (n), *info (1 when a pivot is not positive), and as
-//   scratch in global memory Lg (np, np) (the factor's tiles below the diagonal) and Mg (np, CT) (the
-//   inverses of the diagonal tiles), np = n rounded up to CT (padded with an identity block).
+//   scratch in global memory Lg (LG_DOUBLES: the factor's tiles below the diagonal) and Mg (MG_DOUBLES:
+//   the inverses of the diagonal tiles), each tile as its shared-memory image (TILE doubles, tix's
+//   layout), np = n rounded up to CT (padded with an identity block).
 // One CTA of THREADS, a left-looking blocked Cholesky over CT x CT tiles held in shared memory:
 // panel K (tile column K) needs only the tiles of tile rows >= K, so that at most (nt - K)(K + 1) <= 20
 // of the 36 tiles of n = 256 are live at once (a row of tiles is dropped after its panel; Lg keeps a
@@ -31,6 +32,26 @@ constexpr int THREADS = 256;  // 8 warps, each up to two of the 2 (MAXT - K) mma
 constexpr int NW = THREADS / 32;
 constexpr int TILE = CT * LDT;
 constexpr size_t SMEM = sizeof(double) * ((size_t)(NSLOT + 1) * TILE + 2 * MAXT * CT + THREADS);
+constexpr size_t LG_DOUBLES = (size_t)MAXT * MAXT * TILE;  // Lg: tile (I, K) at (I MAXT + K) TILE
+constexpr size_t MG_DOUBLES = (size_t)MAXT * TILE;         // Mg: tile K at K TILE
+
+// The factor's tiles go to global memory by bulk copies (the TMA engine) of their shared-memory images:
+// plain stores from the warps had stalled them while the other SMs loaded the memory system (in the
+// decomposition, beside rows_kernel, the Cholesky took ~225 us at 128K against 107 alone, and ~166 with
+// no stores at all: bench/decomp_timeline.sh, s13). Each writer fences its shared-memory stores for the
+// async proxy; one lane then issues the copy; the groups are committed once a panel, and a slot is
+// reused only after its copy has read it (wait_group.read, a panel later).
+__device__ __forceinline__ void bulk_store(double *gdst, const double *ssrc, uint32_t bytes) {
+    asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(gdst), "r"(smem_addr(ssrc)), "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void bulk_wait_read() {
+    asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 // Element (r, j) of a tile: the low two bits of the column are swapped by bits 2-3 of the row, so that
 // both a thread per row (lanes over r) and the mma fragments (lanes over 8 rows x 4 columns) meet 16
@@ -147,6 +168,8 @@ __global__ void __launch_bounds__(THREADS, 1) chol_solve_kernel(double *Lg, doub
             // update, formed from its own l (the value the update below gives it, bit for bit), so that
             // the next pivot does not wait for shared memory: the 256 pivots are the serial depth of
             // the whole factorisation.
+            if (lane == 0) bulk_wait_read<0>();  // Mt's copy of the panel before has read it
+            __syncwarp();
             double a[CT], v[CT];
 #pragma unroll
             for (int j = 0; j < CT; j++) a[j] = D[tix(lane, j)], v[j] = j == lane ? 1.0 : 0.0;
@@ -173,10 +196,10 @@ __global__ void __launch_bounds__(THREADS, 1) chol_solve_kernel(double *Lg, doub
             }
             __syncwarp();  // every lane's last read of the columns before Mt takes the inverse
 #pragma unroll
-            for (int j = 0; j < CT; j++) {
-                Mt[tix(j, lane)] = v[j];                   // Mt[j][c] = (L_KK^{-1})[j][c]
-                Mg[(size_t)(k0 + j) * CT + lane] = v[j];   // the same, for the back substitution
-            }
+            for (int j = 0; j < CT; j++) Mt[tix(j, lane)] = v[j];  // Mt[j][c] = (L_KK^{-1})[j][c]
+            fence_async_smem();
+            __syncwarp();
+            if (lane == 0) bulk_store(Mg + (size_t)K * TILE, Mt, sizeof(double) * TILE);  // for the back substitution
         } else if (warp == 1) {  // rk = y_K - sum_{J < K} L (K, J) y_J, lane c row c (4 partial sums)
             double s[4] = {y[k0 + lane], 0.0, 0.0, 0.0};
             for (int J = 0; J < K; J++) {
@@ -211,11 +234,19 @@ __global__ void __launch_bounds__(THREADS, 1) chol_solve_kernel(double *Lg, doub
                     for (int fc = 0; fc < 2; fc++) {
                         const int r = 8 * fr + g, c = 16 * u + 8 * fc + 2 * t;
                         P[tix(r, c)] = acc[u][fr][fc][0], P[tix(r, c + 1)] = acc[u][fr][fc][1];
-                        *(double2 *)(Lg + (size_t)(I * CT + r) * np + k0 + c) = make_double2(acc[u][fr][fc][0], acc[u][fr][fc][1]);
                     }
+            fence_async_smem();
+            __syncwarp();
+            if (lane == 0) bulk_store(Lg + ((size_t)I * MAXT + K) * TILE, P, sizeof(double) * TILE);
         }
+        // this panel's copies as one group; the panel before's have read their tiles (slot (I, K) is
+        // reused two panels after K at the soonest)
+        if (lane == 0) bulk_commit(), bulk_wait_read<1>();
         __syncthreads();
     }
+    if (lane == 0) bulk_wait_all();  // every copy written, before the back substitution reads them
+    asm volatile("fence.proxy.async;\n" ::: "memory");
+    __syncthreads();
     // L^T x = y by tile rows from the last: x_K = L_KK^{-T} (y_K - sum_{r >= k0 + CT} L[r][k0 + c] x_r);
     // thread (w, c) sums rows k0 + CT + w, + NW, ..; each step's loads are issued a step ahead
     constexpr int RB = (MAXT - 1) * CT / NW;  // rows below a tile row per thread, at most
@@ -224,12 +255,12 @@ __global__ void __launch_bounds__(THREADS, 1) chol_solve_kernel(double *Lg, doub
 #pragma unroll
         for (int m = 0; m < RB; m++) {
             const int r = (K + 1) * CT + warp + NW * m;
-            lv[m] = r < np ? Lg[(size_t)r * np + K * CT + lane] : 0.0;
+            lv[m] = r < np ? Lg[((size_t)(r / CT) * MAXT + K) * TILE + tix(r % CT, lane)] : 0.0;
         }
     };
     auto load_m = [&](int K) {
 #pragma unroll
-        for (int j = 0; j < CT; j++) mv[j] = Mg[(size_t)(K * CT + j) * CT + lane];
+        for (int j = 0; j < CT; j++) mv[j] = Mg[(size_t)K * TILE + tix(j, lane)];
     };
     load_l(nt - 1);
     if (warp == 0) load_m(nt - 1);

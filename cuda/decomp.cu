@@ -1569,9 +1569,9 @@ struct gpu_decomp {
     cudaEvent_t fork, join, solved, join3;  // the first stream (st) to s2, s2 back; s2 to s3, s3 back
     cudaEvent_t eqready;                    // s2's normal equations formed: the Grams and row statistics start
     double *tiles2, *tiles3;  // scan scratch of s2 and s3
-    double *L;           // (np, np) the ridge system's Cholesky factor below its diagonal tiles, np = 2d
+    double *L;           // (chol::LG_DOUBLES) the ridge system's Cholesky factor below its diagonal tiles, by tiles
                          // rounded up to CHOL_TILE
-    double *Mg;          // (np, CHOL_TILE) the inverses of its diagonal tiles
+    double *Mg;          // (chol::MG_DOUBLES) the inverses of its diagonal tiles, by tiles
     int *info;           // the factorisation's status
     double *rbarN;       // (d) rbar of the last row
     double *sc;          // (2) ubar_{N-1} kappa, zeta
@@ -1717,8 +1717,8 @@ extern "C" int gpu_decomp_init(gpu_decomp **out, int64_t N, int d, const decomp_
     bad |= dev_alloc(&g->budget, gpu_mask_budget_scratch_bytes(g->nb_cap), &total);
     bad |= dev_alloc((void **)&g->below, sizeof(unsigned long long), &total);
     bad |= dev_alloc((void **)&g->info, sizeof(int), &total);
-    bad |= dev_alloc((void **)&g->L, sizeof(double) * g->np * g->np, &total);
-    bad |= dev_alloc((void **)&g->Mg, sizeof(double) * g->np * CHOL_TILE, &total);
+    bad |= dev_alloc((void **)&g->L, sizeof(double) * chol::LG_DOUBLES, &total);
+    bad |= dev_alloc((void **)&g->Mg, sizeof(double) * chol::MG_DOUBLES, &total);
     bad |= dev_alloc((void **)&g->rbarN, sizeof(double) * d, &total);
     bad |= dev_alloc((void **)&g->sc, sizeof(double) * 2, &total);
     bad |= dev_alloc((void **)&g->tiles, sizeof(double) * 2 * (g->npf > LSE_PARTS ? g->npf : LSE_PARTS), &total);
