@@ -230,6 +230,43 @@ __global__ void __launch_bounds__(1024) scan_cols_kernel(Tv *a, int64_t n, int64
     }
 }
 
+// The Grams' segment prefix (scan_cols_kernel's job for up to 8 GS_PER segments, as at N <= ~128K): in
+// place, the first n rows of a (n, w) (w % 4 == 0) become their exclusive prefix, accumulated in double.
+// A block of 32 x 8 threads takes 32 float4 columns; thread (x, y) holds rows y per .. + per - 1 of its
+// column in registers (all loads in flight), the 8 row groups' sums are scanned in shared memory, and the
+// rows are rewritten from the registers: one read and one write of each element in one wave (the general
+// scan, two passes a block of 1024 threads and two waves, took ~12 us at 128K and its launch ~3 more).
+constexpr int GS_PER = 16;
+__global__ void __launch_bounds__(256) gram_scan_kernel(float *a, int64_t n, int64_t w) {
+    __shared__ double part[8][32][4];
+    const int tx = threadIdx.x, ty = threadIdx.y, per = (int)((n + 7) / 8);
+    const int64_t col = (blockIdx.x * 32 + tx) * (int64_t)4;
+    float4 v[GS_PER];
+    double sm[4] = {0.0, 0.0, 0.0, 0.0};
+#pragma unroll
+    for (int r = 0; r < GS_PER; r++) {
+        const int64_t row = (int64_t)ty * per + r;
+        v[r] = r < per && row < n && col < w ? *(const float4 *)(a + row * w + col) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int r = 0; r < GS_PER; r++) sm[0] += v[r].x, sm[1] += v[r].y, sm[2] += v[r].z, sm[3] += v[r].w;
+#pragma unroll
+    for (int e = 0; e < 4; e++) part[ty][tx][e] = sm[e];
+    __syncthreads();
+    double b[4] = {0.0, 0.0, 0.0, 0.0};
+    for (int y = 0; y < ty; y++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) b[e] += part[y][tx][e];
+#pragma unroll
+    for (int r = 0; r < GS_PER; r++) {
+        const int64_t row = (int64_t)ty * per + r;
+        if (r < per && row < n && col < w) {
+            *(float4 *)(a + row * w + col) = make_float4((float)b[0], (float)b[1], (float)b[2], (float)b[3]);
+            b[0] += v[r].x, b[1] += v[r].y, b[2] += v[r].z, b[3] += v[r].w;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------- row statistics
 // One CTA of 8 warps per chunk of C rows (rows i0 = S + T + c C ..; warp w owns rows 16 w .. +16 as
 // in exact.cu) computes mu_i, sigma_i^2 and log Lambda_i from products on the tensor cores:
@@ -1884,7 +1921,10 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
             gram_kernel<128><<<(unsigned)g->nseg, GRAM_THREADS, gram_smem<128>(), st>>>(g->G, g->Gseg, k16, g->k, g->amax, g->ktot,
                                                                   nall, N, d, S, g->nch);
         CUDA_CHECK_LAUNCH();
-        scan_cols_kernel<float, 32><<<blocks_for((int64_t)d * d, 32), dim3(32, 32), 0, st>>>(g->Gseg, g->nseg, (int64_t)d * d, 0);
+        if (g->nseg <= 8 * GS_PER)
+            gram_scan_kernel<<<blocks_for((int64_t)d * d / 4, 32), dim3(32, 8), 0, st>>>(g->Gseg, g->nseg, (int64_t)d * d);
+        else
+            scan_cols_kernel<float, 32><<<blocks_for((int64_t)d * d, 32), dim3(32, 32), 0, st>>>(g->Gseg, g->nseg, (int64_t)d * d, 0);
         CUDA_CHECK_LAUNCH();
     }
     {
