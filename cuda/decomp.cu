@@ -18,6 +18,7 @@
 // (heldout_kernel). Per-row reductions accumulate in double, as the CPU does. The work is one CUDA graph
 // (captured at the first call of each kind), and nothing waits for the host between the upload and the
 // download of the results.
+// bench/decomp_timeline.sh shows when each kernel of the graph runs.
 #include <math.h>
 #include <string.h>
 
@@ -57,6 +58,8 @@ __device__ __forceinline__ void sincos_big(double x, double *s, double *c) {
 // empty). Replaces unrope + two chunk_colsum + two scan_cols over ncu rows (~210 us at 128K).
 // Since session 7 the row statistics take their key sums from PFseg too (ktot_kernel), and this pass
 // also forms amax, the largest |k| of each feature over keys S .. amax_end - 1 (the Grams' scales).
+// Since session 13 it also forms the last row's log-sum-exp parts (lpart: each CTA's {max, sum} over its keys
+// of the last row's interior, merged by lse_merge_kernel), which a pass over the keys of its own had read again.
 // Block 64 x 4: thread (p, g) owns the column pair p (rotated together) and chunks g, g + 4, ...; rows
 // 0 .. S - 1 (no sums) are unroped by all CTAs, grid-stride.
 constexpr int CUSEG = 16;
@@ -1639,7 +1642,7 @@ struct gpu_decomp {
     double *uk, *ps, *pv;  // (N), (N + 1), (N + 1)
     float *s, *v, *h;    // (N)
     double *red;         // (4)
-    double *tiles;       // (2 LSE_PARTS) the last row's lse parts (the scans use tiles2, tiles3)
+    double *tiles;       // (2 max(npf, LSE_PARTS)) the last row's lse parts (the scans use tiles2, tiles3)
     float *Mb, *vB, *hB; // (nb) for the largest block count asked for (B >= 16)
     uint8_t *mask;       // (nb, nb)
     unsigned long long *below;
