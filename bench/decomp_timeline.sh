@@ -28,13 +28,17 @@ def probe(s):
         b = s.index('{', m.end())
         if m.start() < pos:
             continue
+        # after a programmatic launch's wait (griddep_wait, griddep_launch): the kernel's start is then its work's
+        w = re.match(r'(\s*(?://[^\n]*)?\n\s*griddep_(?:wait|launch)\(\);[^\n]*)+', s[b + 1:])
+        if w:
+            b += len(w.group(0))
         name = m.group(1)
         if name not in names:
             names.append(name)
         idx = '%d' % names.index(name)
         if name == 'scan_cols_kernel':  # two instances: the key sums' (double) and the Grams' (float)
             idx += ' + 40 * (sizeof(Tv) == 4)'
-        out.append(s[pos:b + 1] + ' TLProbe tl_probe_(%s);' % idx)
+        out.append(s[pos:b + 1] + '\n    TLProbe tl_probe_(%s);' % idx)
         pos = b + 1
     out.append(s[pos:])
     return ''.join(out)

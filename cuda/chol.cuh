@@ -100,6 +100,7 @@ __device__ __forceinline__ void mma_32x16(double acc[4][2][2], const double *A, 
 
 __global__ void __launch_bounds__(THREADS, 1) chol_solve_kernel(double *Lg, double *Mg, double *x, int *info,
                                                               const double *G, const double *rhs, int n, double eps_r) {
+    griddep_wait();  // launched with launch_pdl after the normal equations' reduction
     extern __shared__ double sm[];
     double *tiles = sm;                  // NSLOT tiles of (CT, LDT)
     double *Mt = tiles + NSLOT * TILE;   // (CT, LDT) L_KK^{-1} of the current panel

@@ -177,6 +177,8 @@ __global__ void __launch_bounds__(256, 3) unrope_sums_kernel(float *u, float *PF
 // statistics) from the samples' prefix: PFseg, PF and the last chunk's rows. One block of d threads.
 __global__ void ktot_kernel(double *ktot, const float *PF, const double *PFseg, const float *k, int64_t N, int d, int S,
                             int T) {
+    griddep_wait();
+    griddep_launch();
     const int x = threadIdx.x;
     const int64_t x0 = N - T, ch = (x0 - S) / CU, j0 = S + ch * CU;
     double s = PFseg[(ch / CUSEG) * 2 * d + d + x] + PF[ch * 2 * d + d + x];
@@ -190,6 +192,8 @@ __global__ void ktot_kernel(double *ktot, const float *PF, const double *PFseg, 
 // per row), the segment sums are scanned in shared memory, then each thread rewrites its segment.
 template <typename Tv, int COLS>
 __global__ void __launch_bounds__(1024) scan_cols_kernel(Tv *a, int64_t n, int64_t w, int with_total) {
+    griddep_wait();
+    griddep_launch();
     constexpr int SEGS = 1024 / COLS;
     __shared__ double seg[SEGS][COLS + 1];
     const int tx = threadIdx.x, ty = threadIdx.y;
@@ -241,6 +245,8 @@ __global__ void __launch_bounds__(1024) scan_cols_kernel(Tv *a, int64_t n, int64
 // scan, two passes a block of 1024 threads and two waves, took ~12 us at 128K and its launch ~3 more).
 constexpr int GS_PER = 16;
 __global__ void __launch_bounds__(256) gram_scan_kernel(float *a, int64_t n, int64_t w) {
+    griddep_wait();
+    griddep_launch();
     __shared__ double part[8][32][4];
     const int tx = threadIdx.x, ty = threadIdx.y, per = (int)((n + 7) / 8);
     const int64_t col = (blockIdx.x * 32 + tx) * (int64_t)4;
@@ -629,6 +635,7 @@ __device__ __forceinline__ void scale_rows(float acc[8][4], const float qs[2]) {
 // summed in float32; the keys uncentred, q . mf taken off after), no split pass and no second barrier.
 template <int DP, int MINB, bool F16>
 __global__ void __launch_bounds__(256, MINB) rows_kernel(rows_args a) {
+    griddep_wait();
     extern __shared__ __align__(16) unsigned char rows_sm[];
     constexpr int NR = rows_nraw<DP, MINB>();
     float *raw = (float *)rows_sm;  // (NR, BT, DP)
@@ -1115,6 +1122,7 @@ __global__ void lse_merge_kernel(double *out, const double *part, int nparts) { 
 __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, int64_t M, double *b, const int64_t *sI,
                                    const int64_t *sJ, const float *q, const float *k, const float *u, const float *PF, const double *PFseg,
                                    const double *inv_freq, int d, int S, int T, double c) {
+    griddep_wait();
     const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x & 31;
     if (t >= M) return;
@@ -1212,6 +1220,7 @@ __host__ __device__ inline int ata_pairs(int w) {
 }
 __global__ void __launch_bounds__(128) ata_kernel(double *part, double *partb, const double *A, const double *b, int64_t M,
                                                   int w, int64_t rps) {
+    griddep_wait();
     extern __shared__ __align__(16) unsigned char ata_sm[];  // sa, sb (2, ATK, ATS) each: ATA_SMEM
     double(*sa)[ATK][ATS] = (double(*)[ATK][ATS])ata_sm, (*sb)[ATK][ATS] = sa + 2;
     __shared__ double sv[2][ATK];
@@ -1289,6 +1298,8 @@ __global__ void __launch_bounds__(128) ata_kernel(double *part, double *partb, c
 // AtA's lower blocks and Atb from the partial sums, added in split order; one thread an element.
 __global__ void ata_reduce_kernel(double *AtA, double *Atb, const double *part, const double *partb, int w, int npair,
                                   int nsplit) {
+    griddep_wait();
+    griddep_launch();
     const int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (e < (int64_t)npair * ATB * ATB) {
         int p = (int)(e / (ATB * ATB)), bi = 0;
@@ -1320,6 +1331,7 @@ constexpr int SCAN_TILE = 1024;
 constexpr int UK_WARPS = 32;
 __global__ void __launch_bounds__(UK_WARPS * 32) uk_kernel(double *uk, double *tsum, const float *u, const double *kappa, int64_t N,
                                                  int d) {
+    griddep_wait();
     constexpr int KW = SCAN_TILE / UK_WARPS, U = 8, XL = MAXD / 32;
     __shared__ double ws[UK_WARPS];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -1452,6 +1464,7 @@ __device__ __forceinline__ double scan_x(const float *sf, const double *xd, int6
     return sf ? (double)sf[m] : xd[m];
 }
 __global__ void scan_out_kernel(double *out, const double *tiles, const float *sf, const double *xd, int64_t n) {
+    griddep_wait();
     __shared__ double part[256], base[2];
     if (threadIdx.x < 32) {  // this tile's offset: the sum of the tiles before it (the last block: and the total)
         const bool last = blockIdx.x + 1 == gridDim.x;
@@ -1580,13 +1593,27 @@ __global__ void mask_kernel(uint8_t *mask, unsigned long long *below, const floa
 
 unsigned blocks_for(int64_t threads, int per_block) { return (unsigned)((threads + per_block - 1) / per_block); }
 
+// A launch with programmatic stream serialization (gpu_common.cuh's griddep_wait): the kernel's CTAs may be
+// scheduled as the kernel before it on st ends, rather than after (in the graph, ~1-4 us between a node's end
+// and its dependent's start, bench/decomp_timeline.sh).
+// With pdl false (the operation before it on st is not a kernel: an event's wait), a plain launch.
+template <typename... KArgs, typename... Args>
+void launch_pdl(bool pdl, void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, Args... args) {
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = st, cfg.attrs = at;
+    cfg.numAttrs = pdl ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kern, (KArgs)args...));
+}
+
 constexpr int LSE_PARTS = 256;
 constexpr int CHOL_TILE = chol::CT;
 
 // A prefix sum whose producer wrote the tile sums (uk_kernel, s_kernel): scan_out_kernel alone.
 void scan_finish(double *out, const double *tiles, const float *sf, const double *xd, int64_t n, cudaStream_t st) {
-    scan_out_kernel<<<blocks_for(n, SCAN_TILE), 256, 0, st>>>(out, tiles, sf, xd, n);
-    CUDA_CHECK_LAUNCH();
+    launch_pdl(true, scan_out_kernel, blocks_for(n, SCAN_TILE), 256, 0, st, out, tiles, sf, xd, n);
 }
 
 }  // namespace
@@ -1855,27 +1882,25 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
                                                                           amax_end, g->q + (size_t)(N - 1) * d, N - T - S, c,
                                                                           g->tiles);
         CUDA_CHECK_LAUNCH();
-        scan_cols_kernel<double, 8><<<blocks_for(2 * d, 8), dim3(8, 128), 0, g->s2>>>(g->PFseg, g->npf, 2 * d, 0);
-        CUDA_CHECK_LAUNCH();
-        ktot_kernel<<<1, d, 0, g->s2>>>(g->ktot, g->PF, g->PFseg, g->k, N, d, S, T);
-        CUDA_CHECK_LAUNCH();
+        launch_pdl(true, scan_cols_kernel<double, 8>, blocks_for(2 * d, 8), dim3(8, 128), 0, g->s2, g->PFseg, g->npf, (int64_t)(2 * d), 0);
+        launch_pdl(true, ktot_kernel, 1, d, 0, g->s2, g->ktot, g->PF, g->PFseg, g->k, N, d, S, T);
         CUDA_CHECK(cudaEventRecord(g->kready, g->s2));
         CUDA_CHECK(cudaStreamWaitEvent(g->s3, g->kready, 0));
         lse_merge_kernel<<<1, 32, 0, g->s3>>>(g->red, g->tiles, (int)g->npf);
         CUDA_CHECK_LAUNCH();
     }
     // ------------------------------------------------------------ s2: samples, ridge solve, s, uk
-    sample_rows_kernel<<<blocks_for((int64_t)M * 32, 256), 256, 0, g->s2>>>(g->A, M, g->b, g->sI, g->sJ, g->q, g->k, g->u, g->PF,
+    launch_pdl(k_changed, sample_rows_kernel, blocks_for((int64_t)M * 32, 256), 256, 0, g->s2, g->A, M, g->b, g->sI, g->sJ, g->q, g->k, g->u, g->PF,
                                                                     g->PFseg, g->inv_freq, d, S, T, c);
     CUDA_CHECK_LAUNCH();
     // A^T A's lower blocks and A^T b (ata_kernel; cublasDsyrk, half the products, had measured slower
     // than cublasDgemm: 0.857 / 0.866 -> 0.925 / 0.910 ms at 128K, session 7)
     {
         const int npair = ata_pairs(w);
-        ata_kernel<<<dim3((unsigned)npair, (unsigned)g->ata_nsplit), 128, ATA_SMEM, g->s2>>>(g->apart, g->bpart, g->A, g->b, M, w,
+        launch_pdl(true, ata_kernel, dim3((unsigned)npair, (unsigned)g->ata_nsplit), 128, ATA_SMEM, g->s2, g->apart, g->bpart, g->A, g->b, M, w,
                                                                                      g->ata_rps);
         CUDA_CHECK_LAUNCH();
-        ata_reduce_kernel<<<blocks_for((int64_t)npair * ATB * ATB + w, 256), 256, 0, g->s2>>>(g->AtA, g->Atb, g->apart, g->bpart,
+        launch_pdl(true, ata_reduce_kernel, blocks_for((int64_t)npair * ATB * ATB + w, 256), 256, 0, g->s2, g->AtA, g->Atb, g->apart, g->bpart,
                                                                                           w, npair, g->ata_nsplit);
         CUDA_CHECK_LAUNCH();
     }
@@ -1890,8 +1915,8 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
     CUDA_CHECK_LAUNCH();
     heldout_kernel<<<blocks_for((ns - M) * 32, 256), 256, 0, g->s3>>>(g->b, g->sI, g->sJ, M, ns - M, g->q, g->k, d, c);
     CUDA_CHECK_LAUNCH();
-    chol::chol_solve_kernel<<<1, chol::THREADS, chol::SMEM, g->s2>>>(g->L, g->Mg, g->x, g->info, g->AtA, g->Atb, w, g->ridge);
-    CUDA_CHECK_LAUNCH();
+    launch_pdl(true, chol::chol_solve_kernel, 1, chol::THREADS, chol::SMEM, g->s2, g->L, g->Mg, g->x, g->info, (const double *)g->AtA,
+               (const double *)g->Atb, w, g->ridge);
     // s and its prefix on s3, beside uk and its prefix on s2
     CUDA_CHECK(cudaEventRecord(g->solved, g->s2));
     CUDA_CHECK(cudaStreamWaitEvent(g->s3, g->solved, 0));
@@ -1899,8 +1924,8 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
     CUDA_CHECK_LAUNCH();
     scan_finish(g->ps, g->tiles3, g->s, NULL, N, g->s3);
     CUDA_CHECK(cudaEventRecord(g->join3, g->s3));
-    uk_kernel<<<blocks_for(N, SCAN_TILE), UK_WARPS * 32, 0, g->s2>>>(g->uk, g->tiles2, g->u, g->x + d, N, d);
-    CUDA_CHECK_LAUNCH();
+    launch_pdl(true, uk_kernel, blocks_for(N, SCAN_TILE), UK_WARPS * 32, 0, g->s2, g->uk, g->tiles2, (const float *)g->u,
+               (const double *)(g->x + d), N, d);
     // pv: uk's prefix as it is, not centred on ubar_{N-1} kappa (the CPU's), which needs its sum first:
     // in double its magnitude costs ~N 1e-16 |uk| in eps_i, far below h's float32 (a second, centred
     // scan on the tail measured ~25 us of the critical path at 128K, session 7)
@@ -1925,7 +1950,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
                                                                   nall, N, d, S, g->nch);
         CUDA_CHECK_LAUNCH();
         if (g->nseg <= 8 * GS_PER)
-            gram_scan_kernel<<<blocks_for((int64_t)d * d / 4, 32), dim3(32, 8), 0, st>>>(g->Gseg, g->nseg, (int64_t)d * d);
+            launch_pdl(true, gram_scan_kernel, blocks_for((int64_t)d * d / 4, 32), dim3(32, 8), 0, st, g->Gseg, g->nseg, (int64_t)d * d);
         else
             scan_cols_kernel<float, 32><<<blocks_for((int64_t)d * d, 32), dim3(32, 32), 0, st>>>(g->Gseg, g->nseg, (int64_t)d * d, 0);
         CUDA_CHECK_LAUNCH();
@@ -1938,7 +1963,7 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
             (f16 ? rows_kernel<64, 2, true> : rows_kernel<64, 2, false>)<<<(unsigned)g->nch, 256, rows_smem<64, 2>(), st>>>(ra);
         else if (f16)  // 128 registers (68 B spilled; 199 uncapped) and a ring of 2 slots (~103 KB of shared
                        // memory): two CTAs a SM, each hiding the other's prologue and barriers
-            rows_kernel<128, 2, true><<<(unsigned)g->nch, 256, rows_smem<128, 2>(), st>>>(ra);
+            launch_pdl(k_changed, rows_kernel<128, 2, true>, (unsigned)g->nch, 256, rows_smem<128, 2>(), st, ra);
         else  // 244 registers: one CTA per SM (two, capped at 128 registers, spilled ~700 B and measured
               // 1.70 against 1.66 ms for the whole decomposition at 128K in round 2, decomp3_ab.log)
             rows_kernel<128, 1, false><<<(unsigned)g->nch, 256, rows_smem<128, 1>(), st>>>(ra);

@@ -21,6 +21,14 @@
     } while (0)
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
 
+// Programmatic dependent launch (sm_90): a kernel launched with launch_pdl may start before the kernel
+// before it on its stream has finished; griddep_wait, its first statement, waits until that kernel has
+// completed and its memory is visible (a no-op in a kernel launched without the attribute).
+// griddep_launch lets this kernel's dependents be scheduled before it ends (small grids only: their
+// CTAs wait on SMs, holding them).
+__device__ __forceinline__ void griddep_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+__device__ __forceinline__ void griddep_launch() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+
 // 2^x with the SFU (relative error ~2^-22); 0 for x = -inf and below the float range.
 __device__ __forceinline__ float fast_exp2(float x) {
     float y;
