@@ -26,9 +26,10 @@ body = s.index('static void decomp_enqueue(')
 n = 0
 # every launch statement that names k (plain, templated or a conditional's branch), from the start of
 # its line to the ';' that ends it
-for m in reversed(list(re.finditer(r'^[^\n]*\b' + re.escape(k) + r'\b[^\n]*<<<', s[body:], re.M))):
+# (or a launch_pdl statement, decomp.cu's programmatic launches)
+for m in reversed(list(re.finditer(r'^[^\n]*(?:\b' + re.escape(k) + r'\b[^\n]*<<<|launch_pdl\([^,]*, [\w:]*\b' + re.escape(k) + r'\b)', s[body:], re.M))):
     a = body + m.start()
-    b = s.index(';\n', s.index('>>>(', a)) + 2
+    b = s.index(';\n', s.index('>>>(', a) if '<<<' in m.group(0) else a) + 2
     lead = re.match(r'\s*(else\s+if\s*\([^\n]*?\)\s*|if\s*\([^\n]*?\)\s*|else\s*)?', s[a:b]).group(0)
     s = s[:a] + lead + '(void)0;  // timing experiment\n' + s[b:]
     n += 1
