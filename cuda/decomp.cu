@@ -48,6 +48,17 @@ __device__ __forceinline__ void sincos_big(double x, double *s, double *c) {
     sincos(r, s, c);
 }
 
+// A block's log-sum-exp parts from its 8 warps' {max, sum of exp(y - max)} in red: part[0] = the max,
+// part[1] = the sum of exp(y - part[0]) (-inf and 0 when no warp had a value). Thread 0 only.
+__device__ __forceinline__ void lse_block_merge(double *part, const double (*red)[8]) {
+    double M = red[0][0], L = 0;
+    for (int w = 1; w < 8; w++) M = fmax(M, red[0][w]);
+    if (M > -INFINITY)
+        for (int w = 0; w < 8; w++)
+            if (red[0][w] > -INFINITY) L += red[1][w] * exp(red[0][w] - M);
+    part[0] = M, part[1] = L;
+}
+
 // u_j = k_j rotated by -pos_j omega (SPEC section 3), as rope_unapply, and the samples' u and k sums
 // (decomp6): one pass unropes k into u and forms the CU-row chunk sums
 // of both (keys from S), CUSEG chunks per CTA, written as each chunk's exclusive prefix within its
@@ -142,7 +153,7 @@ __global__ void __launch_bounds__(256, 3) unrope_sums_kernel(float *u, float *PF
         // products, summed in a fixed order (two threads a key, then one shuffle), and the block's
         // log-sum-exp {max, sum of exp(z - max)} in double into lpart (a pass over the keys of its own,
         // lse_last_kernel, had read them all again beside this one: ~30 us at 128K)
-        const int key = threadIdx.x >> 1, half = threadIdx.x & 1, h = d / 2;
+        const int key = threadIdx.x >> 1, half = threadIdx.x & 1;
         float z = 0.f;
         for (int x = half * 32; x < half * 32 + 32 && x < h; x++) z += zp[key][x];
         z += __shfl_xor_sync(0xffffffffu, z, 1);
@@ -152,14 +163,7 @@ __global__ void __launch_bounds__(256, 3) unrope_sums_kernel(float *u, float *PF
         double l = mx > -INFINITY ? warp_sum(half == 0 ? exp(y - mx) : 0.0) : 0.0;
         if ((threadIdx.x & 31) == 0) lred[0][threadIdx.x >> 5] = mx, lred[1][threadIdx.x >> 5] = l;
         __syncthreads();
-        if (threadIdx.x == 0) {
-            double M = lred[0][0], L = 0;
-            for (int w = 1; w < 8; w++) M = fmax(M, lred[0][w]);
-            if (M > -INFINITY)
-                for (int w = 0; w < 8; w++)
-                    if (lred[0][w] > -INFINITY) L += lred[1][w] * exp(lred[0][w] - M);
-            lpart[2 * seg] = M, lpart[2 * seg + 1] = L;
-        }
+        if (threadIdx.x == 0) lse_block_merge(lpart + 2 * seg, lred);
     }
     const int t = threadIdx.x;
     if (t < 2 * d) {
@@ -1095,15 +1099,7 @@ __global__ void __launch_bounds__(256) lse_last_kernel(double *part, const float
     }
     if (lane == 0) red[0][warp] = mx, red[1][warp] = l;
     __syncthreads();
-    if (threadIdx.x == 0) {
-        double M = red[0][0];
-        for (int w = 1; w < 8; w++) M = fmax(M, red[0][w]);
-        double L = 0;
-        if (M > -INFINITY)
-            for (int w = 0; w < 8; w++)
-                if (red[0][w] > -INFINITY) L += red[1][w] * exp(red[0][w] - M);
-        part[2 * blockIdx.x] = M, part[2 * blockIdx.x + 1] = L;
-    }
+    if (threadIdx.x == 0) lse_block_merge(part + 2 * blockIdx.x, red);
 }
 __global__ void lse_merge_kernel(double *out, const double *part, int nparts) {  // one warp
     double mx = -INFINITY, l = 0;
@@ -1190,7 +1186,7 @@ __global__ void __launch_bounds__(256, 2) sample_rows_kernel(double *A, int64_t 
 // (r_{I-J} - rbar_I) alpha + (u_J - ubar_I) kappa is s_{I-J} - delta_I + v_J - eps_I = s_{I-J} + v_J + h_I + nu_I,
 // which the host forms from the vectors it copies back (sampling them as the fit's rows are, their 2d
 // features and a . x, was half of sample_rows_kernel's ~71 us at 128K, on the ridge chain). Here only
-// z_IJ = c q_I . k_J, a warp a row, at the start (the host takes mu_I off: the target is z_IJ - mu_I).
+// z_IJ = c q_I . k_J, a warp a row, beside the Cholesky (the host takes mu_I off: the target is z_IJ - mu_I).
 __global__ void heldout_kernel(double *b, const int64_t *sI, const int64_t *sJ, int64_t M, int64_t nho, const float *q,
                                const float *k, int d, double c) {
     const int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
@@ -1882,7 +1878,8 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
                                                                           amax_end, g->q + (size_t)(N - 1) * d, N - T - S, c,
                                                                           g->tiles);
         CUDA_CHECK_LAUNCH();
-        launch_pdl(true, scan_cols_kernel<double, 8>, blocks_for(2 * d, 8), dim3(8, 128), 0, g->s2, g->PFseg, g->npf, (int64_t)(2 * d), 0);
+        launch_pdl(true, scan_cols_kernel<double, 8>, blocks_for(2 * d, 8), dim3(8, 128), 0, g->s2, g->PFseg, g->npf,
+                   (int64_t)(2 * d), 0);
         launch_pdl(true, ktot_kernel, 1, d, 0, g->s2, g->ktot, g->PF, g->PFseg, g->k, N, d, S, T);
         CUDA_CHECK(cudaEventRecord(g->kready, g->s2));
         CUDA_CHECK(cudaStreamWaitEvent(g->s3, g->kready, 0));
@@ -1890,19 +1887,16 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
         CUDA_CHECK_LAUNCH();
     }
     // ------------------------------------------------------------ s2: samples, ridge solve, s, uk
-    launch_pdl(k_changed, sample_rows_kernel, blocks_for((int64_t)M * 32, 256), 256, 0, g->s2, g->A, M, g->b, g->sI, g->sJ, g->q, g->k, g->u, g->PF,
-                                                                    g->PFseg, g->inv_freq, d, S, T, c);
-    CUDA_CHECK_LAUNCH();
+    launch_pdl(k_changed, sample_rows_kernel, blocks_for((int64_t)M * 32, 256), 256, 0, g->s2, g->A, M, g->b, g->sI, g->sJ,
+               g->q, g->k, g->u, g->PF, g->PFseg, g->inv_freq, d, S, T, c);
     // A^T A's lower blocks and A^T b (ata_kernel; cublasDsyrk, half the products, had measured slower
     // than cublasDgemm: 0.857 / 0.866 -> 0.925 / 0.910 ms at 128K, session 7)
     {
         const int npair = ata_pairs(w);
-        launch_pdl(true, ata_kernel, dim3((unsigned)npair, (unsigned)g->ata_nsplit), 128, ATA_SMEM, g->s2, g->apart, g->bpart, g->A, g->b, M, w,
-                                                                                     g->ata_rps);
-        CUDA_CHECK_LAUNCH();
-        launch_pdl(true, ata_reduce_kernel, blocks_for((int64_t)npair * ATB * ATB + w, 256), 256, 0, g->s2, g->AtA, g->Atb, g->apart, g->bpart,
-                                                                                          w, npair, g->ata_nsplit);
-        CUDA_CHECK_LAUNCH();
+        launch_pdl(true, ata_kernel, dim3((unsigned)npair, (unsigned)g->ata_nsplit), 128, ATA_SMEM, g->s2, g->apart, g->bpart,
+                   g->A, g->b, M, w, g->ata_rps);
+        launch_pdl(true, ata_reduce_kernel, blocks_for((int64_t)npair * ATB * ATB + w, 256), 256, 0, g->s2, g->AtA, g->Atb,
+                   g->apart, g->bpart, w, npair, g->ata_nsplit);
     }
     CUDA_CHECK(cudaEventRecord(g->eqready, g->s2));
     // s3: the short rows and the held-out products (neither needs the key sums) beside the Cholesky and
@@ -1975,7 +1969,6 @@ static void decomp_enqueue(gpu_decomp *g, int k_changed, int qk_f16, rope_layout
     vh_kernel<<<blocks_for(N, 256), 256, 0, st>>>(g->v, g->h, g->nu, g->uk, g->sc, g->ps, g->pv, g->red, g->mu,
                                                   g->log_lambda, g->sigma2, N, S, T);
     CUDA_CHECK_LAUNCH();
-
 }
 
 extern "C" int gpu_decomp_compute(gpu_decomp *g, decomp *D, const float *q, const float *k, int k_changed, int qk_f16,
